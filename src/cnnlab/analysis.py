@@ -1,0 +1,226 @@
+"""Layer-by-layer analysis of a network description: pure arithmetic, no tensors.
+
+Conventions (printed under every table):
+- shapes are channels-first (C, H, W); vectors are (N,);
+- output size floor((n + 2p - d(k-1) - 1)/s) + 1; inexact divisions are reported;
+- params are trainable weights + biases; BatchNorm running statistics are buffers;
+- MACs are weight multiply-accumulates (conv: kh*kw*Cin/groups*Cout*Hout*Wout, dense: in*out); FLOPs = 2 x MACs;
+- connections in LeNet-5's sense: (fan_in + 1) * outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ShapeError
+from .layers import Layer, Shape, fmt_shape
+from .network import Aux, Concat, Network, Node, Residual, Sequential
+
+CONVENTIONS = (
+    "Shapes are channels-first: C x H x W (vectors: N). "
+    "Output size = floor((n + 2p - d(k-1) - 1)/s) + 1; inexact divisions are flagged. "
+    "Params = trainable weights + biases; buffers (BatchNorm running statistics) are shown apart. "
+    "MACs = weight multiply-accumulates (conv: kh*kw*Cin/groups*Cout*Hout*Wout; dense: in*out); FLOPs = 2 x MACs. "
+    "Connections (LeNet-5's sense) = (fan_in + 1) * outputs. "
+    "Receptive field: size and jump (input pixels between neighbouring outputs), H x W."
+)
+
+RF = tuple[tuple[int, int], tuple[int, int]]  # per axis (size, jump)
+
+
+@dataclass
+class LayerStats:
+    name: str
+    type: str
+    kind: str
+    depth: int
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    buffers: int
+    macs: int
+    connections: int
+    rf: RF
+    notes: list[str] = field(default_factory=list)
+    findings: list[tuple[str, str]] = field(default_factory=list)
+    aux: bool = False
+
+    @property
+    def activation_size(self) -> int:
+        n = 1
+        for d in self.output_shape:
+            n *= d
+        return n
+
+    def to_dict(self) -> dict[str, Any]:
+        (rh, jh), (rw, jw) = self.rf
+        return {
+            "name": self.name, "type": self.type, "output_shape": list(self.output_shape),
+            "activation_size": self.activation_size, "params": self.params, "buffers": self.buffers,
+            "macs": self.macs, "connections": self.connections,
+            "receptive_field": {"size": [rh, rw], "jump": [jh, jw]},
+        }
+
+
+@dataclass
+class Analysis:
+    model: str
+    input_shape: Shape
+    layers: list[LayerStats]
+    output_shape: Shape
+    batch: int = 1
+    bytes_per_value: int = 4
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def main(self) -> list[LayerStats]:
+        return [ly for ly in self.layers if not ly.aux]
+
+    def _sum(self, key: str, aux: bool = False) -> int:
+        return sum(getattr(ly, key) for ly in self.layers if ly.aux == aux)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {k: self._sum(k) for k in ("params", "buffers", "macs", "connections", "activation_size")}
+
+    @property
+    def aux_totals(self) -> dict[str, int] | None:
+        if not any(ly.aux for ly in self.layers):
+            return None
+        return {k: self._sum(k, aux=True) for k in ("params", "buffers", "macs", "connections", "activation_size")}
+
+    @property
+    def split(self) -> dict[str, dict[str, int]]:
+        """Parameters and MACs of conv layers vs dense layers (seed 003's last row), the rest apart."""
+        out: dict[str, dict[str, int]] = {k: {"params": 0, "macs": 0} for k in ("conv", "dense", "other")}
+        for ly in self.main:
+            out[ly.kind]["params"] += ly.params
+            out[ly.kind]["macs"] += ly.macs
+        return out
+
+    @property
+    def memory(self) -> dict[str, int]:
+        b = self.bytes_per_value
+        t = self.totals
+        return {
+            "bytes_per_value": b, "batch": self.batch,
+            "param_bytes": t["params"] * b, "buffer_bytes": t["buffers"] * b,
+            "activation_bytes": (t["activation_size"] + _prod(self.input_shape)) * self.batch * b,
+        }
+
+    @property
+    def findings(self) -> list[dict[str, str]]:
+        return [{"layer": ly.name, "kind": k, "detail": d} for ly in self.layers for k, d in ly.findings]
+
+    def layer(self, name: str) -> LayerStats:
+        for ly in self.layers:
+            if ly.name == name:
+                return ly
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "model": self.model, "input_shape": list(self.input_shape),
+            "layers": [ly.to_dict() for ly in self.layers], "totals": self.totals,
+            "output_shape": list(self.output_shape), "split": self.split, "memory": self.memory,
+            "findings": self.findings,
+        }
+        if self.aux_totals:
+            d["aux_totals"] = self.aux_totals
+        if self.meta:
+            d["meta"] = self.meta
+        return d
+
+
+def _prod(s: Shape) -> int:
+    n = 1
+    for d in s:
+        n *= d
+    return n
+
+
+def _rf_step(rf: RF, step: Any) -> RF:
+    if step is None:
+        return rf
+    return tuple((r + (k - 1) * j, j * s) for (r, j), (k, s, _p) in zip(rf, step))  # type: ignore[return-value]
+
+
+def _rf_max(rfs: list[RF]) -> RF:
+    return tuple(max((rf[i] for rf in rfs), key=lambda t: t[0]) for i in range(2))  # type: ignore[return-value]
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.out: list[LayerStats] = []
+
+    def node(self, node: Node, shape: Shape, rf: RF, prefix: str, depth: int, aux: bool) -> tuple[Shape, RF]:
+        path = f"{prefix}.{node.name}" if prefix else node.name
+        if isinstance(node, Layer):
+            return self.leaf(node, shape, rf, path, depth, aux)
+        if isinstance(node, Sequential):
+            sub = prefix if node.inline else path
+            for ch in node.children:
+                shape, rf = self.node(ch, shape, rf, sub, depth + (0 if node.inline else 1), aux)
+            return shape, rf
+        if isinstance(node, Concat):
+            outs = [self.node(b, shape, rf, path, depth + 1, aux) for b in node.branches]
+            shapes = [s for s, _ in outs]
+            if any(len(s) != 3 for s in shapes) or len({s[1:] for s in shapes}) != 1:
+                raise ShapeError(
+                    f"concat '{path}': branch outputs {', '.join(fmt_shape(s) for s in shapes)} differ in H x W; "
+                    "give the branches the same stride and padding"
+                )
+            return (sum(s[0] for s in shapes), *shapes[0][1:]), _rf_max([r for _, r in outs])
+        if isinstance(node, Residual):
+            b_shape, b_rf = shape, rf
+            for ch in node.body:
+                b_shape, b_rf = self.node(ch, b_shape, b_rf, path, depth + 1, aux)
+            s_shape, s_rf = shape, rf
+            if node.shortcut is not None:
+                s_shape, s_rf = self.node(node.shortcut, shape, rf, path, depth + 1, aux)
+            if b_shape != s_shape:
+                raise ShapeError(
+                    f"residual '{path}': the body gives {fmt_shape(b_shape)} but the shortcut gives "
+                    f"{fmt_shape(s_shape)}; add a projection shortcut that matches"
+                )
+            shape, rf = b_shape, _rf_max([b_rf, s_rf])
+            for ch in node.post:
+                shape, rf = self.node(ch, shape, rf, path, depth + 1, aux)
+            return shape, rf
+        if isinstance(node, Aux):
+            s2, rf2 = shape, rf
+            for ch in node.head:
+                s2, rf2 = self.node(ch, s2, rf2, path, depth + 1, True)
+            return shape, rf
+        raise TypeError(f"not a network node: {node!r}")
+
+    def leaf(self, layer: Layer, shape: Shape, rf: RF, path: str, depth: int, aux: bool) -> tuple[Shape, RF]:
+        try:
+            c = layer.calc(shape)
+        except ShapeError:
+            layer.with_name(path).calc(shape)  # same error, with the full dotted name
+            raise
+        rf2 = _rf_step(rf, c.rf)
+        if len(c.out) == 1 and len(shape) == 3:  # flattening: the whole map is seen
+            h, w = shape[1], shape[2]
+            rf2 = ((rf2[0][0] + (h - 1) * rf2[0][1], rf2[0][1]), (rf2[1][0] + (w - 1) * rf2[1][1], rf2[1][1]))
+        self.out.append(LayerStats(
+            name=path, type=type(layer).__name__, kind=layer.kind, depth=depth, input_shape=shape,
+            output_shape=c.out, params=c.params, buffers=c.buffers, macs=c.macs, connections=c.connections,
+            rf=rf2, notes=c.notes, findings=c.findings, aux=aux,
+        ))
+        return c.out, rf2
+
+
+def analyze(net: Network, input_shape: Shape | None = None, *, batch: int = 1, bytes_per_value: int = 4) -> Analysis:
+    """Walk the description at ``input_shape`` (default: the design input)."""
+    shape = tuple(input_shape or net.input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ShapeError(f"input {fmt_shape(shape)}: give C x H x W with every size >= 1, e.g. 3x224x224")
+    w = _Walker()
+    out: Shape = shape
+    rf: RF = ((1, 1), (1, 1))
+    for node in net.layers:
+        out, rf = w.node(node, out, rf, "", 0, False)
+    return Analysis(net.name, shape, w.out, out, batch, bytes_per_value, dict(net.meta))

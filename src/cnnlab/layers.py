@@ -1,0 +1,583 @@
+"""Layer types: each owns its arithmetic (shape, parameters, MACs, connections, receptive field)
+and knows how to build its PyTorch module.
+
+Pure Python: torch is imported only inside ``build``, so analysis never loads it.
+Shapes are channels-first: ``(C, H, W)`` for feature maps, ``(N,)`` for vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .errors import ShapeError
+
+Shape = tuple[int, ...]
+Pair = tuple[int, int]
+# Per spatial axis: (effective kernel, stride, padding before). None: the layer keeps the geometry.
+RFStep = tuple[tuple[int, int, int], tuple[int, int, int]]
+
+
+def pair(v: int | tuple[int, int] | list[int]) -> Pair:
+    if isinstance(v, int):
+        return (v, v)
+    a, b = v
+    return (int(a), int(b))
+
+
+def fmt_shape(s: Shape) -> str:
+    return "x".join(str(d) for d in s)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One spatial axis through a sliding window: the seeds' ``(n + 2p - f)/s + 1``, done exactly."""
+
+    n: int
+    k: int
+    s: int
+    pb: int
+    pa: int
+    d: int = 1
+    ceil: bool = False
+
+    @property
+    def span(self) -> int:  # effective kernel extent
+        return self.d * (self.k - 1) + 1
+
+    @property
+    def numerator(self) -> int:
+        return self.n + self.pb + self.pa - self.span
+
+    @property
+    def out(self) -> int:
+        q = self.numerator
+        if q < 0:
+            return 0
+        if self.ceil:
+            o = -(-q // self.s) + 1
+            if (o - 1) * self.s >= self.n + self.pb:  # last window must start inside input (PyTorch rule)
+                o -= 1
+            return o
+        return q // self.s + 1
+
+    @property
+    def remainder(self) -> int:
+        return self.numerator % self.s if self.numerator >= 0 else 0
+
+    @property
+    def exact(self) -> bool:
+        return self.remainder == 0
+
+    @property
+    def dropped(self) -> int:
+        """Input rows/columns never covered by any window (floor mode), not counting padding."""
+        if self.ceil or self.numerator < 0:
+            return 0
+        return max(0, self.remainder - self.pa)
+
+    def expr(self) -> str:
+        pad = f"2*{self.pb}" if self.pb == self.pa else f"{self.pb} + {self.pa}"
+        kern = str(self.k) if self.d == 1 else f"({self.d}*({self.k} - 1) + 1)"
+        head = f"({self.n} + {pad} - {kern})/{self.s} + 1"
+        q = self.numerator
+        if q < 0:
+            return f"{head} = {q / self.s + 1:g} < 1"
+        exact = q / self.s + 1
+        if self.exact:
+            return f"{head} = {self.out}"
+        mode = "ceil" if self.ceil else "floor"
+        return f"{head} = {exact:g} -> {self.out} ({mode})"
+
+
+@dataclass
+class Calc:
+    """What a layer does to the shape that reaches it."""
+
+    out: Shape
+    params: int = 0
+    buffers: int = 0
+    macs: int = 0
+    connections: int = 0
+    rf: RFStep | None = None
+    notes: list[str] = field(default_factory=list)
+    findings: list[tuple[str, str]] = field(default_factory=list)  # (kind, detail)
+
+
+def _need_map(layer: Layer, s: Shape) -> tuple[int, int, int]:
+    if len(s) != 3:
+        raise ShapeError(
+            f"layer '{layer.name}' ({type(layer).__name__}) needs a CxHxW feature map but gets "
+            f"{fmt_shape(s)}: move it before the Flatten"
+        )
+    return s  # type: ignore[return-value]
+
+
+def _need_vector(layer: Layer, s: Shape) -> int:
+    if len(s) != 1:
+        raise ShapeError(
+            f"layer '{layer.name}' ({type(layer).__name__}) needs a vector but gets {fmt_shape(s)}: "
+            "add a Flatten (or global pooling) before it"
+        )
+    return s[0]
+
+
+def resolve_padding(padding: Any, n: Pair, k: Pair, s: Pair, d: Pair) -> tuple[Pair, Pair]:
+    """Padding as ((top, bottom), (left, right)). ``same`` follows TensorFlow: out = ceil(n/s),
+    any odd pixel of padding goes after (bottom/right)."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        res = []
+        for ni, ki, si, di in zip(n, k, s, d):
+            out = -(-ni // si)
+            total = max((out - 1) * si + di * (ki - 1) + 1 - ni, 0)
+            res.append((total // 2, total - total // 2))
+        return res[0], res[1]
+    if isinstance(padding, int):
+        return (padding, padding), (padding, padding)
+    p = tuple(int(x) for x in padding)
+    if len(p) == 2:
+        return (p[0], p[0]), (p[1], p[1])
+    if len(p) == 4:
+        return (p[0], p[1]), (p[2], p[3])
+    raise ValueError(f"padding {padding!r}: use an int, (h, w), (top, bottom, left, right), 'same' or 'valid'")
+
+
+def _check_positive(layer: Layer, what: str, v: Pair) -> None:
+    if min(v) < 1:
+        raise ShapeError(f"layer '{layer.name}': {what} must be >= 1, got {v[0]}x{v[1]}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    """Base of all leaf layers. ``kind`` sorts layers into the conv-vs-dense split."""
+
+    name: str = ""
+    kind: ClassVar[str] = "other"
+
+    def calc(self, s: Shape) -> Calc:
+        return Calc(out=s)
+
+    def build(self, s: Shape) -> Any:  # torch.nn.Module
+        raise NotImplementedError(f"{type(self).__name__} has no PyTorch builder")
+
+    def with_name(self, name: str) -> Layer:
+        from dataclasses import replace
+
+        return replace(self, name=name)
+
+
+# --------------------------------------------------------------------------- windows
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Window(Layer):
+    kernel: int | tuple[int, int] = 1
+    stride: int | tuple[int, int] | None = None
+    padding: Any = 0
+    dilation: int | tuple[int, int] = 1
+    ceil_mode: bool = False
+
+    def axes(self, s: Shape) -> tuple[Axis, Axis]:
+        c, h, w = _need_map(self, s)
+        k, d = pair(self.kernel), pair(self.dilation)
+        st = pair(self.stride) if self.stride is not None else k
+        _check_positive(self, "kernel", k)
+        _check_positive(self, "stride", st)
+        _check_positive(self, "dilation", d)
+        ph, pw = resolve_padding(self.padding, (h, w), k, st, d)
+        if min(ph + pw) < 0:
+            raise ShapeError(f"layer '{self.name}': padding must be >= 0")
+        return (Axis(h, k[0], st[0], *ph, d[0], self.ceil_mode), Axis(w, k[1], st[1], *pw, d[1], self.ceil_mode))
+
+    def geometry(self, s: Shape, channels: int) -> Calc:
+        ah, aw = self.axes(s)
+        for ax, dim in ((ah, "height"), (aw, "width")):
+            if ax.out < 1:
+                raise ShapeError(
+                    f"layer '{self.name}': output {dim} {ax.expr()}: the {fmt_shape(s)} input is too small "
+                    f"for a {ax.span}-wide window; use a larger input or less downsampling before it"
+                )
+        calc = Calc(out=(channels, ah.out, aw.out))
+        calc.notes = [f"H: {ah.expr()}", f"W: {aw.expr()}"]
+        for ax, rows in ((ah, "rows"), (aw, "columns")):
+            if ax.dropped:
+                calc.findings.append(
+                    ("inexact", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last {ax.dropped} input "
+                     f"{rows if ax.dropped > 1 else rows[:-1]} are never seen")
+                )
+            elif not ax.exact and ax.ceil:
+                calc.findings.append(("ceil", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last window "
+                                      "hangs over the edge"))
+        calc.rf = ((ah.span, ah.s, ah.pb), (aw.span, aw.s, aw.pb))
+        return calc
+
+    def torch_padding(self, s: Shape) -> tuple[Any, Any]:
+        """(symmetric padding for the torch op, extra asymmetric F.pad or None)."""
+        ah, aw = self.axes(s)
+        same = self.padding == "same"
+        if ah.pb == ah.pa and aw.pb == aw.pa and not (same and (ah.s, aw.s) != (1, 1)):
+            return (ah.pb, aw.pb), None
+        # TensorFlow 'same' with stride > 1 depends on the input size: computed per forward pass.
+        return (0, 0), "same" if same else (aw.pb, aw.pa, ah.pb, ah.pa)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conv(_Window):
+    """2-D convolution. ``padding`` may be an int, a pair, four sides, 'same' or 'valid'."""
+
+    filters: int
+    kernel: int | tuple[int, int] = 3
+    stride: int | tuple[int, int] | None = 1
+    groups: int = 1
+    bias: bool = True
+    kind: ClassVar[str] = "conv"
+
+    def _fan_in(self, c: int) -> int:
+        k = pair(self.kernel)
+        return k[0] * k[1] * (c // self.groups)
+
+    def calc(self, s: Shape) -> Calc:
+        c = _need_map(self, s)[0]
+        if self.filters < 1 or self.groups < 1 or c % self.groups or self.filters % self.groups:
+            raise ShapeError(
+                f"layer '{self.name}': {c} input channels and {self.filters} filters must both divide "
+                f"into {self.groups} groups"
+            )
+        calc = self.geometry(s, self.filters)
+        n_out = calc.out[1] * calc.out[2]
+        fan_in = self._fan_in(c)
+        calc.params = fan_in * self.filters + (self.filters if self.bias else 0)
+        calc.macs = fan_in * self.filters * n_out
+        calc.connections = (fan_in + 1) * self.filters * n_out
+        k = pair(self.kernel)
+        grp = f"{c}/{self.groups}" if self.groups > 1 else str(c)
+        b = " + 1" if self.bias else ""
+        calc.notes.append(f"params: ({k[0]}*{k[1]}*{grp}{b}) * {self.filters} = {calc.params:,}")
+        calc.notes.append(f"MACs: {k[0]}*{k[1]}*{grp} * {self.filters} * {calc.out[1]}*{calc.out[2]} = {calc.macs:,}")
+        return calc
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        sym, extra = self.torch_padding(s)
+        return tb.conv2d(s[0], self.filters, pair(self.kernel), pair(self.stride or 1), sym, pair(self.dilation),
+                         self.groups, self.bias, extra)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartialConv(Conv):
+    """Convolution where output map j sees only the input maps ``table[j]`` (LeNet-5's C3, Table I)."""
+
+    table: tuple[tuple[int, ...], ...] = ()
+
+    def calc(self, s: Shape) -> Calc:
+        c = _need_map(self, s)[0]
+        if len(self.table) != self.filters or any(not t or max(t) >= c or min(t) < 0 for t in self.table):
+            raise ShapeError(f"layer '{self.name}': the connection table needs {self.filters} rows of input "
+                             f"maps in 0..{c - 1}")
+        calc = self.geometry(s, self.filters)
+        k = pair(self.kernel)
+        n_out = calc.out[1] * calc.out[2]
+        fan_ins = [len(t) * k[0] * k[1] for t in self.table]
+        calc.params = sum(fan_ins) + (self.filters if self.bias else 0)
+        calc.macs = sum(fan_ins) * n_out
+        calc.connections = sum(f + 1 for f in fan_ins) * n_out
+        calc.notes.append(f"params: sum over maps of (|inputs|*{k[0]}*{k[1]} + 1) = {calc.params:,}")
+        calc.notes.append(f"connections: {calc.params:,} * {calc.out[1]}*{calc.out[2]} = {calc.connections:,}")
+        return calc
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        return tb.PartialConv2d(self.table, pair(self.kernel), pair(self.stride or 1), self.bias)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaxPool(_Window):
+    kernel: int | tuple[int, int] = 2
+
+    def calc(self, s: Shape) -> Calc:
+        return self.geometry(s, _need_map(self, s)[0])
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        sym, extra = self.torch_padding(s)
+        return tb.MaxPool2d(pair(self.kernel), pair(self.stride or self.kernel), sym, pair(self.dilation),
+                            self.ceil_mode, extra)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AvgPool(_Window):
+    """Average pooling; ``count_include_pad=False`` matches TensorFlow's 'same' pooling."""
+
+    kernel: int | tuple[int, int] = 2
+    count_include_pad: bool = True
+
+    def calc(self, s: Shape) -> Calc:
+        if pair(self.dilation) != (1, 1):
+            raise ShapeError(f"layer '{self.name}': average pooling has no dilation")
+        return self.geometry(s, _need_map(self, s)[0])
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        sym, extra = self.torch_padding(s)
+        return tb.AvgPool2d(pair(self.kernel), pair(self.stride or self.kernel), sym, self.ceil_mode,
+                            self.count_include_pad, extra)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subsample(_Window):
+    """LeNet-5's trainable subsampling: per map, ``w * sum(window) + b`` (S2, S4)."""
+
+    kernel: int | tuple[int, int] = 2
+
+    def calc(self, s: Shape) -> Calc:
+        c = _need_map(self, s)[0]
+        calc = self.geometry(s, c)
+        k = pair(self.kernel)
+        n = c * calc.out[1] * calc.out[2]
+        calc.params = 2 * c
+        calc.macs = k[0] * k[1] * n
+        calc.connections = (k[0] * k[1] + 1) * n
+        calc.notes.append(f"params: 2 * {c} (one weight and one bias per map) = {calc.params}")
+        calc.notes.append(f"connections: ({k[0]}*{k[1]} + 1) * {c}*{calc.out[1]}*{calc.out[2]} = {calc.connections:,}")
+        return calc
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        return tb.Subsample2d(s[0], pair(self.kernel), pair(self.stride or self.kernel))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZeroPad(Layer):
+    """Explicit zero padding: an int, (h, w) or (top, bottom, left, right)."""
+
+    padding: Any = 1
+
+    def calc(self, s: Shape) -> Calc:
+        c, h, w = _need_map(self, s)
+        (t, b), (left, r) = resolve_padding(self.padding, (h, w), (1, 1), (1, 1), (1, 1))
+        return Calc(out=(c, h + t + b, w + left + r), rf=((1, 1, t), (1, 1, left)))
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        (t, b), (left, r) = resolve_padding(self.padding, s[1:], (1, 1), (1, 1), (1, 1))
+        return nn.ZeroPad2d((left, r, t, b))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveAvgPool(Layer):
+    """Adaptive average pooling to a fixed ``output`` size (torchvision's ``avgpool``)."""
+
+    output: int | tuple[int, int] = 1
+    op: ClassVar[str] = "avg"
+
+    def calc(self, s: Shape) -> Calc:
+        c, h, w = _need_map(self, s)
+        oh, ow = pair(self.output)
+        # Window extents of PyTorch's adaptive pooling: the largest is ceil(n/o) (+1 when o does not divide n).
+        kh, kw = -(-h // oh) + (h % oh != 0), -(-w // ow) + (w % ow != 0)
+        notes = [f"H: {h} -> {oh}, W: {w} -> {ow} (adaptive windows up to {kh}x{kw})"]
+        return Calc(out=(c, oh, ow), rf=((kh, max(h // oh, 1), 0), (kw, max(w // ow, 1), 0)), notes=notes)
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        cls = nn.AdaptiveAvgPool2d if self.op == "avg" else nn.AdaptiveMaxPool2d
+        return cls(pair(self.output))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveMaxPool(AdaptiveAvgPool):
+    op: ClassVar[str] = "max"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalAvgPool(Layer):
+    """Mean over the whole map, giving a vector (Keras' GlobalAveragePooling2D)."""
+
+    def calc(self, s: Shape) -> Calc:
+        c, h, w = _need_map(self, s)
+        return Calc(out=(c,), rf=((h, h, 0), (w, w, 0)), notes=[f"{c}x{h}x{w} -> {c}"])
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        return tb.GlobalAvgPool()
+
+
+# --------------------------------------------------------------------------- shape-keeping layers
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flatten(Layer):
+    def calc(self, s: Shape) -> Calc:
+        n = math.prod(s)
+        return Calc(out=(n,), notes=[f"{' * '.join(map(str, s))} = {n:,}"] if len(s) > 1 else [])
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.Flatten()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dense(Layer):
+    """Fully connected layer."""
+
+    units: int
+    bias: bool = True
+    kind: ClassVar[str] = "dense"
+
+    def calc(self, s: Shape) -> Calc:
+        n = _need_vector(self, s)
+        if self.units < 1:
+            raise ShapeError(f"layer '{self.name}': units must be >= 1, got {self.units}")
+        b = " + 1" if self.bias else ""
+        params = n * self.units + (self.units if self.bias else 0)
+        return Calc(
+            out=(self.units,), params=params, macs=n * self.units, connections=(n + 1) * self.units,
+            notes=[f"params: ({n:,}{b}) * {self.units:,} = {params:,}", f"MACs: {n:,} * {self.units:,} = {n * self.units:,}"],
+        )
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.Linear(s[0], self.units, bias=self.bias)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RBF(Layer):
+    """LeNet-5's Euclidean radial basis output: ``y_i = sum_j (x_j - w_ij)^2``."""
+
+    units: int = 10
+    kind: ClassVar[str] = "dense"
+
+    def calc(self, s: Shape) -> Calc:
+        n = _need_vector(self, s)
+        p = n * self.units
+        return Calc(out=(self.units,), params=p, macs=p, connections=p, notes=[f"params: {n} * {self.units} = {p:,}"])
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        return tb.RBFOutput(s[0], self.units)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchNorm(Layer):
+    """Batch normalization over channels (maps) or features (vectors): gamma and beta are
+    parameters; the running mean and variance are buffers."""
+
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+    def calc(self, s: Shape) -> Calc:
+        c = s[0]
+        return Calc(out=s, params=2 * c, buffers=2 * c, notes=[f"params: 2 * {c} (gamma, beta); buffers: 2 * {c}"])
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        cls = nn.BatchNorm2d if len(s) == 3 else nn.BatchNorm1d
+        return cls(s[0], eps=self.eps, momentum=self.momentum)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LRN(Layer):
+    """Local response normalization as the AlexNet paper writes it:
+    ``b = a / (k + alpha * sum_{size neighbours} a^2)^beta`` (paper: size 5, alpha 1e-4, beta 0.75, k 2)."""
+
+    size: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 2.0
+
+    def calc(self, s: Shape) -> Calc:
+        _need_map(self, s)
+        return Calc(out=s)
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        # PyTorch divides alpha by size; scale it back so the formula is the paper's.
+        return nn.LocalResponseNorm(self.size, alpha=self.alpha * self.size, beta=self.beta, k=self.k)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dropout(Layer):
+    p: float = 0.5
+
+    def calc(self, s: Shape) -> Calc:
+        if not 0 <= self.p < 1:
+            raise ShapeError(f"layer '{self.name}': dropout rate must be in [0, 1), got {self.p}")
+        return Calc(out=s)
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.Dropout(self.p)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReLU(Layer):
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.ReLU(inplace=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tanh(Layer):
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.Tanh()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sigmoid(Layer):
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.Sigmoid()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScaledTanh(Layer):
+    """LeNet-5's squashing function ``A tanh(S a)`` with A = 1.7159, S = 2/3 (LeCun et al. 1998, App. A)."""
+
+    a: float = 1.7159
+    s: float = 2 / 3
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        return tb.ScaledTanh(self.a, self.s)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Softmax(Layer):
+    def calc(self, s: Shape) -> Calc:
+        _need_vector(self, s)
+        return Calc(out=s)
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.Softmax(dim=1)
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, AdaptiveAvgPool, AdaptiveMaxPool,
+                GlobalAvgPool, Flatten, Dense, RBF, BatchNorm, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
+                Softmax)
+}

@@ -1,0 +1,264 @@
+"""The network description: a tree of layers, sequences, parallel branches and residual sums.
+
+One description drives analysis, adaptation, the PyTorch module and reports. Names are the
+module paths of the built PyTorch module, so ``layer1.0.conv1`` here is ``layer1.0.conv1.weight``
+in its ``state_dict``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Union
+
+from .errors import CnnlabError
+from .layers import LAYER_TYPES, Layer, Shape
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """Children run one after another. ``inline`` registers them in the parent's namespace
+    (torchvision's Inception v3 names ``Mixed_5b.branch5x5_1`` without a branch level)."""
+
+    name: str
+    children: tuple[Node, ...]
+    inline: bool = False
+
+
+@dataclass(frozen=True)
+class Concat:
+    """Parallel branches on the same input, concatenated along channels (Inception)."""
+
+    name: str
+    branches: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Residual:
+    """``post(shortcut(x) + scale * body(x))``; the shortcut is the identity when None (ResNet)."""
+
+    name: str
+    body: tuple[Node, ...]
+    shortcut: Node | None = None
+    post: tuple[Node, ...] = ()
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Aux:
+    """A side head (auxiliary classifier): reads the features here, passes them on unchanged."""
+
+    name: str
+    head: tuple[Node, ...]
+
+
+Node = Union[Layer, Sequential, Concat, Residual, Aux]
+
+
+@dataclass(frozen=True)
+class Network:
+    """A named network with its design input ``(C, H, W)`` and metadata (paper, year, ...)."""
+
+    name: str
+    layers: tuple[Node, ...]
+    input_shape: Shape
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", _name_children(tuple(self.layers), self.name or "network"))
+
+
+def seq(name: str, *children: Node, inline: bool = False) -> Sequential:
+    return Sequential(name, _name_children(tuple(children), name), inline)
+
+
+def concat(name: str, *branches: Node) -> Concat:
+    return Concat(name, _name_children(tuple(branches), name, prefix="branch"))
+
+
+def residual(name: str, body: list[Node] | tuple[Node, ...], shortcut: Node | None = None,
+             post: list[Node] | tuple[Node, ...] = (), scale: float = 1.0) -> Residual:
+    body_t = _name_children(tuple(body), name)
+    post_t = _name_children(tuple(post), name, start=body_t)
+    if shortcut is not None and not shortcut.name:
+        shortcut = _rename(shortcut, "shortcut")
+    node = Residual(name, body_t, shortcut, post_t, scale)
+    _check_unique(name, namespace(node))
+    return node
+
+
+def aux(name: str, *head: Node) -> Aux:
+    return Aux(name, _name_children(tuple(head), name))
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """Direct children in execution order (the shortcut of a residual after its body)."""
+    if isinstance(node, Sequential):
+        return node.children
+    if isinstance(node, Concat):
+        return node.branches
+    if isinstance(node, Residual):
+        return node.body + ((node.shortcut,) if node.shortcut is not None else ()) + node.post
+    if isinstance(node, Aux):
+        return node.head
+    return ()
+
+
+def namespace(node: Node) -> list[Node]:
+    """The nodes registered directly under ``node`` (inline sequences expanded)."""
+    out: list[Node] = []
+    for ch in children(node):
+        if isinstance(ch, Sequential) and ch.inline:
+            out.extend(namespace(ch))
+        else:
+            out.append(ch)
+    return out
+
+
+def _rename(node: Node, name: str) -> Node:
+    return replace(node, name=name)  # type: ignore[type-var]
+
+
+def _auto_name(node: Node, counts: dict[str, int], prefix: str | None) -> str:
+    base = prefix or type(node).__name__.lower()
+    counts[base] = counts.get(base, 0) + 1
+    return f"{base}{counts[base]}"
+
+
+def _name_children(nodes: tuple[Node, ...], owner: str, prefix: str | None = None,
+                   start: tuple[Node, ...] = ()) -> tuple[Node, ...]:
+    counts: dict[str, int] = {}
+    for n in start:
+        if isinstance(n, Layer):
+            _auto_name(n, counts, prefix)
+    named = tuple(n if n.name else _rename(n, _auto_name(n, counts, prefix)) for n in nodes)
+    flat: list[Node] = []
+    for n in named:
+        flat.extend(namespace(n) if isinstance(n, Sequential) and n.inline else [n])
+    _check_unique(owner, list(start) + flat)
+    return named
+
+
+def _check_unique(owner: str, nodes: list[Node]) -> None:
+    seen: set[str] = set()
+    for n in nodes:
+        if n.name in seen:
+            raise CnnlabError(f"'{owner}' has two children named '{n.name}': give each a distinct name")
+        seen.add(n.name)
+
+
+# --------------------------------------------------------------------------- spec files
+
+_NODE_KEYS = {"Sequential": "layers", "Concat": "branches", "Residual": "body", "Aux": "head"}
+
+
+def node_to_spec(node: Node) -> dict[str, Any]:
+    """A plain dict (JSON/YAML-ready) with only non-default fields."""
+    if isinstance(node, Layer):
+        out: dict[str, Any] = {"type": type(node).__name__}
+        for f in fields(node):
+            v = getattr(node, f.name)
+            default = f.default if f.default is not MISSING else None
+            if f.name == "name" and v or (f.name != "name" and v != default):
+                out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+    kind = type(node).__name__
+    out = {"type": kind, "name": node.name}
+    if isinstance(node, Sequential):
+        out["layers"] = [node_to_spec(c) for c in node.children]
+        if node.inline:
+            out["inline"] = True
+    elif isinstance(node, Concat):
+        out["branches"] = [node_to_spec(c) for c in node.branches]
+    elif isinstance(node, Residual):
+        out["body"] = [node_to_spec(c) for c in node.body]
+        if node.shortcut is not None:
+            out["shortcut"] = node_to_spec(node.shortcut)
+        if node.post:
+            out["post"] = [node_to_spec(c) for c in node.post]
+        if node.scale != 1.0:
+            out["scale"] = node.scale
+    elif isinstance(node, Aux):
+        out["head"] = [node_to_spec(c) for c in node.head]
+    return out
+
+
+def _tuplify(v: Any) -> Any:
+    return tuple(_tuplify(x) for x in v) if isinstance(v, list) else v
+
+
+def node_from_spec(d: dict[str, Any], where: str = "spec") -> Node:
+    if not isinstance(d, dict) or "type" not in d:
+        raise CnnlabError(f"{where}: each layer needs a 'type' (one of {', '.join(sorted(LAYER_TYPES))})")
+    kind = d["type"]
+    name = d.get("name", "")
+    if kind == "Sequential":
+        return seq(name, *[node_from_spec(c, f"{where}.{name}") for c in d.get("layers", [])],
+                   inline=bool(d.get("inline", False)))
+    if kind == "Concat":
+        return concat(name, *[node_from_spec(c, f"{where}.{name}") for c in d["branches"]])
+    if kind == "Residual":
+        sc = d.get("shortcut")
+        return residual(name, [node_from_spec(c, where) for c in d["body"]],
+                        node_from_spec(sc, where) if sc else None,
+                        [node_from_spec(c, where) for c in d.get("post", [])], float(d.get("scale", 1.0)))
+    if kind == "Aux":
+        return aux(name, *[node_from_spec(c, where) for c in d["head"]])
+    cls = LAYER_TYPES.get(kind)
+    if cls is None:
+        raise CnnlabError(f"{where}: unknown layer type '{kind}'; use one of {', '.join(sorted(LAYER_TYPES))}")
+    args = {k: _tuplify(v) for k, v in d.items() if k != "type"}
+    try:
+        return cls(**args)
+    except TypeError as e:
+        raise CnnlabError(f"{where}: bad fields for {kind}: {e}") from None
+
+
+def network_to_spec(net: Network) -> dict[str, Any]:
+    return {"name": net.name, "input": list(net.input_shape), "meta": dict(net.meta),
+            "layers": [node_to_spec(n) for n in net.layers]}
+
+
+def network_from_spec(d: dict[str, Any], where: str = "spec") -> Network:
+    if not isinstance(d, dict) or "layers" not in d or "input" not in d:
+        raise CnnlabError(f"{where}: a network spec needs 'input' ([C, H, W]) and 'layers'")
+    return Network(d.get("name", Path(where).stem), tuple(node_from_spec(x, where) for x in d["layers"]),
+                   tuple(int(v) for v in d["input"]), dict(d.get("meta", {})))
+
+
+def load_spec(path: str | Path) -> Network:
+    """Read a network from a YAML or JSON spec file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise CnnlabError(f"cannot read spec file {p}: {e.strerror}") from None
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CnnlabError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise CnnlabError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return network_from_spec(data, str(p))
+
+
+def save_spec(net: Network, path: str | Path) -> None:
+    p = Path(path)
+    data = network_to_spec(net)
+    text = json.dumps(data, indent=2) if p.suffix.lower() == ".json" else _yaml_dump(data)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(p)
+
+
+def _yaml_dump(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,290 @@
+"""Network description -> ``torch.nn.Module``.
+
+The module tree mirrors the description: a node named ``layer1.0.conv1`` is the submodule at
+that path, so analysis rows, forward hooks and ``state_dict`` keys line up one to one.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import Layer, Shape, resolve_padding
+from .network import Aux, Concat, Network, Node, Residual, Sequential
+
+Pad4 = tuple[int, int, int, int]  # F.pad order: left, right, top, bottom
+
+
+def _same_pad(x: torch.Tensor, k: tuple[int, int], s: tuple[int, int], d: tuple[int, int]) -> Pad4:
+    (t, b), (left, r) = resolve_padding("same", tuple(x.shape[-2:]), k, s, d)
+    return (left, r, t, b)
+
+
+class Conv2dPad(nn.Conv2d):
+    """Conv2d with asymmetric padding: fixed sides, or TensorFlow 'same' computed per input."""
+
+    def __init__(self, *args: Any, pad: Pad4 | str, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = _same_pad(x, self.kernel_size, self.stride, self.dilation) if self.pad == "same" else self.pad
+        return super().forward(F.pad(x, p))
+
+
+def conv2d(cin: int, cout: int, k: tuple[int, int], s: tuple[int, int], pad: tuple[int, int],
+           d: tuple[int, int], groups: int, bias: bool, extra: Pad4 | str | None) -> nn.Conv2d:
+    if extra is None:
+        return nn.Conv2d(cin, cout, k, s, pad, d, groups, bias)
+    return Conv2dPad(cin, cout, k, s, 0, d, groups, bias, pad=extra)
+
+
+class MaxPool2d(nn.MaxPool2d):
+    def __init__(self, k: Any, s: Any, pad: Any, d: Any, ceil: bool, extra: Pad4 | str | None) -> None:
+        super().__init__(k, s, pad, d, ceil_mode=ceil)
+        self.extra = extra
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.extra is not None:
+            p = _same_pad(x, self.kernel_size, self.stride, self.dilation) if self.extra == "same" else self.extra
+            x = F.pad(x, p, value=float("-inf"))
+        return super().forward(x)
+
+
+class AvgPool2d(nn.AvgPool2d):
+    def __init__(self, k: Any, s: Any, pad: Any, ceil: bool, count_include_pad: bool,
+                 extra: Pad4 | str | None) -> None:
+        super().__init__(k, s, pad, ceil_mode=ceil, count_include_pad=count_include_pad)
+        self.extra = extra
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.extra is None:
+            return super().forward(x)
+        p = _same_pad(x, self.kernel_size, self.stride, (1, 1)) if self.extra == "same" else self.extra
+        y = super().forward(F.pad(x, p))
+        if self.count_include_pad:
+            return y
+        ones = F.pad(torch.ones_like(x[:1, :1]), p)
+        return y / super().forward(ones)
+
+
+class PartialConv2d(nn.Module):
+    """Sparse channel connections (LeNet-5 C3): output maps grouped by fan-in, one grouped conv per group."""
+
+    def __init__(self, table: tuple[tuple[int, ...], ...], k: tuple[int, int], s: tuple[int, int], bias: bool):
+        super().__init__()
+        by_size: dict[int, list[int]] = {}
+        for j, inputs in enumerate(table):
+            by_size.setdefault(len(inputs), []).append(j)
+        self.sizes = sorted(by_size)
+        self.convs = nn.ModuleList()
+        order: list[int] = []
+        for n in self.sizes:
+            outs = by_size[n]
+            idx = torch.tensor([i for j in outs for i in table[j]])
+            self.register_buffer(f"idx{n}", idx, persistent=False)
+            self.convs.append(nn.Conv2d(n * len(outs), len(outs), k, s, groups=len(outs), bias=bias))
+            order += outs
+        self.register_buffer("inverse", torch.argsort(torch.tensor(order)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ys = [conv(x[:, getattr(self, f"idx{n}")]) for n, conv in zip(self.sizes, self.convs)]
+        return torch.cat(ys, 1)[:, self.inverse]
+
+
+class Subsample2d(nn.Module):
+    """LeNet-5's S-layers: ``w_c * sum(window) + b_c`` as a depthwise conv with one shared weight per map."""
+
+    def __init__(self, c: int, k: tuple[int, int], s: tuple[int, int]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((c,), 1.0 / (k[0] * k[1])))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.k, self.s = k, s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.view(-1, 1, 1, 1).expand(-1, 1, *self.k)
+        return F.conv2d(x, w, self.bias, self.s, groups=x.shape[1])
+
+
+class RBFOutput(nn.Module):
+    """``y_i = sum_j (x_j - w_ij)^2``, expanded so the cross term is one matrix product."""
+
+    def __init__(self, n: int, units: int) -> None:
+        super().__init__()
+        # LeNet-5 fixes these to +-1 bitmaps of the classes; random +-1 codes keep their scale.
+        self.weight = nn.Parameter(torch.randint(0, 2, (units, n)).float() * 2 - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * x).sum(1, keepdim=True) - 2 * x @ self.weight.t() + (self.weight * self.weight).sum(1)
+
+
+class ScaledTanh(nn.Module):
+    def __init__(self, a: float, s: float) -> None:
+        super().__init__()
+        self.a, self.s = a, s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a * torch.tanh(self.s * x)
+
+
+class GlobalAvgPool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
+
+
+class ConcatModule(nn.Module):
+    def __init__(self, children: OrderedDict[str, nn.Module], branches: list[list[str]]) -> None:
+        super().__init__()
+        for k, m in children.items():
+            self.add_module(k, m)
+        self.branches = branches
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for names in self.branches:
+            y = x
+            for n in names:
+                y = self._modules[n](y)
+            outs.append(y)
+        return torch.cat(outs, 1)
+
+
+class ResidualModule(nn.Module):
+    def __init__(self, children: OrderedDict[str, nn.Module], body: list[str], shortcut: str | None,
+                 post: list[str], scale: float) -> None:
+        super().__init__()
+        for k, m in children.items():
+            self.add_module(k, m)
+        self.body, self.shortcut, self.post, self.scale = body, shortcut, post, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for n in self.body:
+            y = self._modules[n](y)
+        s = self._modules[self.shortcut](x) if self.shortcut else x
+        y = s + y * self.scale if self.scale != 1.0 else s + y
+        for n in self.post:
+            y = self._modules[n](y)
+        return y
+
+
+class AuxModule(nn.Sequential):
+    """Runs its head into the owner's side-output list while training; passes ``x`` on unchanged."""
+
+    sink: list[torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if self.sink is not None:
+            y = x
+            for m in self:
+                y = m(y)
+            self.sink.append(y)
+        return x
+
+
+class CnnModule(nn.Sequential):
+    """The built network. In training mode with auxiliary heads it returns ``(main, *aux)``."""
+
+    def __init__(self, modules: OrderedDict[str, nn.Module], name: str, input_shape: Shape) -> None:
+        super().__init__(modules)
+        self.name, self.input_shape = name, input_shape
+        self.aux_heads = [m for m in self.modules() if isinstance(m, AuxModule)]
+
+    def forward(self, x: torch.Tensor) -> Any:  # type: ignore[override]
+        sink: list[torch.Tensor] | None = [] if self.training and self.aux_heads else None
+        for m in self.aux_heads:
+            m.sink = sink
+        for m in self:
+            x = m(x)
+        return (x, *sink) if sink else x
+
+
+def _items(node: Node, shape: Shape) -> tuple[list[tuple[str, nn.Module]], list[str], Shape]:
+    """Modules to register under the parent (inline sequences flattened), their run order, out shape."""
+    if isinstance(node, Sequential) and node.inline:
+        items: list[tuple[str, nn.Module]] = []
+        for ch in node.children:
+            sub, _, shape = _items(ch, shape)
+            items += sub
+        return items, [k for k, _ in items], shape
+    mod, shape = build_node(node, shape)
+    return [(node.name, mod)], [node.name], shape
+
+
+def build_node(node: Node, shape: Shape) -> tuple[nn.Module, Shape]:
+    if isinstance(node, Layer):
+        return node.build(shape), node.calc(shape).out
+    if isinstance(node, (Sequential, Aux)):
+        mods: OrderedDict[str, nn.Module] = OrderedDict()
+        s = shape
+        for ch in (node.children if isinstance(node, Sequential) else node.head):
+            items, _, s = _items(ch, s)
+            mods.update(items)
+        if isinstance(node, Aux):
+            return AuxModule(mods), shape
+        return nn.Sequential(mods), s
+    if isinstance(node, Concat):
+        mods = OrderedDict()
+        branches, outs = [], []
+        for b in node.branches:
+            items, order, s = _items(b, shape)
+            mods.update(items)
+            branches.append(order)
+            outs.append(s)
+        return ConcatModule(mods, branches), (sum(s[0] for s in outs), *outs[0][1:])
+    if isinstance(node, Residual):
+        mods = OrderedDict()
+        body, s = [], shape
+        for ch in node.body:
+            items, order, s = _items(ch, s)
+            mods.update(items)
+            body += order
+        sc = None
+        if node.shortcut is not None:
+            items, order, _ = _items(node.shortcut, shape)
+            mods.update(items)
+            sc = order[0] if len(order) == 1 else None
+            if sc is None:
+                raise ValueError(f"residual '{node.name}': the shortcut must be a single named node")
+        post = []
+        for ch in node.post:
+            items, order, s = _items(ch, s)
+            mods.update(items)
+            post += order
+        return ResidualModule(mods, body, sc, post, node.scale), s
+    raise TypeError(f"not a network node: {node!r}")
+
+
+def build(net: Network, input_shape: Shape | None = None) -> CnnModule:
+    """Build the PyTorch module for ``net`` at ``input_shape`` (default: its design input).
+
+    The analysis runs first, so an impossible shape fails with the same one-line error."""
+    from .analysis import analyze
+
+    shape = tuple(input_shape or net.input_shape)
+    analyze(net, shape)
+    mods: OrderedDict[str, nn.Module] = OrderedDict()
+    s = shape
+    for node in net.layers:
+        items, _, s = _items(node, s)
+        mods.update(items)
+    model = CnnModule(mods, net.name, shape)
+    init_weights(model)
+    return model
+
+
+def init_weights(model: nn.Module) -> None:
+    """He (fan-out) init for convs with zero biases and unit BatchNorm (torchvision's choice for the
+    architectures mirrored here); dense layers keep PyTorch's default."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,83 @@
+"""Model registry: every architecture is a function returning a :class:`Network`.
+
+Zoo modules register their builders with :func:`register`; every module in this package is
+loaded on first lookup (plain Python, no torch).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import CnnlabError
+from ..layers import Shape
+from ..network import Network
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    fn: Callable[..., Network]
+    paper: str
+    year: int
+    input: Shape
+    description: str = ""
+    accuracy: str | None = None  # as the paper reports it
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+_loaded = False
+
+
+def register(name: str, *, paper: str, year: int, input: Shape, description: str = "",
+             accuracy: str | None = None, **kwargs: Any) -> Callable[[Callable[..., Network]], Callable[..., Network]]:
+    """Register ``fn`` under ``name``; ``kwargs`` are fixed arguments for variants of one builder."""
+
+    def deco(fn: Callable[..., Network]) -> Callable[..., Network]:
+        if name in _REGISTRY:
+            raise ValueError(f"model '{name}' registered twice")
+        _REGISTRY[name] = ModelInfo(name, fn, paper, year, tuple(input), description, accuracy, kwargs)
+        return fn
+
+    return deco
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for m in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{m.name}")
+
+
+def names() -> list[str]:
+    _load()
+    return list(_REGISTRY)
+
+
+def info(name: str) -> ModelInfo:
+    _load()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else "run 'cnnlab zoo' for the list"
+        raise CnnlabError(f"unknown model '{name}': {hint}")
+    return _REGISTRY[name]
+
+
+def get(name: str, **kwargs: Any) -> Network:
+    """Build the description of a zoo model; ``kwargs`` such as ``num_classes`` or ``in_channels``
+    go to its builder."""
+    mi = info(name)
+    try:
+        net = mi.fn(**{**mi.kwargs, **kwargs})
+    except TypeError as e:
+        raise CnnlabError(f"model '{name}': {e}") from None
+    meta = {"paper": mi.paper, "year": mi.year, "description": mi.description, **net.meta}
+    if mi.accuracy:
+        meta["accuracy"] = mi.accuracy
+    return replace(net, name=name, meta=meta)
