@@ -413,6 +413,29 @@ class GlobalAvgPool(Layer):
         return tb.GlobalAvgPool()
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChannelPad(Layer):
+    """Parameter-free shortcut (ResNet option A, He et al. 2015, Sec. 3.3): subsample by ``stride``
+    and zero-pad the channels up to ``channels``."""
+
+    channels: int
+    stride: int = 1
+
+    def calc(self, s: Shape) -> Calc:
+        c, h, w = _need_map(self, s)
+        if self.channels < c or self.stride < 1:
+            raise ShapeError(f"layer '{self.name}': can only pad {c} channels up (got {self.channels}) "
+                             f"with stride >= 1")
+        st = self.stride
+        return Calc(out=(self.channels, -(-h // st), -(-w // st)), rf=((1, st, 0), (1, st, 0)),
+                    notes=[f"{c}x{h}x{w} -> every {st}th pixel, channels zero-padded to {self.channels}"])
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        return tb.ChannelPad(self.channels - s[0], self.stride)
+
+
 # --------------------------------------------------------------------------- shape-keeping layers
 
 
@@ -577,7 +600,7 @@ class Softmax(Layer):
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
-    for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, AdaptiveAvgPool, AdaptiveMaxPool,
+    for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, ChannelPad, AdaptiveAvgPool, AdaptiveMaxPool,
                 GlobalAvgPool, Flatten, Dense, RBF, BatchNorm, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
                 Softmax)
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from .errors import CnnlabError
 from .layers import LAYER_TYPES, Layer, Shape
@@ -53,7 +53,7 @@ class Aux:
     head: tuple[Node, ...]
 
 
-Node = Union[Layer, Sequential, Concat, Residual, Aux]
+Node = Layer | Sequential | Concat | Residual | Aux
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,16 @@ class ScaledTanh(nn.Module):
         return self.a * torch.tanh(self.s * x)
 
 
+class ChannelPad(nn.Module):
+    def __init__(self, extra: int, stride: int) -> None:
+        super().__init__()
+        self.extra, self.stride = extra, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+
+
 class GlobalAvgPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean((2, 3))
@@ -189,9 +199,10 @@ class AuxModule(nn.Sequential):
 class CnnModule(nn.Sequential):
     """The built network. In training mode with auxiliary heads it returns ``(main, *aux)``."""
 
-    def __init__(self, modules: OrderedDict[str, nn.Module], name: str, input_shape: Shape) -> None:
+    def __init__(self, modules: OrderedDict[str, nn.Module], name: str, input_shape: Shape,
+                 negate: bool = False) -> None:
         super().__init__(modules)
-        self.name, self.input_shape = name, input_shape
+        self.name, self.input_shape, self.negate = name, input_shape, negate
         self.aux_heads = [m for m in self.modules() if isinstance(m, AuxModule)]
 
     def forward(self, x: torch.Tensor) -> Any:  # type: ignore[override]
@@ -200,6 +211,8 @@ class CnnModule(nn.Sequential):
             m.sink = sink
         for m in self:
             x = m(x)
+        if self.negate:
+            x = -x
         return (x, *sink) if sink else x
 
 
@@ -259,20 +272,29 @@ def build_node(node: Node, shape: Shape) -> tuple[nn.Module, Shape]:
     raise TypeError(f"not a network node: {node!r}")
 
 
-def build(net: Network, input_shape: Shape | None = None) -> CnnModule:
+def build(net: Network, input_shape: Shape | None = None, *, logits: bool = False) -> CnnModule:
     """Build the PyTorch module for ``net`` at ``input_shape`` (default: its design input).
 
-    The analysis runs first, so an impossible shape fails with the same one-line error."""
+    ``logits=True`` is the training form: a final Softmax/Sigmoid is left out (the loss applies
+    it) and a final RBF layer's distances are negated into scores. The analysis runs first, so
+    an impossible shape fails with the same one-line error."""
     from .analysis import analyze
+    from .layers import RBF, Sigmoid, Softmax
 
     shape = tuple(input_shape or net.input_shape)
     analyze(net, shape)
+    nodes = list(net.layers)
+    negate = False
+    if logits and nodes and isinstance(nodes[-1], (Softmax, Sigmoid)):
+        nodes.pop()
+    if logits and nodes and isinstance(nodes[-1], RBF):
+        negate = True
     mods: OrderedDict[str, nn.Module] = OrderedDict()
     s = shape
-    for node in net.layers:
+    for node in nodes:
         items, _, s = _items(node, s)
         mods.update(items)
-    model = CnnModule(mods, net.name, shape)
+    model = CnnModule(mods, net.name, shape, negate=negate)
     init_weights(model)
     return model
 

@@ -1,0 +1,82 @@
+"""Argument helpers shared by the commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+from ..errors import CnnlabError
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def parse_shape(text: str, layout: str = "chw", what: str = "--input") -> tuple[int, int, int]:
+    """``3x227x227`` -> (3, 227, 227); with ``layout='hwc'``, ``227x227x3`` -> (3, 227, 227)."""
+    parts = [p for p in re.split(r"[x,×\s]+", text.strip().lower()) if p]
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        ex = "227x227x3" if layout == "hwc" else "3x227x227"
+        raise CnnlabError(f"malformed {what} '{text}': give {'H x W x C' if layout == 'hwc' else 'C x H x W'} "
+                          f"as three positive integers, e.g. {ex}")
+    a, b, c = (int(p) for p in parts)
+    shape = (c, a, b) if layout == "hwc" else (a, b, c)
+    if min(shape) < 1:
+        raise CnnlabError(f"{what} '{text}': every size must be >= 1")
+    return shape
+
+
+def parse_pair(text: str, what: str) -> int | tuple[int, int]:
+    """``5`` -> 5, ``5x3`` -> (5, 3) (height x width)."""
+    parts = [p for p in re.split(r"[x,×]", str(text).strip().lower()) if p]
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        vals = []
+    if len(vals) not in (1, 2):
+        raise CnnlabError(f"malformed {what} '{text}': give an integer or HxW, e.g. 3 or 1x7")
+    return vals[0] if len(vals) == 1 else (vals[0], vals[1])
+
+
+def add_input_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--input", metavar="CxHxW", required=required,
+                   help="input shape, channels first (e.g. 3x227x227)")
+    p.add_argument("--layout", choices=("chw", "hwc"), default="chw",
+                   help="how --input is written: chw (default, 3x227x227) or hwc (227x227x3, as the notebooks write it)")
+
+
+def add_format_arg(p: argparse.ArgumentParser, choices: tuple[str, ...] = FORMATS) -> None:
+    p.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="a zoo name (see 'cnnlab zoo') or a YAML/JSON spec file")
+    p.add_argument("--num-classes", type=int, metavar="N", help="classes of the output layer")
+    p.add_argument("--in-channels", type=int, metavar="C", help="input channels the model is built for")
+    p.add_argument("--aux", action=argparse.BooleanOptionalAction, default=None,
+                   help="include auxiliary classifiers (models that have them)")
+
+
+def load_network(args: argparse.Namespace) -> Any:
+    """The network named by MODEL: a spec file when it looks like one, else a zoo model."""
+    from pathlib import Path
+
+    from .. import zoo
+    from ..network import load_spec
+
+    model = args.model
+    if model.lower().endswith((".yaml", ".yml", ".json")) or Path(model).is_file():
+        return load_spec(model)
+    kw: dict[str, Any] = {}
+    for opt, key in (("num_classes", "num_classes"), ("in_channels", "in_channels"), ("aux", "aux_logits")):
+        v = getattr(args, opt, None)
+        if v is not None:
+            if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+                raise CnnlabError(f"--{opt.replace('_', '-')} must be >= 1, got {v}")
+            kw[key] = v
+    return zoo.get(model, **kw)

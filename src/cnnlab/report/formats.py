@@ -1,0 +1,62 @@
+"""Machine-readable forms of an analysis: JSON (the stable contract), CSV and Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from ..analysis import CONVENTIONS, Analysis
+from ..layers import fmt_shape
+
+COLUMNS = ("name", "type", "output_shape", "activation_size", "params", "buffers", "macs", "connections",
+           "rf_size", "rf_jump")
+
+
+def to_json(a: Analysis) -> dict[str, Any]:
+    d = a.to_dict()
+    d["conventions"] = CONVENTIONS
+    return d
+
+
+def _rows(a: Analysis) -> list[list[Any]]:
+    rows = []
+    for ly in a.layers:
+        (rh, jh), (rw, jw) = ly.rf
+        rows.append([ly.name, ly.type, fmt_shape(ly.output_shape), ly.activation_size, ly.params, ly.buffers,
+                     ly.macs, ly.connections, f"{rh}x{rw}", f"{jh}x{jw}"])
+    return rows
+
+
+def to_csv(a: Analysis) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    w.writerows(_rows(a))
+    t = a.totals
+    w.writerow(["total", "", fmt_shape(a.output_shape), t["activation_size"], t["params"], t["buffers"], t["macs"],
+                t["connections"], "", ""])
+    return buf.getvalue()
+
+
+def to_markdown(a: Analysis) -> str:
+    head = ["Layer", "Type", "Output (CxHxW)", "Activations", "Params", "Buffers", "MACs", "Connections",
+            "RF", "Jump"]
+    lines = [f"**{a.model}** at input {fmt_shape(a.input_shape)} (C x H x W)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in _rows(a):
+        lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in r) + " |")
+    t = a.totals
+    lines.append(f"| **total** | | {fmt_shape(a.output_shape)} | {t['activation_size']:,} | {t['params']:,} | "
+                 f"{t['buffers']:,} | {t['macs']:,} | {t['connections']:,} | | |")
+    sp = a.split
+    lines += ["", "| Split | Params | MACs |", "|---|---|---|"]
+    for k in ("conv", "dense", "other"):
+        lines.append(f"| {k} | {sp[k]['params']:,} ({_pct(sp[k]['params'], t['params'])}) | "
+                     f"{sp[k]['macs']:,} ({_pct(sp[k]['macs'], t['macs'])}) |")
+    lines += ["", f"_{CONVENTIONS}_", ""]
+    return "\n".join(lines)
+
+
+def _pct(x: int, total: int) -> str:
+    return f"{100 * x / total:.1f}%" if total else "0.0%"

@@ -1,0 +1,100 @@
+"""Terminal tables with rich."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from ..analysis import CONVENTIONS, Analysis
+from ..layers import fmt_shape
+
+
+def console() -> Console:
+    width = shutil.get_terminal_size((160, 40)).columns if sys.stdout.isatty() else 160
+    return Console(width=max(width, 100), highlight=False)
+
+
+def _n(v: int) -> str:
+    return f"{v:,}" if v else "-"
+
+
+def _human(v: float) -> str:
+    for unit in ("", "K", "M", "G", "T"):
+        if abs(v) < 1000:
+            return f"{v:.3g}{unit}"
+        v /= 1000
+    return f"{v:.3g}P"
+
+
+def _bytes(v: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if v < 1024:
+            return f"{v:.4g} {unit}"
+        v /= 1024
+    return f"{v:.4g} PiB"
+
+
+def summary_table(a: Analysis) -> Table:
+    title = f"{a.model} at input {fmt_shape(a.input_shape)} (C x H x W)"
+    t = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
+    for col, just in (("Layer", "left"), ("Type", "left"), ("Output", "right"), ("Activations", "right"),
+                      ("Params", "right"), ("Buffers", "right"), ("MACs", "right"), ("Connections", "right"),
+                      ("RF", "right"), ("Jump", "right")):
+        t.add_column(col, justify=just, no_wrap=True)
+    for ly in a.layers:
+        (rh, jh), (rw, jw) = ly.rf
+        flag = " [yellow]![/]" if ly.findings else ""
+        name = "  " * ly.depth + ly.name + (" [dim](aux)[/]" if ly.aux else "") + flag
+        t.add_row(name, ly.type, fmt_shape(ly.output_shape), _n(ly.activation_size), _n(ly.params),
+                  _n(ly.buffers), _n(ly.macs), _n(ly.connections), f"{rh}x{rw}", f"{jh}x{jw}")
+    tot = a.totals
+    t.add_section()
+    t.add_row("[bold]total[/]", "", fmt_shape(a.output_shape), _n(tot["activation_size"]), _n(tot["params"]),
+              _n(tot["buffers"]), _n(tot["macs"]), _n(tot["connections"]), "", "")
+    if a.aux_totals:
+        x = a.aux_totals
+        t.add_row("[dim]auxiliary heads[/]", "", "", _n(x["activation_size"]), _n(x["params"]), _n(x["buffers"]),
+                  _n(x["macs"]), _n(x["connections"]), "", "")
+    return t
+
+
+def render_summary(a: Analysis, explain: bool = False, con: Console | None = None) -> None:
+    con = con or console()
+    con.print(summary_table(a))
+    tot, sp, mem = a.totals, a.split, a.memory
+    pct = lambda x, n: f"{100 * x / n:.1f}%" if n else "0%"  # noqa: E731
+    con.print(
+        f"Params {tot['params']:,} ({_human(tot['params'])}), buffers {tot['buffers']:,}; "
+        f"MACs {tot['macs']:,} ({_human(tot['macs'])}, {_human(2 * tot['macs'])} FLOPs)"
+    )
+    con.print(
+        f"Conv vs dense: params {_human(sp['conv']['params'])} ({pct(sp['conv']['params'], tot['params'])}) / "
+        f"{_human(sp['dense']['params'])} ({pct(sp['dense']['params'], tot['params'])}); "
+        f"MACs {_human(sp['conv']['macs'])} ({pct(sp['conv']['macs'], tot['macs'])}) / "
+        f"{_human(sp['dense']['macs'])} ({pct(sp['dense']['macs'], tot['macs'])})"
+    )
+    con.print(
+        f"Memory (fp{8 * mem['bytes_per_value']}): params {_bytes(mem['param_bytes'])}, "
+        f"activations {_bytes(mem['activation_bytes'])} for a batch of {mem['batch']}"
+    )
+    if a.meta.get("paper"):
+        acc = f"; reported: {a.meta['accuracy']}" if a.meta.get("accuracy") else ""
+        con.print(f"[dim]Paper: {a.meta['paper']} ({a.meta.get('year', '')}){acc}[/]")
+    if explain:
+        con.print()
+        con.print("[bold]Arithmetic[/]")
+        for ly in a.layers:
+            if ly.notes:
+                con.print(f"{ly.name} ({ly.type} {fmt_shape(ly.input_shape)} -> {fmt_shape(ly.output_shape)})")
+                for n in ly.notes:
+                    con.print(f"    {n}")
+    findings = a.findings
+    if findings:
+        con.print()
+        con.print(f"[yellow]Findings ({len(findings)})[/]")
+        for f in findings:
+            con.print(f"  [yellow]![/] {f['layer']}: {f['detail']}")
+    con.print(f"[dim]{CONVENTIONS}[/]")
