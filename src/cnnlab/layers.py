@@ -53,14 +53,12 @@ class Axis:
     @property
     def out(self) -> int:
         q = self.numerator
-        if q < 0:
-            return 0
-        if self.ceil:
+        if self.ceil:  # a partial last window counts (Caffe); it must start inside the input or left padding
             o = -(-q // self.s) + 1
-            if (o - 1) * self.s >= self.n + self.pb:  # last window must start inside input (PyTorch rule)
+            if (o - 1) * self.s >= self.n + self.pb:
                 o -= 1
-            return o
-        return q // self.s + 1
+            return max(o, 0)
+        return q // self.s + 1 if q >= 0 else 0
 
     @property
     def remainder(self) -> int:
@@ -82,10 +80,10 @@ class Axis:
         kern = str(self.k) if self.d == 1 else f"({self.d}*({self.k} - 1) + 1)"
         head = f"({self.n} + {pad} - {kern})/{self.s} + 1"
         q = self.numerator
-        if q < 0:
-            return f"{head} = {q / self.s + 1:g} < 1"
         exact = q / self.s + 1
-        if self.exact:
+        if self.out < 1:
+            return f"{head} = {exact:g} < 1"
+        if q >= 0 and self.exact:
             return f"{head} = {self.out}"
         mode = "ceil" if self.ceil else "floor"
         return f"{head} = {exact:g} -> {self.out} ({mode})"

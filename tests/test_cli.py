@@ -1,0 +1,121 @@
+"""The CLI contract: JSON shapes, one-line errors with exit code 2, and a torch-free summary path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_summary_json_contract(capsys) -> None:
+    rc, out, _ = run(capsys, "summary", "alexnet-onetower", "--input", "3x270x480", "--format", "json")
+    d = json.loads(out)
+    assert rc == 0
+    assert d["model"] == "alexnet-onetower" and d["input_shape"] == [3, 270, 480]
+    keys = {"name", "type", "output_shape", "activation_size", "params", "buffers", "macs", "connections",
+            "receptive_field"}
+    assert all(keys <= set(ly) for ly in d["layers"])
+    fc6 = next(ly for ly in d["layers"] if ly["name"] == "fc6")
+    assert fc6["params"] == 95424512 and fc6["output_shape"] == [4096]
+    conv1 = d["layers"][0]
+    assert conv1["output_shape"] == [96, 65, 118]
+    assert conv1["receptive_field"] == {"size": [11, 11], "jump": [4, 4]}
+    assert set(d["totals"]) == {"params", "buffers", "macs", "connections", "activation_size"}
+    assert d["totals"]["params"] == 62378344 - 37752832 + 95424512
+
+
+def test_summary_hwc_layout(capsys) -> None:
+    _, out, _ = run(capsys, "summary", "alexnet", "--input", "227x227x3", "--layout", "hwc", "--format", "json")
+    assert json.loads(out)["input_shape"] == [3, 227, 227]
+
+
+def test_summary_table_states_layout_and_conventions(capsys) -> None:
+    rc, out, _ = run(capsys, "summary", "lenet5", "--explain")
+    out = " ".join(out.split())
+    assert rc == 0
+    assert "(C x H x W)" in out and "FLOPs = 2 x MACs" in out
+    assert "(32 + 2*0 - 5)/1 + 1 = 28" in out
+
+
+@pytest.mark.parametrize("fmt", ["csv", "markdown"])
+def test_summary_csv_markdown(capsys, fmt) -> None:
+    rc, out, _ = run(capsys, "summary", "lenet5-relu", "--format", fmt)
+    assert rc == 0 and "44426" in out.replace(",", "")
+
+
+def test_calc_conv_json_contract(capsys) -> None:
+    rc, out, _ = run(capsys, "calc", "conv", "--input", "3x32x32", "--kernel", "5", "--stride", "1", "--padding", "0",
+                     "--filters", "8", "--format", "json")
+    d = json.loads(out)
+    assert rc == 0
+    assert (d["output_shape"], d["activation_size"], d["params"]) == ([8, 28, 28], 6272, 608)
+    assert d["macs"] == 5 * 5 * 3 * 8 * 28 * 28 and d["connections"] == 608 * 28 * 28
+
+
+def test_calc_non_square(capsys) -> None:
+    # The notebook's dim_rgb_convolution mixes up height and width; a 1x7 kernel on 17x17 keeps H and shrinks W.
+    _, out, _ = run(capsys, "calc", "conv", "--input", "8x17x20", "--kernel", "1x7", "--filters", "4", "--format", "json")
+    assert json.loads(out)["output_shape"] == [4, 17, 14]
+
+
+def test_calc_pool_and_dense(capsys) -> None:
+    _, out, _ = run(capsys, "calc", "pool", "--input", "96x55x55", "--kernel", "3", "--stride", "2", "--format", "json")
+    assert json.loads(out)["output_shape"] == [96, 27, 27]
+    _, out, _ = run(capsys, "calc", "pool", "--input", "1x8x8", "--kernel", "3", "--stride", "2", "--ceil",
+                    "--format", "json")
+    assert json.loads(out)["output_shape"] == [1, 4, 4]  # (8-3)/2+1 = 3.5 -> 4 in ceil mode
+    _, out, _ = run(capsys, "calc", "dense", "--in", "400", "--out", "120", "--format", "json")
+    assert json.loads(out)["params"] == 48120
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["summary", "alexnett"], "unknown model 'alexnett': did you mean alexnet"),
+        (["summary", "alexnet", "--input", "3x227"], "malformed --input '3x227'"),
+        (["summary", "alexnet", "--input", "3xAx227"], "malformed --input"),
+        (["calc", "conv", "--input", "3x5x5", "--kernel", "7", "--filters", "2"], "too small"),
+        (["calc", "conv", "--input", "3x32x32", "--kernel", "3", "--stride", "0", "--filters", "2"], "stride must be >= 1"),
+        (["calc", "pool", "--input", "3x32x32", "--kernel", "2", "--stride", "-1"], "stride must be >= 1"),
+        (["summary", "alexnet", "--input", "3x60x60"], "layer 'pool5'"),
+        (["summary", "alexnet", "--num-classes", "0"], "--num-classes must be >= 1"),
+        (["summary", "missing.yaml"], "cannot read spec file"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, argv, needle) -> None:
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_argparse_errors_are_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["summary", "alexnet", "--format", "xml"])
+    assert e.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_summary_path_never_imports_torch() -> None:
+    code = ("import sys; from cnnlab.cli import main; main(['summary', 'alexnet', '--format', 'json']); "
+            "sys.stderr.write(str(any(m == 'torch' or m.startswith('torch.') for m in sys.modules)))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stderr.strip() == "False"
+
+
+def test_summary_importtime_has_no_torch() -> None:
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "cnnlab", "summary", "alexnet", "--format", "json"],
+                       capture_output=True, text=True, check=True)
+    imported = [line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if "|" in line]
+    assert "cnnlab.analysis" in imported
+    assert not [m for m in imported if m == "torch" or m.startswith("torch.")]

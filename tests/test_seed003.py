@@ -1,0 +1,93 @@
+"""Seed 003/004 tables: LeNet-5 layer by layer, the AlexNet table with its "forward computation"
+column and conv-vs-FC row, the Keras LeNet and the BatchNorm AlexNet's Keras summary."""
+
+from __future__ import annotations
+
+from cnnlab import zoo
+from cnnlab.analysis import analyze
+
+
+def test_lenet5_parameters_and_connections() -> None:
+    a = analyze(zoo.get("lenet5"))
+    rows = {ly.name: (ly.output_shape, ly.params, ly.connections) for ly in a.layers if ly.params}
+    assert rows == {
+        "c1": ((6, 28, 28), 156, 122304),     # (5*5+1)*6, 156*28*28
+        "s2": ((6, 14, 14), 12, 5880),        # 2*6, (2*2+1)*6*14*14
+        "c3": ((16, 10, 10), 1516, 151600),   # Table I connections, 10*10*1516
+        "s4": ((16, 5, 5), 32, 2000),
+        "c5": ((120, 1, 1), 48120, 48120),
+        "f6": ((84,), 10164, 10164),
+        "output": ((10,), 840, 840),          # RBF: 84*10
+    }
+    # LeCun et al. 1998, Section II.B: 340,908 connections and 60,000 trainable parameters.
+    assert a.totals["connections"] == 340908
+    assert a.totals["params"] == 60840
+
+
+def test_keras_lenet_total() -> None:
+    a = analyze(zoo.get("lenet5-relu"))
+    assert a.totals["params"] == 44426
+    assert [ly.params for ly in a.layers if ly.params] == [156, 2416, 30840, 10164, 850]
+
+
+# Seed 003 (and 004): "(11*11*3 + 1) * 96 = 34944" and "(11*11*3 + 1) * 96 * 55 * 55 = 105705600", ...
+ALEXNET_CONV = {
+    "conv1": (34944, 105705600), "conv2": (614656, 448084224), "conv3": (885120, 149585280),
+    "conv4": (1327488, 224345472), "conv5": (884992, 149563648),
+}
+ALEXNET_FC_WEIGHTS = {"fc6": 37748736, "fc7": 16777216, "fc8": 4096000}
+
+
+def test_alexnet_table_parameters_and_forward_computation() -> None:
+    a = analyze(zoo.get("alexnet-onetower"))
+    conv = {ly.name: (ly.params, ly.connections) for ly in a.layers if ly.type == "Conv"}
+    assert conv == ALEXNET_CONV
+    fc = {ly.name: ly.macs for ly in a.layers if ly.type == "Dense"}
+    assert fc == ALEXNET_FC_WEIGHTS  # the table's FC "parameters" are weights without biases
+    # "Overall: 62369152 = 62.3 million" parameters and "1135906176 = 1.1 billion" forward computation.
+    assert sum(p for p, _ in ALEXNET_CONV.values()) + sum(fc.values()) == 62369152
+    assert sum(c for _, c in ALEXNET_CONV.values()) + sum(fc.values()) == 1135906176
+    # With the FC biases the one-tower AlexNet has 62,378,344 parameters.
+    assert a.totals["params"] == 62378344
+
+
+def test_alexnet_conv_vs_fc_split() -> None:
+    # Seed 003's last row: "Conv: 3.7 million (6%), FC: 58.6 million (94%)"; "Conv: 1.08 billion (95%), FC: 58.6 million (5%)".
+    sp = analyze(zoo.get("alexnet-onetower")).split
+    assert sp["conv"]["params"] == 3747200
+    assert round(sp["dense"]["params"] / 1e6, 1) == 58.6
+    assert round(100 * sp["conv"]["params"] / (sp["conv"]["params"] + sp["dense"]["params"])) == 6
+    assert round(sp["conv"]["macs"] / 1e9, 2) == 1.08
+    assert sp["dense"]["macs"] == 58621952
+    assert round(100 * sp["conv"]["macs"] / (sp["conv"]["macs"] + sp["dense"]["macs"])) == 95
+
+
+def test_batchnorm_alexnet_keras_summary() -> None:
+    a = analyze(zoo.get("alexnet-bn-flowers17"))
+    # Keras: "Total params: 28,096,769 / Trainable params: 28,075,633 / Non-trainable params: 21,136".
+    assert a.totals["params"] == 28075633
+    assert a.totals["buffers"] == 21136
+    assert a.totals["params"] + a.totals["buffers"] == 28096769
+    # The summary's first rows: conv2d_1 (None, 54, 54, 96) 34944; batch_normalization_1 384 (= 192 + 192);
+    # conv2d_2 (None, 17, 17, 256) 2973952; dense_3 (None, 1000) 4097000; batch_normalization_8 4000; dense_4 17017.
+    ly = {x.name: x for x in a.layers}
+    assert (ly["conv1"].output_shape, ly["conv1"].params) == ((96, 54, 54), 34944)
+    assert ly["bn1"].params + ly["bn1"].buffers == 384
+    assert (ly["conv2"].output_shape, ly["conv2"].params) == ((256, 17, 17), 2973952)
+    assert ly["fc3"].params == 4097000 and ly["bn_fc3"].params + ly["bn_fc3"].buffers == 4000
+    assert (ly["out"].output_shape, ly["out"].params) == ((17,), 17017)
+
+
+def test_cats_dogs_and_mnist_networks() -> None:
+    cd = analyze(zoo.get("cats-dogs-cnn"))
+    assert [ly.output_shape for ly in cd.layers if ly.type == "MaxPool"] == [
+        (32, 74, 74), (64, 36, 36), (128, 17, 17), (128, 7, 7)]
+    assert cd.totals["params"] == 3453121
+    # Seed 001: 28x28 -> 14 -> 7 -> 4 with 'SAME' 3x3/2 pools; wd1 is 4*4*256 x 1024.
+    am = analyze(zoo.get("alexnet-mnist"))
+    assert [ly.output_shape for ly in am.layers if ly.type == "MaxPool"] == [(64, 14, 14), (128, 7, 7), (256, 4, 4)]
+    assert am.layer("fc1").params == 4 * 4 * 256 * 1024 + 1024
+    # Seed 002: three 'SAME' 2x2/2 pools, 28 -> 14 -> 7 -> 4, then dense 1024, 2048, 10.
+    m3 = analyze(zoo.get("mnist-cnn3"))
+    assert [ly.output_shape for ly in m3.layers if ly.type == "MaxPool"] == [(32, 14, 14), (64, 7, 7), (128, 4, 4)]
+    assert m3.totals["params"] == 832 + 51264 + 204928 + 2098176 + 2099200 + 20490
