@@ -202,9 +202,9 @@ class _Window(Layer):
         calc.notes = [f"H: {ah.expr()}", f"W: {aw.expr()}"]
         for ax, rows in ((ah, "rows"), (aw, "columns")):
             if ax.dropped:
+                what = f"{ax.dropped} input {rows} are" if ax.dropped > 1 else f"input {rows[:-1]} is"
                 calc.findings.append(
-                    ("inexact", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last {ax.dropped} input "
-                     f"{rows if ax.dropped > 1 else rows[:-1]} are never seen")
+                    ("inexact", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last {what} never seen")
                 )
             elif not ax.exact and ax.ceil:
                 calc.findings.append(("ceil", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last window "
@@ -255,6 +255,8 @@ class Conv(_Window):
         b = " + 1" if self.bias else ""
         calc.notes.append(f"params: ({k[0]}*{k[1]}*{grp}{b}) * {self.filters} = {calc.params:,}")
         calc.notes.append(f"MACs: {k[0]}*{k[1]}*{grp} * {self.filters} * {calc.out[1]}*{calc.out[2]} = {calc.macs:,}")
+        calc.notes.append(f"connections: ({k[0]}*{k[1]}*{grp} + 1) * {self.filters} * {calc.out[1]}*{calc.out[2]} "
+                          f"= {calc.connections:,}")
         return calc
 
     def build(self, s: Shape) -> Any:

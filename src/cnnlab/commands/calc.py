@@ -69,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
                    | {"arithmetic": r["arithmetic"], "findings": r["findings"]})
         return 0
     shape = "x".join(map(str, r["output_shape"]))
-    print(f"output shape  {shape} ({'C x H x W' if len(r['output_shape']) == 3 else 'N'})")
+    print(f"{'output shape':16} {shape} ({'C x H x W' if len(r['output_shape']) == 3 else 'N'})")
     for k in ("activation_size", "params", "macs", "connections"):
-        print(f"{k.replace('_', ' '):13} {r[k]:,}")
+        print(f"{k.replace('_', ' '):16} {r[k]:,}")
     for line in r["arithmetic"]:
         print(f"  {line}")
     for f in r["findings"]:
