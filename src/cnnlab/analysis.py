@@ -72,6 +72,7 @@ class Analysis:
     batch: int = 1
     bytes_per_value: int = 4
     meta: dict[str, Any] = field(default_factory=dict)
+    blocks: dict[str, Shape] = field(default_factory=dict)  # output shapes of Concat/Residual nodes
 
     @property
     def main(self) -> list[LayerStats]:
@@ -153,6 +154,7 @@ def _rf_max(rfs: list[RF]) -> RF:
 class _Walker:
     def __init__(self) -> None:
         self.out: list[LayerStats] = []
+        self.blocks: dict[str, Shape] = {}  # output shape of every composite node, by path
 
     def node(self, node: Node, shape: Shape, rf: RF, prefix: str, depth: int, aux: bool) -> tuple[Shape, RF]:
         path = f"{prefix}.{node.name}" if prefix else node.name
@@ -171,7 +173,8 @@ class _Walker:
                     f"concat '{path}': branch outputs {', '.join(fmt_shape(s) for s in shapes)} differ in H x W; "
                     "give the branches the same stride and padding"
                 )
-            return (sum(s[0] for s in shapes), *shapes[0][1:]), _rf_max([r for _, r in outs])
+            self.blocks[path] = (sum(s[0] for s in shapes), *shapes[0][1:])
+            return self.blocks[path], _rf_max([r for _, r in outs])
         if isinstance(node, Residual):
             b_shape, b_rf = shape, rf
             for ch in node.body:
@@ -187,6 +190,7 @@ class _Walker:
             shape, rf = b_shape, _rf_max([b_rf, s_rf])
             for ch in node.post:
                 shape, rf = self.node(ch, shape, rf, path, depth + 1, aux)
+            self.blocks[path] = shape
             return shape, rf
         if isinstance(node, Aux):
             s2, rf2 = shape, rf
@@ -223,4 +227,4 @@ def analyze(net: Network, input_shape: Shape | None = None, *, batch: int = 1, b
     rf: RF = ((1, 1), (1, 1))
     for node in net.layers:
         out, rf = w.node(node, out, rf, "", 0, False)
-    return Analysis(net.name, shape, w.out, out, batch, bytes_per_value, dict(net.meta))
+    return Analysis(net.name, shape, w.out, out, batch, bytes_per_value, dict(net.meta), w.blocks)

@@ -1,0 +1,35 @@
+"""Write a self-contained HTML report: the network diagram, the layer table, findings and, with
+--run DIR (a 'cnnlab train --out DIR' folder), the training curves."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_input_args, add_model_args, load_network, parse_shape
+
+NAME = "report"
+HELP = "self-contained HTML page: diagram, table, findings, training curves"
+ORDER = 60
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    add_input_args(p)
+    p.add_argument("--run", metavar="DIR", help="a training output folder with metrics.json, for the curves")
+    p.add_argument("--out", metavar="FILE", default=None, help="output file (default: MODEL.html)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..analysis import analyze
+    from ..report import html
+
+    net = load_network(args)
+    shape = parse_shape(args.input, args.layout) if args.input else net.input_shape
+    a = analyze(net, shape)
+    metrics = html.load_metrics(args.run) if args.run else None
+    out = Path(args.out or f"{Path(net.name).name}.html")
+    html.write(out, html.render(net, a, metrics))
+    print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+    return 0

@@ -1,0 +1,160 @@
+"""A self-contained HTML page: the network diagram, its layer table, findings and, for a training
+run, its loss and accuracy curves. No external assets: one file to mail or archive."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from ..analysis import CONVENTIONS, Analysis
+from ..errors import CnnlabError
+from ..layers import fmt_shape
+from ..network import Network
+from .diagram import svg
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#111;max-width:1400px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 8px}
+.meta{color:#4b5563;font-size:13px}
+.cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
+.card{border:1px solid #e5e7eb;border-radius:8px;padding:10px 14px;min-width:150px}
+.card b{display:block;font-size:18px}
+.card span{font-size:12px;color:#6b7280}
+table{border-collapse:collapse;font-size:12px}
+th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
+tr.find td:first-child{color:#b45309}
+.flex{display:flex;gap:32px;align-items:flex-start;flex-wrap:wrap}
+.diagram{overflow:auto;max-height:1200px;border:1px solid #eee;border-radius:8px;padding:8px}
+.conv{font-size:12px;color:#6b7280;margin-top:24px}
+"""
+
+
+def _n(v: int) -> str:
+    return f"{v:,}" if v else "-"
+
+
+def _human(v: float) -> str:
+    for unit in ("", "K", "M", "G", "T"):
+        if abs(v) < 1000:
+            return f"{v:.3g}{unit}"
+        v /= 1000
+    return f"{v:.3g}P"
+
+
+def line_chart(title: str, series: dict[str, list[tuple[float, float]]], w: int = 420, h: int = 240) -> str:
+    """A small SVG line chart with axes and a legend."""
+    pts = [p for s in series.values() for p in s]
+    if not pts:
+        return ""
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    if x1 == x0:
+        x1 = x0 + 1
+    if y1 == y0:
+        y1 = y0 + 1
+    ml, mr, mt, mb = 48, 12, 24, 30
+
+    def sx(x: float) -> float:
+        return ml + (x - x0) / (x1 - x0) * (w - ml - mr)
+
+    def sy(y: float) -> float:
+        return h - mb - (y - y0) / (y1 - y0) * (h - mt - mb)
+
+    colors = ["#2563eb", "#dc2626", "#059669", "#d97706"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="system-ui" font-size="10">',
+           f'<text x="{ml}" y="14" font-size="12" font-weight="600">{escape(title)}</text>',
+           f'<path d="M{ml},{mt} L{ml},{h - mb} L{w - mr},{h - mb}" stroke="#9ca3af" fill="none"/>']
+    for i in range(5):
+        yv = y0 + (y1 - y0) * i / 4
+        out.append(f'<text x="{ml - 4}" y="{sy(yv) + 3:.1f}" text-anchor="end" fill="#6b7280">{yv:.3g}</text>')
+    out.append(f'<text x="{ml}" y="{h - 12}" fill="#6b7280">epoch {x0:g}</text>')
+    out.append(f'<text x="{w - mr}" y="{h - 12}" text-anchor="end" fill="#6b7280">{x1:g}</text>')
+    for i, (name, s) in enumerate(series.items()):
+        c = colors[i % len(colors)]
+        d = " ".join(f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(s))
+        out.append(f'<path d="{d}" stroke="{c}" stroke-width="2" fill="none"/>')
+        out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{c}"/>' for x, y in s]
+        out.append(f'<text x="{w - mr - 90}" y="{mt + 12 * i}" fill="{c}">{escape(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    p = Path(run_dir) / "metrics.json"
+    try:
+        data = json.loads(p.read_text())
+    except OSError:
+        raise CnnlabError(f"no metrics in {run_dir}: expected {p} written by 'cnnlab train --out DIR'") from None
+    except json.JSONDecodeError as e:
+        raise CnnlabError(f"{p} is not valid JSON ({e.msg}); re-run training or pass another --run") from None
+    if not isinstance(data, list):
+        raise CnnlabError(f"{p} should hold a list of per-epoch records")
+    return data
+
+
+def curves(metrics: list[dict[str, Any]]) -> str:
+    def series(key: str) -> list[tuple[float, float]]:
+        return [(m["epoch"], m[key]) for m in metrics if m.get(key) is not None]
+
+    return line_chart("loss", {"train": series("train_loss"), "validation": series("val_loss")}) + \
+        line_chart("accuracy", {"train": series("train_acc"), "validation": series("val_acc")})
+
+
+def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = None) -> str:
+    t, sp = a.totals, a.split
+    meta = a.meta
+    paper = f"{escape(str(meta.get('paper', '')))} ({meta.get('year', '')})" if meta.get("paper") else ""
+    cards = [("parameters", _human(t["params"]), f"{t['params']:,}"),
+             ("MACs", _human(t["macs"]), f"{_human(2 * t['macs'])} FLOPs"),
+             ("buffers", _human(t["buffers"]), "BatchNorm statistics"),
+             ("conv / dense params", f"{_human(sp['conv']['params'])} / {_human(sp['dense']['params'])}", ""),
+             ("activations", _human(t["activation_size"]), f"{a.memory['activation_bytes'] / 2**20:.1f} MiB fp32"),
+             ("output", fmt_shape(a.output_shape), "")]
+    rows = []
+    for ly in a.layers:
+        (rh, jh), (rw, jw) = ly.rf
+        cls = ' class="find"' if ly.findings else ""
+        name = "&nbsp;" * 2 * ly.depth + escape(ly.name) + (" (aux)" if ly.aux else "")
+        rows.append(f"<tr{cls}><td>{name}</td><td>{ly.type}</td><td>{fmt_shape(ly.output_shape)}</td>"
+                    f"<td>{_n(ly.activation_size)}</td><td>{_n(ly.params)}</td><td>{_n(ly.buffers)}</td>"
+                    f"<td>{_n(ly.macs)}</td><td>{_n(ly.connections)}</td><td>{rh}x{rw}</td><td>{jh}x{jw}</td></tr>")
+    rows.append(f"<tr><td><b>total</b></td><td></td><td>{fmt_shape(a.output_shape)}</td>"
+                f"<td>{_n(t['activation_size'])}</td><td><b>{_n(t['params'])}</b></td><td>{_n(t['buffers'])}</td>"
+                f"<td><b>{_n(t['macs'])}</b></td><td>{_n(t['connections'])}</td><td></td><td></td></tr>")
+    findings = "".join(f"<li><b>{escape(f['layer'])}</b>: {escape(f['detail'])}</li>" for f in a.findings)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{escape(a.model)} — cnnlab</title><style>{CSS}</style></head><body>",
+        f"<h1>{escape(a.model)}</h1><div class='meta'>input {fmt_shape(a.input_shape)} (C x H x W)"
+        f"{' · ' + paper if paper else ''}</div>",
+        "<div class='cards'>" + "".join(f"<div class='card'><span>{k}</span><b>{v}</b><span>{s}</span></div>"
+                                        for k, v, s in cards) + "</div>",
+    ]
+    if metrics:
+        last = metrics[-1]
+        best = max((m.get("val_acc") or 0 for m in metrics), default=0)
+        parts.append(f"<h2>Training</h2><div class='meta'>{len(metrics)} epochs · best validation accuracy "
+                     f"{best:.4f} · last train loss {last.get('train_loss', float('nan')):.4f}</div>")
+        parts.append(f"<div class='flex'>{curves(metrics)}</div>")
+    parts += [
+        "<h2>Network</h2><div class='flex'>",
+        f"<div class='diagram'>{svg(net, a)}</div>",
+        "<table><thead><tr><th>Layer</th><th>Type</th><th>Output</th><th>Activations</th><th>Params</th>"
+        "<th>Buffers</th><th>MACs</th><th>Connections</th><th>RF</th><th>Jump</th></tr></thead><tbody>",
+        "".join(rows), "</tbody></table></div>",
+    ]
+    if findings:
+        parts.append(f"<h2>Findings</h2><ul>{findings}</ul>")
+    parts.append(f"<div class='conv'>{escape(CONVENTIONS)}</div></body></html>")
+    return "".join(parts)
+
+
+def write(path: str | Path, html: str) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(p)

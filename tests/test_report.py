@@ -1,0 +1,76 @@
+"""HTML report: diagram of sequences, branches, residual sums and aux heads; table; curves."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from cnnlab import zoo
+from cnnlab.analysis import analyze
+from cnnlab.cli import main
+from cnnlab.layers import BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool, ReLU
+from cnnlab.network import Network, aux, concat, residual, seq
+from cnnlab.report import html
+from cnnlab.report.diagram import label, svg
+
+
+def _toy() -> Network:
+    block = residual("block", [Conv(name="conv1", filters=8, kernel=3, padding=1), BatchNorm(name="bn1"),
+                               ReLU(name="relu1"), Conv(name="conv2", filters=8, kernel=3, padding=1)],
+                     post=[ReLU(name="relu")])
+    mixed = concat("mixed", seq("b1", Conv(name="conv", filters=4, kernel=1)),
+                   seq("b2", Conv(name="reduce", filters=2, kernel=1), Conv(name="conv", filters=6, kernel=3, padding=1)),
+                   seq("b3", MaxPool(name="pool", kernel=3, stride=1, padding=1), Conv(name="proj", filters=2, kernel=1)))
+    head = aux("aux1", GlobalAvgPool(name="gap"), Dense(name="fc", units=3))
+    return Network("toy", (Conv(name="stem", filters=8, kernel=3, padding=1), block, head, mixed,
+                           GlobalAvgPool(name="gap"), Dense(name="fc", units=3)), (3, 16, 16))
+
+
+def test_diagram_has_every_block() -> None:
+    net = _toy()
+    a = analyze(net)
+    s = svg(net, a)
+    assert s.startswith("<svg") and s.endswith("</svg>")
+    for text in ("block (Residual)", "mixed (Concat)", "aux1 (auxiliary head)", "concat", "stem: Conv 3x3, 8",
+                 "b2", "12x16x16"):  # 4 + 6 + 2 channels after the concat
+        assert text in s
+    # BatchNorm and ReLU fold into the conv box before them.
+    assert "conv1: Conv 3x3, 8<tspan class=\"d\"> · BatchNorm, ReLU" in s
+
+
+def test_labels() -> None:
+    a = zoo.get("alexnet")
+    layers = {ly.name: ly for ly in a.layers}
+    assert label(layers["conv1"]) == "Conv 11x11/4, 96"
+    assert label(layers["conv2"]) == "Conv 5x5, 256, groups 2"
+    assert label(layers["pool1"]) == "MaxPool 3x3/2"
+    assert label(layers["fc6"]) == "Dense 4096"
+
+
+def test_report_with_curves(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    metrics = [{"epoch": e, "train_loss": 1 / e, "train_acc": 1 - 0.1 / e, "val_loss": 1.2 / e,
+                "val_acc": 1 - 0.12 / e, "lr": 0.1, "seconds": 1.0, "images_per_s": 100.0} for e in (1, 2, 3)]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path / "r.html"
+    assert main(["report", "alexnet-onetower", "--input", "3x270x480", "--run", str(run), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.count("<svg") == 3  # loss, accuracy, network
+    assert "3 epochs · best validation accuracy 0.9600" in page
+    assert "95,424,512" in page  # fc6 at 270x480
+    assert re.search(r"<li><b>conv1</b>: H: \(270 \+ 2\*0 - 11\)/4 \+ 1 = 65.75", page)
+    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
+
+
+def test_report_bad_run_dir(tmp_path, capsys) -> None:
+    assert main(["report", "lenet5", "--run", str(tmp_path), "--out", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err
+    assert "no metrics in" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_line_chart_scales_points() -> None:
+    s = html.line_chart("t", {"a": [(1, 0.0), (2, 1.0)]}, w=100, h=100)
+    # x from 48 (left margin) to 88 (100 - 12); y from 70 (100 - 30) up to 24 (top margin).
+    assert 'd="M48.0,70.0 L88.0,24.0"' in s
