@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from ..analysis import Analysis, LayerStats
-from ..layers import (LRN, BatchNorm, Dropout, Layer, ReLU, ScaledTanh, Sigmoid, Softmax, Tanh, fmt_shape,
-                      pair)
+from ..layers import LRN, BatchNorm, Dropout, Layer, ReLU, ScaledTanh, Sigmoid, Softmax, Tanh, fmt_shape, pair
 from ..network import Aux, Concat, Network, Node, Residual, Sequential
 
 BOX_W, BOX_H, GAP, PAD = 230, 34, 12, 16
