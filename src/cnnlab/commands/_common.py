@@ -72,6 +72,8 @@ def load_network(args: argparse.Namespace) -> Any:
     model = args.model
     if model.lower().endswith((".yaml", ".yml", ".json")) or Path(model).is_file():
         return load_spec(model)
+    if ":" in model:
+        return _trace_module(model, getattr(args, "input", None), getattr(args, "layout", "chw"))
     kw: dict[str, Any] = {}
     for opt, key in (("num_classes", "num_classes"), ("in_channels", "in_channels"), ("aux", "aux_logits")):
         v = getattr(args, opt, None)
@@ -80,3 +82,32 @@ def load_network(args: argparse.Namespace) -> Any:
                 raise CnnlabError(f"--{opt.replace('_', '-')} must be >= 1, got {v}")
             kw[key] = v
     return zoo.get(model, **kw)
+
+
+def _trace_module(ref: str, input_text: str | None, layout: str) -> Any:
+    """``pkg.module:Class`` or ``file.py:Class`` -> instantiate with no arguments and trace it."""
+    import importlib
+    import importlib.util
+    from pathlib import Path
+
+    from ..trace import trace
+
+    where, _, attr = ref.rpartition(":")
+    if not input_text:
+        raise CnnlabError(f"tracing {ref} needs --input CxHxW (a module has no design input)")
+    try:
+        if where.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+            if spec is None or spec.loader is None or not Path(where).is_file():
+                raise ImportError(f"no file {where}")
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(where)
+        obj = getattr(mod, attr)
+    except (ImportError, AttributeError) as e:
+        raise CnnlabError(f"cannot load {ref}: {e}; give file.py:Class or package.module:Class") from None
+    from torch import nn
+
+    model = obj if isinstance(obj, nn.Module) else obj()  # an instance, a class or a factory function
+    return trace(model, parse_shape(input_text, layout), name=attr)
