@@ -64,6 +64,25 @@ class LayerStats:
 
 
 @dataclass
+class Block:
+    """A composite node (sequence, concatenation, residual sum, auxiliary head): its output and the
+    leaf rows ``layers[start:end]`` inside it."""
+
+    name: str
+    type: str
+    depth: int
+    output_shape: Shape
+    start: int
+    end: int
+    params: int = 0
+    macs: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "output_shape": list(self.output_shape),
+                "params": self.params, "macs": self.macs}
+
+
+@dataclass
 class Analysis:
     model: str
     input_shape: Shape
@@ -72,7 +91,7 @@ class Analysis:
     batch: int = 1
     bytes_per_value: int = 4
     meta: dict[str, Any] = field(default_factory=dict)
-    blocks: dict[str, Shape] = field(default_factory=dict)  # output shapes of Concat/Residual nodes
+    blocks: dict[str, Block] = field(default_factory=dict)  # composite nodes by path, in execution order
 
     @property
     def main(self) -> list[LayerStats]:
@@ -125,7 +144,7 @@ class Analysis:
             "model": self.model, "input_shape": list(self.input_shape),
             "layers": [ly.to_dict() for ly in self.layers], "totals": self.totals,
             "output_shape": list(self.output_shape), "split": self.split, "memory": self.memory,
-            "findings": self.findings,
+            "findings": self.findings, "blocks": [b.to_dict() for b in self.blocks.values()],
         }
         if self.aux_totals:
             d["aux_totals"] = self.aux_totals
@@ -154,12 +173,25 @@ def _rf_max(rfs: list[RF]) -> RF:
 class _Walker:
     def __init__(self) -> None:
         self.out: list[LayerStats] = []
-        self.blocks: dict[str, Shape] = {}  # output shape of every composite node, by path
+        self.blocks: dict[str, Block] = {}
 
     def node(self, node: Node, shape: Shape, rf: RF, prefix: str, depth: int, aux: bool) -> tuple[Shape, RF]:
         path = f"{prefix}.{node.name}" if prefix else node.name
         if isinstance(node, Layer):
             return self.leaf(node, shape, rf, path, depth, aux)
+        if isinstance(node, Sequential) and node.inline:
+            return self.composite(node, shape, rf, prefix, path, depth, aux)
+        block = Block(path, type(node).__name__, depth, shape, len(self.out), 0)
+        self.blocks[path] = block
+        out, rf = self.composite(node, shape, rf, prefix, path, depth, aux)
+        block.end = len(self.out)
+        block.output_shape = shape if isinstance(node, Aux) else out
+        rows = self.out[block.start:block.end]
+        block.params, block.macs = sum(r.params for r in rows), sum(r.macs for r in rows)
+        return out, rf
+
+    def composite(self, node: Node, shape: Shape, rf: RF, prefix: str, path: str, depth: int,
+                  aux: bool) -> tuple[Shape, RF]:
         if isinstance(node, Sequential):
             sub = prefix if node.inline else path
             for ch in node.children:
@@ -173,8 +205,7 @@ class _Walker:
                     f"concat '{path}': branch outputs {', '.join(fmt_shape(s) for s in shapes)} differ in H x W; "
                     "give the branches the same stride and padding"
                 )
-            self.blocks[path] = (sum(s[0] for s in shapes), *shapes[0][1:])
-            return self.blocks[path], _rf_max([r for _, r in outs])
+            return (sum(s[0] for s in shapes), *shapes[0][1:]), _rf_max([r for _, r in outs])
         if isinstance(node, Residual):
             b_shape, b_rf = shape, rf
             for ch in node.body:
@@ -190,7 +221,6 @@ class _Walker:
             shape, rf = b_shape, _rf_max([b_rf, s_rf])
             for ch in node.post:
                 shape, rf = self.node(ch, shape, rf, path, depth + 1, aux)
-            self.blocks[path] = shape
             return shape, rf
         if isinstance(node, Aux):
             s2, rf2 = shape, rf
@@ -206,7 +236,7 @@ class _Walker:
             layer.with_name(path).calc(shape)  # same error, with the full dotted name
             raise
         rf2 = _rf_step(rf, c.rf)
-        if len(c.out) == 1 and len(shape) == 3:  # flattening: the whole map is seen
+        if c.rf is None and len(c.out) == 1 and len(shape) == 3:  # flattening: the whole map is seen
             h, w = shape[1], shape[2]
             rf2 = ((rf2[0][0] + (h - 1) * rf2[0][1], rf2[0][1]), (rf2[1][0] + (w - 1) * rf2[1][1], rf2[1][1]))
         self.out.append(LayerStats(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
-from ..analysis import Analysis, LayerStats
+from ..analysis import Analysis, Block, LayerStats
 from ..layers import LRN, BatchNorm, Dropout, Layer, ReLU, ScaledTanh, Sigmoid, Softmax, Tanh, fmt_shape, pair
 from ..network import Aux, Concat, Network, Node, Residual, Sequential
 
@@ -85,7 +85,7 @@ def _frame(inner: Box, title: str) -> Box:
 
 
 class _Layout:
-    def __init__(self, stats: dict[str, LayerStats], blocks: dict[str, tuple[int, ...]]) -> None:
+    def __init__(self, stats: dict[str, LayerStats], blocks: dict[str, Block]) -> None:
         self.stats, self.blocks = stats, blocks
 
     def seq(self, nodes: tuple[Node, ...], prefix: str) -> list[Box]:
@@ -128,7 +128,7 @@ class _Layout:
                 row.parts.append(_arrow(x + c.w / 2, c.h + 14, w / 2, h + 2 * GAP))
                 x += c.w + GAP
             out = self.blocks.get(path)
-            text = f"concat -> {fmt_shape(out)}" if out else "concat"
+            text = f"concat -> {fmt_shape(out.output_shape)}" if out else "concat"
             row.parts.append(f'<text x="{w / 2}" y="{h + 2 * GAP + 10}" class="d" text-anchor="middle">{text}</text>')
             return _frame(row, f"{n.name} (Concat)")
         if isinstance(n, Residual):

@@ -44,7 +44,13 @@ def summary_table(a: Analysis) -> Table:
                       ("Params", "right"), ("Buffers", "right"), ("MACs", "right"), ("Connections", "right"),
                       ("RF", "right"), ("Jump", "right")):
         t.add_column(col, justify=just, no_wrap=True)
-    for ly in a.layers:
+    starts: dict[int, list] = {}
+    for b in a.blocks.values():
+        starts.setdefault(b.start, []).append(b)
+    for i, ly in enumerate(a.layers):
+        for b in starts.get(i, []):
+            t.add_row(f"[bold cyan]{'  ' * b.depth}{b.name}[/]", f"[cyan]{b.type}[/]", f"[cyan]{fmt_shape(b.output_shape)}[/]",
+                      "", f"[cyan]{_n(b.params)}[/]", "", f"[cyan]{_n(b.macs)}[/]", "", "", "")
         (rh, jh), (rw, jw) = ly.rf
         flag = " [yellow]![/]" if ly.findings else ""
         name = "  " * ly.depth + ly.name + (" [dim](aux)[/]" if ly.aux else "") + flag
