@@ -74,3 +74,14 @@ def test_line_chart_scales_points() -> None:
     s = html.line_chart("t", {"a": [(1, 0.0), (2, 1.0)]}, w=100, h=100)
     # x from 48 (left margin) to 88 (100 - 12); y from 70 (100 - 30) up to 24 (top margin).
     assert 'd="M48.0,70.0 L88.0,24.0"' in s
+
+
+def test_blocks_and_receptive_field_through_branches() -> None:
+    a = analyze(_toy())
+    b = a.blocks["mixed"]
+    assert (b.type, b.output_shape, b.params) == ("Concat", (12, 16, 16), 36 + 18 + 114 + 18)
+    assert a.blocks["block"].params == 584 + 16 + 584
+    # The concat's receptive field is its widest branch's: stem 3, two 3x3 convs -> 7, b2's 3x3 -> 9.
+    assert a.layer("mixed.b2.conv").rf == ((9, 1), (9, 1))
+    assert a.layer("gap").rf == ((9 + 15, 16), (9 + 15, 16))
+    assert [d["name"] for d in a.to_dict()["blocks"]][:3] == ["block", "aux1", "mixed"]
