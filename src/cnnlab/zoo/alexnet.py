@@ -53,3 +53,27 @@ def alexnet_onetower(num_classes: int = 1000, in_channels: int = 3) -> Network:
         *_head(num_classes),
     ]
     return Network("alexnet-onetower", tuple(layers), (in_channels, 227, 227))
+
+
+@register("alexnet-tv", paper="Krizhevsky, One weird trick for parallelizing convolutional neural networks; "
+          "torchvision's AlexNet", year=2014, input=(3, 224, 224),
+          accuracy="torchvision IMAGENET1K_V1 weights: top-1 56.522%, top-5 79.066% (224 crop)",
+          description="torchvision's one-tower AlexNet: 64-192-384-256-256 filters, no LRN, adaptive 6x6 pool; "
+          "loads torchvision weights")
+def alexnet_tv(num_classes: int = 1000, in_channels: int = 3) -> Network:
+    # Module names are torchvision's (features.0, classifier.1, ...), so its state_dict loads unchanged.
+    from ..layers import AdaptiveAvgPool
+    from .vgg import indexed
+
+    features = [
+        Conv(filters=64, kernel=11, stride=4, padding=2), ReLU(), MaxPool(kernel=3, stride=2),
+        Conv(filters=192, kernel=5, padding=2), ReLU(), MaxPool(kernel=3, stride=2),
+        Conv(filters=384, kernel=3, padding=1), ReLU(),
+        Conv(filters=256, kernel=3, padding=1), ReLU(),
+        Conv(filters=256, kernel=3, padding=1), ReLU(), MaxPool(kernel=3, stride=2),
+    ]
+    classifier = [Dropout(p=0.5), Dense(units=4096), ReLU(), Dropout(p=0.5), Dense(units=4096), ReLU(),
+                  Dense(units=num_classes)]
+    layers = (indexed("features", features), AdaptiveAvgPool(name="avgpool", output=6), Flatten(name="flatten"),
+              indexed("classifier", classifier))
+    return Network("alexnet-tv", layers, (in_channels, 224, 224))
