@@ -438,9 +438,9 @@ def _geometry_findings(c: _Ctx) -> list[Finding]:
         if path in keep_size and (ah.out, aw.out) != (ah.n, aw.n):
             out.append(Finding(path, "same", f"kept H x W at the design input, now {ah.n}x{aw.n} -> {ah.out}x{aw.out}"))
         if type(layer) in POOLS:
-            other = replace(layer, ceil_mode=not layer.ceil_mode).axes((1, ah.n, aw.n))  # type: ignore[attr-defined]
-            if (other[0].out, other[1].out) != (ah.out, aw.out):
-                fl, ce = ((ah.out, aw.out), (other[0].out, other[1].out))[::1 if not layer.ceil_mode else -1]
+            oh, ow = replace(layer, ceil_mode=not layer.ceil_mode).axes((1, ah.n, aw.n))  # type: ignore[attr-defined]
+            if (oh.out, ow.out) != (ah.out, aw.out):
+                fl, ce = ((oh.out, ow.out), (ah.out, aw.out)) if ah.ceil else ((ah.out, aw.out), (oh.out, ow.out))
                 out.append(Finding(path, "rounding", f"floor (PyTorch, TensorFlow) gives {fl[0]}x{fl[1]}, "
                                                      f"ceil (Caffe) gives {ce[0]}x{ce[1]}"))
     out += _head_findings(c)
@@ -536,12 +536,12 @@ def _fix_pad_layers(c: _Ctx) -> Candidate | None:
         r = _run(net, c.shape)
         if not r.ok:
             return None
-        todo = [(p, i, ax) for p, i, ax in r.drops()
-                if p not in done and type(dict((w[0], w[1]) for w in r.windows)[p]) in PADDABLE]
+        dropping = {p for p, _, _ in r.drops()}
+        todo = [(p, axes) for p, layer, axes in r.windows
+                if p in dropping and p not in done and type(layer) in PADDABLE and layer.padding != "same"]
         if not todo:
             break
-        path = todo[0][0]
-        layer, axes = next((w[1], w[2]) for w in r.windows if w[0] == path)
+        path, axes = todo[0]
         old = _pad4(axes)
         new = list(old)
         for i, ax in enumerate(axes):
@@ -648,7 +648,8 @@ def _fix_head(c: _Ctx) -> Candidate | None:
         return ("head", f"keep every layer and retrain the head at the new flatten size: '{first}' takes {n:,} "
                         f"inputs ({fmt_shape(flat.input_shape)}) instead of {f0:,}",
                 [f"{first}: {f0:,} -> {n:,} inputs (new weights)"], [], c.shape)
-    return ("head", f"resize the dense head to the {n:,}-value flatten: " + "; ".join(changes), changes, edits, c.shape)
+    return ("head", f"resize the dense head to the {n:,}-value flatten (hidden layers no wider than their input)",
+            changes, edits, c.shape)
 
 
 def _fix_channels(c: _Ctx) -> Candidate | None:
@@ -661,9 +662,12 @@ def _fix_channels(c: _Ctx) -> Candidate | None:
             [f"input: {cn} -> {cd} channels ({how})"], [], (cd, *c.shape[1:]))
 
 
-def _candidates(c: _Ctx) -> list[Candidate]:
-    size_problem = (not c.after.ok or bool(c.new_drops) or any(
-        f.kind in ("same", "head", "upsample") for f in _geometry_findings(c)))
+def _size_problem(c: _Ctx, findings: list[Finding]) -> bool:
+    return not c.after.ok or bool(c.new_drops) or any(f.kind in ("same", "head", "upsample") for f in findings)
+
+
+def _candidates(c: _Ctx, findings: list[Finding]) -> list[Candidate]:
+    size_problem = _size_problem(c, findings)
     out: list[Candidate | None] = [_fix_channels(c)]
     if not size_problem:
         return [x for x in out if x]
@@ -706,9 +710,10 @@ def _price(c: _Ctx, cand: Candidate) -> tuple[tuple[Any, ...], Fix] | None:
         (_, ih, iw), (_, oh, ow) = head.pool.input_shape, head.pool.output_shape
         if oh > ih or ow > iw:
             remaining.append(f"{head.pool.name}: repeats a {ih}x{iw} map as {oh}x{ow}")
-    enlarges = (shape[1] * shape[2] > UPSAMPLE_AREA * c.shape[1] * c.shape[2]) or any("repeats" in x for x in remaining)
-    if shape[1] * shape[2] > UPSAMPLE_AREA * c.shape[1] * c.shape[2]:
-        remaining.append(f"input: upsampled {shape[1] * shape[2] / (c.shape[1] * c.shape[2]):.1f}x in area")
+    area = shape[1] * shape[2] / (c.shape[1] * c.shape[2])
+    if area > UPSAMPLE_AREA:
+        remaining.append(f"input: upsampled {area:.1f}x in area")
+    enlarges = area > UPSAMPLE_AREA or any("repeats" in x for x in remaining)
     params, macs = r.totals["params"], r.totals["macs"]
     design = c.before.by_name()
     keeps = all(design[ly.name].params == ly.params for ly in r.a.layers
@@ -775,7 +780,7 @@ def diagnose(net: Network, shape: Shape, *, num_classes: int | None = None, roun
         else:
             error = f"{net.name} cannot take {fmt_shape(shape)}: {c.after.error}"
             findings.append(Finding("", "error", error))
-    fixes = _rank(c, _candidates(c))
+    fixes = _rank(c, _candidates(c, findings))
     other = _other_rounding(c)
     return Report(
         model=net.name, design_input=net.input_shape, input=shape, rounding=_rounding_name(c.target),
@@ -824,7 +829,7 @@ def _verdict(c: _Ctx, findings: list[Finding], fixes: list[Fix], error: str | No
         best = f"; fix {fixes[0].id} ({fixes[0].name}): {fixes[0].description}" if fixes else ""
         return error + best
     kinds = {f.kind for f in findings}
-    if not c.new_drops and not kinds & {"same", "head", "upsample"}:
+    if not _size_problem(c, findings):
         h = c.head
         if h and h.fixed and c.shape[1:] != c.design[1:]:
             why = (f"'{(h.pool or h.flatten).name}' pools any map to the {h.flatten.output_shape[0]:,} values "
@@ -873,4 +878,4 @@ def train_step(net: Network, shape: Shape | None = None, *, batch: int = 2, seed
     loss.backward()
     opt.step()
     moved = sum(float((p.detach() - b).abs().sum()) for p, b in zip(model.parameters(), before))
-    return float(loss), moved
+    return float(loss.detach()), moved
