@@ -204,12 +204,13 @@ def test_grayscale_into_alexnet() -> None:
 
 
 def test_fixed_global_window_becomes_global_pooling() -> None:
-    net = zoo.get("googlenet")
-    r = diagnose(net, (3, 96, 96))  # the 7x7 average pool needs a 7x7 map: 224-ish inputs only
-    assert r.after is None and "'avgpool'" in r.error
+    net = zoo.get("resnet20-v2")
+    r = diagnose(net, (3, 16, 16))  # its 8x8 average pool needs an 8x8 map: 32x32 inputs and up
+    assert r.after is None and "'avgpool'" in r.error and r.min_input == (3, 29, 29)
     fix = r.fixes[0]
-    assert fix.name == "global-pool" and fix.input == (3, 96, 96) and fix.params == r.before["params"]
-    verify(apply(net, fix), (3, 96, 96))
+    assert fix.name == "global-pool" and fix.input == (3, 16, 16) and fix.params == r.before["params"]
+    assert fix.changes == ("avgpool: AvgPool 8 -> AdaptiveAvgPool 1x1",)
+    verify(apply(net, fix), (3, 16, 16))
 
 
 def test_same_layer_that_stops_keeping_the_size() -> None:
