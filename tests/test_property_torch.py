@@ -91,3 +91,17 @@ def test_same_padding_matches_tensorflow_rule(h, w, k, s, d) -> None:
     assert tuple(y.shape[1:]) == calc.out
     pool = MaxPool(name="p", kernel=k, stride=s, padding="same")
     assert tuple(pool.build((1, h, w))(torch.zeros(1, 1, h, w)).shape[1:]) == pool.calc((1, h, w)).out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 3), st.integers(0, 3), st.integers(1, 2), st.integers(10, 20))
+def test_lenet_layers_honour_padding(pt, pl, s, n) -> None:
+    """Trainable subsampling and the partial-connection conv build what their arithmetic says."""
+    from cnnlab.layers import PartialConv, Subsample
+    from cnnlab.zoo.lenet import C3_TABLE
+
+    for layer in (Subsample(name="s", kernel=2, stride=s, padding=(pt, pt + 1, pl, pl)),
+                  PartialConv(name="c", filters=16, kernel=5, stride=s, padding=(pt, pt, pl, pl + 1), table=C3_TABLE)):
+        shape = (6, n, n + 3)
+        y = layer.build(shape)(torch.zeros(1, *shape))
+        assert tuple(y.shape[1:]) == layer.calc(shape).out

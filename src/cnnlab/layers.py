@@ -171,7 +171,9 @@ class Layer:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Window(Layer):
+class Window(Layer):
+    """Layers that slide a window: kernel, stride, padding, dilation and rounding."""
+
     kernel: int | tuple[int, int] = 1
     stride: int | tuple[int, int] | None = None
     padding: Any = 0
@@ -212,6 +214,13 @@ class _Window(Layer):
         calc.rf = ((ah.span, ah.s, ah.pb), (aw.span, aw.s, aw.pb))
         return calc
 
+    def pad4(self, s: Shape) -> Any:
+        """Padding in F.pad order (left, right, top, bottom), or 'same' to compute per input."""
+        if self.padding == "same":
+            return "same"
+        ah, aw = self.axes(s)
+        return (aw.pb, aw.pa, ah.pb, ah.pa)
+
     def torch_padding(self, s: Shape) -> tuple[Any, Any]:
         """(symmetric padding for the torch op, extra asymmetric F.pad or None)."""
         ah, aw = self.axes(s)
@@ -223,7 +232,7 @@ class _Window(Layer):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Conv(_Window):
+class Conv(Window):
     """2-D convolution. ``padding`` may be an int, a pair, four sides, 'same' or 'valid'."""
 
     filters: int
@@ -292,11 +301,12 @@ class PartialConv(Conv):
     def build(self, s: Shape) -> Any:
         from . import torch_backend as tb
 
-        return tb.PartialConv2d(self.table, pair(self.kernel), pair(self.stride or 1), self.bias)
+        return tb.PartialConv2d(self.table, pair(self.kernel), pair(self.stride or 1), self.bias,
+                                pair(self.dilation), self.pad4(s))
 
 
 @dataclass(frozen=True, kw_only=True)
-class MaxPool(_Window):
+class MaxPool(Window):
     kernel: int | tuple[int, int] = 2
 
     def calc(self, s: Shape) -> Calc:
@@ -311,7 +321,7 @@ class MaxPool(_Window):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AvgPool(_Window):
+class AvgPool(Window):
     """Average pooling; ``count_include_pad=False`` matches TensorFlow's 'same' pooling."""
 
     kernel: int | tuple[int, int] = 2
@@ -331,13 +341,15 @@ class AvgPool(_Window):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Subsample(_Window):
+class Subsample(Window):
     """LeNet-5's trainable subsampling: per map, ``w * sum(window) + b`` (S2, S4)."""
 
     kernel: int | tuple[int, int] = 2
 
     def calc(self, s: Shape) -> Calc:
         c = _need_map(self, s)[0]
+        if self.ceil_mode:
+            raise ShapeError(f"layer '{self.name}': trainable subsampling has no ceil mode; pad the input instead")
         calc = self.geometry(s, c)
         k = pair(self.kernel)
         n = c * calc.out[1] * calc.out[2]
@@ -351,7 +363,8 @@ class Subsample(_Window):
     def build(self, s: Shape) -> Any:
         from . import torch_backend as tb
 
-        return tb.Subsample2d(s[0], pair(self.kernel), pair(self.stride or self.kernel))
+        return tb.Subsample2d(s[0], pair(self.kernel), pair(self.stride or self.kernel), pair(self.dilation),
+                              self.pad4(s))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,11 @@ def _same_pad(x: torch.Tensor, k: tuple[int, int], s: tuple[int, int], d: tuple[
     return (left, r, t, b)
 
 
+def _apply_pad(x: torch.Tensor, pad: Pad4 | str, k: Any, s: Any, d: Any) -> torch.Tensor:
+    p = _same_pad(x, k, s, d) if pad == "same" else pad
+    return F.pad(x, p) if any(p) else x
+
+
 class Conv2dPad(nn.Conv2d):
     """Conv2d with asymmetric padding: fixed sides, or TensorFlow 'same' computed per input."""
 
@@ -75,8 +80,10 @@ class AvgPool2d(nn.AvgPool2d):
 class PartialConv2d(nn.Module):
     """Sparse channel connections (LeNet-5 C3): output maps grouped by fan-in, one grouped conv per group."""
 
-    def __init__(self, table: tuple[tuple[int, ...], ...], k: tuple[int, int], s: tuple[int, int], bias: bool):
+    def __init__(self, table: tuple[tuple[int, ...], ...], k: tuple[int, int], s: tuple[int, int], bias: bool,
+                 d: tuple[int, int] = (1, 1), pad: Pad4 | str = (0, 0, 0, 0)):
         super().__init__()
+        self.pad = pad
         by_size: dict[int, list[int]] = {}
         for j, inputs in enumerate(table):
             by_size.setdefault(len(inputs), []).append(j)
@@ -87,11 +94,12 @@ class PartialConv2d(nn.Module):
             outs = by_size[n]
             idx = torch.tensor([i for j in outs for i in table[j]])
             self.register_buffer(f"idx{n}", idx, persistent=False)
-            self.convs.append(nn.Conv2d(n * len(outs), len(outs), k, s, groups=len(outs), bias=bias))
+            self.convs.append(nn.Conv2d(n * len(outs), len(outs), k, s, dilation=d, groups=len(outs), bias=bias))
             order += outs
         self.register_buffer("inverse", torch.argsort(torch.tensor(order)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _apply_pad(x, self.pad, self.convs[0].kernel_size, self.convs[0].stride, self.convs[0].dilation)
         ys = [conv(x[:, getattr(self, f"idx{n}")]) for n, conv in zip(self.sizes, self.convs)]
         return torch.cat(ys, 1)[:, self.inverse]
 
@@ -99,15 +107,17 @@ class PartialConv2d(nn.Module):
 class Subsample2d(nn.Module):
     """LeNet-5's S-layers: ``w_c * sum(window) + b_c`` as a depthwise conv with one shared weight per map."""
 
-    def __init__(self, c: int, k: tuple[int, int], s: tuple[int, int]) -> None:
+    def __init__(self, c: int, k: tuple[int, int], s: tuple[int, int], d: tuple[int, int] = (1, 1),
+                 pad: Pad4 | str = (0, 0, 0, 0)) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.full((c,), 1.0 / (k[0] * k[1])))
         self.bias = nn.Parameter(torch.zeros(c))
-        self.k, self.s = k, s
+        self.k, self.s, self.d, self.pad = k, s, d, pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _apply_pad(x, self.pad, self.k, self.s, self.d)
         w = self.weight.view(-1, 1, 1, 1).expand(-1, 1, *self.k)
-        return F.conv2d(x, w, self.bias, self.s, groups=x.shape[1])
+        return F.conv2d(x, w, self.bias, self.s, dilation=self.d, groups=x.shape[1])
 
 
 class RBFOutput(nn.Module):
