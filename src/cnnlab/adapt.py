@@ -17,12 +17,26 @@ from typing import Any
 
 from .analysis import Analysis, LayerStats, analyze
 from .errors import CnnlabError, ShapeError
-from .layers import AdaptiveAvgPool, AdaptiveMaxPool, AvgPool, Axis, Conv, Layer, MaxPool, Shape, ZeroPad, fmt_shape
+from .layers import (
+    AdaptiveAvgPool,
+    AdaptiveMaxPool,
+    AvgPool,
+    Axis,
+    Conv,
+    Layer,
+    MaxPool,
+    PartialConv,
+    Shape,
+    Subsample,
+    Window,
+    ZeroPad,
+    fmt_shape,
+)
 from .network import Aux, Concat, Network, Node, Residual, Sequential, network_to_spec
 
 ROUNDING = {"floor": "floor (PyTorch, TensorFlow)", "ceil": "ceil (Caffe)"}
 POOLS = (MaxPool, AvgPool)  # the layers whose rounding mode is selectable (their builders honour ceil_mode)
-PADDABLE = (Conv, MaxPool, AvgPool)  # exact types whose builders honour any padding
+PADDABLE = (Conv, PartialConv, MaxPool, AvgPool, Subsample)  # exact types whose builders honour any padding
 ADAPTIVE = ("AdaptiveAvgPool", "AdaptiveMaxPool")
 UPSAMPLE_AREA = 1.5  # a fix that enlarges the input area beyond this invents pixels
 
@@ -220,7 +234,7 @@ def _run(net: Network, shape: Shape) -> _Run:
         return _Run(tuple(shape), None, str(e), [])
     lv = leaves(net)
     wins = [(ly.name, lv[ly.name], lv[ly.name].axes(ly.input_shape))  # type: ignore[attr-defined]
-            for ly in a.layers if hasattr(lv.get(ly.name), "axes")]
+            for ly in a.layers if isinstance(lv.get(ly.name), Window)]
     return _Run(tuple(shape), a, None, wins)
 
 
@@ -515,7 +529,7 @@ def _fix_pad_first(c: _Ctx) -> Candidate | None:
     eh, ew = (m - n for m, n in zip(sizes, c.shape[1:]))  # type: ignore[operator]
     first = c.target.layers[0]
     extra = (eh // 2, eh - eh // 2, ew // 2, ew - ew // 2)
-    if type(first) is Conv and first.padding not in ("same",):
+    if type(first) in PADDABLE and first.padding not in ("same",):
         old = _pad4(first.axes(c.shape))
         new = _compact(tuple(a + b for a, b in zip(old, extra)))  # type: ignore[arg-type]
         return ("pad-first", f"pad the input inside '{first.name}' so it sees {sizes[0]}x{sizes[1]}",
