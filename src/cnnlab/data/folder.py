@@ -34,8 +34,8 @@ HELD_OUT = {"train": ("train",), "val": ("val", "valid", "validation", "test"),
 _GREY = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
-def _visible(p: Path) -> bool:
-    return not p.name.startswith(".")
+def _visible(p: Path | str) -> bool:
+    return not Path(p).name.startswith(".")
 
 
 def _class_dirs(root: Path) -> list[Path]:
