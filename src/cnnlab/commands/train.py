@@ -1,0 +1,155 @@
+"""Train a model on MNIST, CIFAR-10/100 or an image folder (one sub-folder per class).
+
+A recipe (--recipe) sets optimizer, learning-rate schedule, batch size, epochs, augmentation and
+normalization as the papers and notebooks did; any option given here overrides it. The model is
+built for the data's channels and classes. Images smaller than the design input by at most 8
+pixels are centred in it (LeNet-5 reads 28x28 digits in a 32x32 field); others run at their own
+size (see --fit). The named data sets validate on their test split; a folder on its held-out part.
+
+OUT (default runs/MODEL-DATA) receives metrics.json (one object per epoch), curves.png, last.pt
+(every epoch) and best.pt (best validation metric). Multi-GPU or multi-process:
+  torchrun --nproc_per_node N -m cnnlab train MODEL --data ...
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import CnnlabError
+from ._common import add_model_args, load_network
+
+NAME = "train"
+HELP = "train a model on MNIST, CIFAR or an image folder"
+ORDER = 40
+
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
+                 "label_smoothing", "aux_weight", "augment", "normalize", "early_stop")
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.lower().replace("×", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise CnnlabError(f"malformed --size '{text}': give HxW, e.g. 150x150")
+    return int(parts[0]), int(parts[1])
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="D", help="mnist, cifar10, cifar100 or an image folder path")
+    p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's original files")
+    p.add_argument("--size", metavar="HxW", help="image folders: resize to HxW (scale to cover, centre crop)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..train.recipes import OPTIMIZERS, PRESETS, SCHEDULES
+
+    add_model_args(p)
+    add_data_args(p)
+    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
+                   help="image folders without val/: fraction of each class held out (default 0.1)")
+    p.add_argument("--recipe", default="default", metavar="NAME",
+                   help=f"training preset: default, {', '.join(PRESETS)} (see --list-recipes)")
+    p.add_argument("--list-recipes", action="store_true", help="print the recipes and exit")
+    g = p.add_argument_group("recipe overrides")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="base learning rate")
+    g.add_argument("--optimizer", choices=OPTIMIZERS)
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--schedule", choices=SCHEDULES)
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--aux-weight", type=float, help="loss weight of auxiliary classifiers (default 0.3)")
+    g.add_argument("--augment", metavar="PRESET", help="none, mnist, cifar, cifar-erasing, imagenet, keras")
+    g.add_argument("--normalize", choices=("scale", "channel", "pixel"),
+                   help="scale: x/255; channel: per-channel mean/std; pixel: subtract the mean image")
+    g.add_argument("--early-stop", type=int, metavar="N", help="stop after N epochs without improvement (0: off)")
+    r = p.add_argument_group("run")
+    r.add_argument("--out", metavar="DIR", help="output folder (default runs/MODEL-DATA)")
+    r.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
+    r.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off", help="mixed precision (default off)")
+    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory format (default: on for CUDA)")
+    r.add_argument("--compile", action="store_true", help="torch.compile the model")
+    r.add_argument("--target-acc", type=float, metavar="A", help="stop once validation accuracy reaches A (0-1)")
+    r.add_argument("--fit", choices=("auto", "pad", "native"), default="auto",
+                   help="data smaller than the design input: pad (centre it) or native (build at the data size)")
+    r.add_argument("--eval-batch-size", type=int, default=1000, help="chunk size of evaluation (default 1000)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def recipe_from_args(args: argparse.Namespace) -> object:
+    from ..train.recipes import Recipe, get_recipe
+
+    base = Recipe(name="default") if args.recipe == "default" else get_recipe(args.recipe)
+    return base.with_overrides(**{f: getattr(args, f) for f in RECIPE_FIELDS})
+
+
+def _list_recipes() -> int:
+    from ..train.recipes import PRESETS
+
+    for r in PRESETS.values():
+        print(f"{r.name:<20} {r.description}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_recipes:
+        return _list_recipes()
+    recipe = recipe_from_args(args)  # bad options fail before any data is read
+    size = parse_size(args.size)
+    if args.eval_batch_size < 1:
+        raise CnnlabError(f"--eval-batch-size must be >= 1, got {args.eval_batch_size}")
+    if args.target_acc is not None and not 0 < args.target_acc <= 1:
+        raise CnnlabError(f"--target-acc is a fraction in (0, 1], got {args.target_acc}")
+
+    from ..data import load
+    from ..data.augment import preset
+    from ..train import Options, Trainer
+
+    augment = preset(recipe.augment)
+    train = load(args.data, "train", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction,
+                 seed=args.seed)
+    val = load(args.data, "val", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction, seed=args.seed)
+    if len(val) == 0:
+        val = None
+    c = train.images.shape[1]
+    if args.num_classes is not None and args.num_classes != len(train.classes):
+        raise CnnlabError(f"--num-classes {args.num_classes} but {args.data} has {len(train.classes)} classes")
+    if args.in_channels is not None and args.in_channels != c:
+        raise CnnlabError(f"--in-channels {args.in_channels} but {args.data} images have {c} channels")
+    args.num_classes, args.in_channels = len(train.classes), c
+    net = load_network(args)
+    data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.model).stem}-{data_name}"
+    import torch
+
+    aug = augment.fit(train.images, torch.Generator().manual_seed(args.seed)) if augment.active else None
+    opts = Options(out=out, device=args.device, amp=args.amp, channels_last=args.channels_last,
+                   compile=args.compile, seed=args.seed, resume=args.resume, progress=not args.no_progress,
+                   eval_batch_size=args.eval_batch_size, target_acc=args.target_acc, fit=args.fit, augment=aug)
+    trainer = Trainer(net, train, val, recipe, opts, data_name=data_name)
+    if trainer.main:
+        c, h, w = trainer.prep.input_shape
+        pad = " (padded)" if any(trainer.prep.pad) else ""
+        vtext = f"validation on {val.name} ({len(val):,} images)" if val else "no validation set"
+        print(f"{net.name} on {data_name}: {len(train):,} training images, {vtext}, "
+              f"input {c}x{h}x{w}{pad}, recipe {recipe.name} ({recipe.optimizer}, lr {recipe.lr:g}, batch "
+              f"{recipe.batch_size}, {recipe.epochs} epochs), device {trainer.device}"
+              + (f" x {trainer.ctx.world} processes" if trainer.ctx.active else ""))
+    history = trainer.fit()
+    if trainer.main and history:
+        st = trainer.state
+        print(f"best epoch {st.best_epoch}: {_best_text(history[st.best_epoch - 1])}")
+        print(f"wrote {out}/metrics.json, {out}/curves.png, {out}/last.pt, {out}/best.pt")
+    return 0
+
+
+def _best_text(row: dict) -> str:
+    if row.get("val_acc") is not None:
+        return f"validation accuracy {row['val_acc']:.2%}, loss {row['val_loss']:.4f}"
+    return f"training accuracy {row['train_acc']:.2%}, loss {row['train_loss']:.4f}"

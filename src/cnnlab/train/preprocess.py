@@ -1,0 +1,88 @@
+"""uint8 images -> model input, as one affine map and a zero pad, fitted on the training set.
+
+Data stays uint8 in memory (a quarter of the float size); each batch is converted on the device
+it trains on. The map travels in the checkpoint, so evaluation and prediction see exactly the
+inputs training saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import CnnlabError
+
+Pad4 = tuple[int, int, int, int]  # left, right, top, bottom (F.pad order)
+
+
+def fit_padding(data_hw: tuple[int, int], model_hw: tuple[int, int], mode: str = "auto") -> Pad4:
+    """Zero padding that centres data in a larger design input.
+
+    ``auto`` pads only when the data is at most 8 pixels smaller each way: LeNet-5 reads MNIST's
+    28x28 digits centred in a 32x32 field. Anything else runs at the data's own size."""
+    dh, dw = model_hw[0] - data_hw[0], model_hw[1] - data_hw[1]
+    if mode == "native" or (mode == "auto" and not (0 <= dh <= 8 and 0 <= dw <= 8)):
+        return (0, 0, 0, 0)
+    if dh < 0 or dw < 0:
+        raise CnnlabError(f"cannot pad {data_hw[0]}x{data_hw[1]} images to the smaller design input "
+                          f"{model_hw[0]}x{model_hw[1]}; use --fit native or --size")
+    return (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2)
+
+
+@dataclass
+class Preprocess:
+    """``x -> pad(x) * scale + shift``; ``scale``/``shift`` broadcast over the padded (C, H, W)."""
+
+    mode: str
+    data_shape: tuple[int, int, int]
+    pad: Pad4
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.data_shape
+        left, right, top, bottom = self.pad
+        return (c, h + top + bottom, w + left + right)
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, mode: str, pad: Pad4 = (0, 0, 0, 0), chunk: int = 4096) -> Preprocess:
+        """Statistics of the training images, summed in chunks so float copies stay small."""
+        n, c, h, w = images.shape
+        if mode == "scale":
+            scale = torch.full((c, 1, 1), 1 / 255)
+            return cls(mode, (c, h, w), pad, scale, torch.zeros(c, 1, 1))
+        s1 = torch.zeros(c, h, w, dtype=torch.float64)
+        s2 = torch.zeros(c, dtype=torch.float64)
+        for i in range(0, n, chunk):
+            x = images[i:i + chunk].double()
+            s1 += x.sum(0)
+            s2 += (x * x).sum((0, 2, 3))
+        pixel_mean = s1 / max(n, 1)
+        mean = pixel_mean.mean((1, 2))
+        std = (s2 / max(n * h * w, 1) - mean * mean).clamp_min(1e-6).sqrt()
+        if mode == "channel":
+            scale, shift = 1 / std, -mean / std
+            return cls(mode, (c, h, w), pad, scale.float().view(c, 1, 1), shift.float().view(c, 1, 1))
+        # pixel: the ResNet notebook's x/255 - mean(x/255) over the training set, per pixel.
+        shift = F.pad(-pixel_mean / 255, pad)
+        return cls(mode, (c, h, w), pad, torch.full((c, 1, 1), 1 / 255), shift.float())
+
+    def to(self, device: Any) -> Preprocess:
+        return Preprocess(self.mode, self.data_shape, self.pad, self.scale.to(device), self.shift.to(device))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.pad):
+            x = F.pad(x, self.pad)
+        return torch.addcmul(self.shift, x.float(), self.scale)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "data_shape": list(self.data_shape), "pad": list(self.pad),
+                "scale": self.scale.cpu(), "shift": self.shift.cpu()}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> Preprocess:
+        return cls(d["mode"], tuple(d["data_shape"]), tuple(d["pad"]), d["scale"], d["shift"])

@@ -1,0 +1,458 @@
+"""The training loop: in-memory uint8 batches, one recipe, checkpoints, metrics and curves.
+
+Batches are sliced from the in-memory image tensor by a seeded permutation, converted and
+augmented as whole batches on the training device: no per-sample Dataset or worker processes,
+which on a small CPU cost more than the model itself. Every epoch reseeds its permutation,
+augmentation and dropout from (seed, epoch), so a run resumed after epoch k replays exactly the
+epochs an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CnnlabError
+from ..network import Network, network_to_spec
+from . import checkpoint, distributed
+from .metrics import Meter, confusion_matrix, topk_correct, write_json
+from .preprocess import Preprocess, fit_padding
+from .recipes import Plateau, Recipe, make_optimizer, scheduled_lr
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class TrainingDiverged(CnnlabError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+@dataclass
+class Options:
+    """How a run executes, apart from the recipe: where, how fast, where to write."""
+
+    out: Path | None = None
+    device: str = "auto"
+    amp: str = "off"                 # off | bf16 | fp16
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+    eval_batch_size: int = 1000
+    target_acc: float | None = None  # stop at the end of the first epoch whose val_acc reaches it
+    fit: str = "auto"                # auto | pad | native: how data meets the design input
+    log: Callable[[str], None] | None = None
+    augment: Augment | None = None
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise CnnlabError(f"unknown device '{name}': use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CnnlabError(f"device '{name}' requested but CUDA is not available here")
+        if dev.index is None:
+            dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+def _seed_for(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**63)
+
+
+@dataclass
+class State:
+    """What --resume restores besides weights and optimizer moments."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float | None = None
+    best_epoch: int = 0
+    stale: int = 0  # epochs since the monitored metric last improved (early stopping)
+
+
+class Trainer:
+    """Train ``net`` on ``train`` with ``recipe``; validate on ``val`` after every epoch."""
+
+    def __init__(self, net: Network, train: Any, val: Any | None, recipe: Recipe, opts: Options | None = None,
+                 *, data_name: str = "") -> None:
+        self.net, self.train_set, self.val_set, self.recipe = net, train, val, recipe
+        self.opts = opts or Options()
+        self.data_name = data_name or getattr(train, "name", "")
+        self.ctx = distributed.setup("cuda" if "cuda" in self.opts.device or (
+            self.opts.device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.device = resolve_device(self.opts.device, self.ctx.local_rank)
+        self.main = self.ctx.main
+        self._check_data()
+        self.classes = list(train.classes)
+        self.log = self.opts.log or (print if self.main else (lambda s: None))
+        o = self.opts
+        if o.amp not in ("off", "bf16", "fp16"):
+            raise CnnlabError(f"--amp must be off, bf16 or fp16, got '{o.amp}'")
+        if o.amp == "fp16" and self.device.type != "cuda":
+            raise CnnlabError("--amp fp16 needs a CUDA device; use --amp bf16 on CPU")
+        self.channels_last = o.channels_last if o.channels_last is not None else self.device.type == "cuda"
+
+        torch.manual_seed(o.seed)
+        c, h, w = train.images.shape[1:]
+        if net.input_shape[0] != c:
+            raise CnnlabError(f"{net.name} is built for {net.input_shape[0]} input channels but the data has {c}")
+        pad = fit_padding((h, w), tuple(net.input_shape[1:]), o.fit)
+        self.prep = Preprocess.fit(train.images, recipe.normalize, pad)
+        from ..torch_backend import build
+
+        self.model = build(net, self.prep.input_shape, logits=True)
+        self.optimizer = make_optimizer(recipe, self.model.parameters(), self.device.type)
+        self.plateau = Plateau(recipe.plateau_factor, recipe.plateau_patience,
+                               "min" if recipe.monitor == "val_loss" else "max")
+        self.state = State()
+        if o.resume:
+            self._resume()
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        _move_optimizer_state(self.optimizer, self.device)
+        self.train_model: nn.Module = self.model
+        if self.ctx.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        self.eval_model: nn.Module = self.model
+        if o.compile:
+            self.train_model = torch.compile(self.train_model)
+            self.eval_model = torch.compile(self.model)
+        self.scaler = torch.amp.GradScaler("cuda") if o.amp == "fp16" else None
+        self.prep_dev = self.prep.to(self.device)
+        # Small data sets move to the GPU whole; batches are then gathered there.
+        on_dev = self.device.type == "cuda" and train.images.nbytes < 2**31
+        self.images = train.images.to(self.device) if on_dev else train.images
+        self.labels = train.labels.to(self.device) if on_dev else train.labels
+
+    # --- set-up ---------------------------------------------------------------------------------
+
+    def _check_data(self) -> None:
+        t = self.train_set
+        if t.images.dtype != torch.uint8 or t.images.dim() != 4:
+            raise CnnlabError("training images must be a uint8 tensor (N, C, H, W)")
+        if len(t.images) == 0:
+            raise CnnlabError("the training set is empty")
+        if len(t.classes) < 2:
+            raise CnnlabError(f"the training set has {len(t.classes)} class; classification needs at least 2")
+        if self.val_set is not None and tuple(self.val_set.images.shape[1:]) != tuple(t.images.shape[1:]):
+            raise CnnlabError(f"validation images are {tuple(self.val_set.images.shape[1:])}, training images "
+                              f"{tuple(t.images.shape[1:])}: they must match")
+        per_rank = self.recipe.batch_size // self.ctx.world
+        if per_rank < 1 or self.recipe.batch_size % self.ctx.world:
+            raise CnnlabError(f"--batch-size {self.recipe.batch_size} does not split over {self.ctx.world} processes")
+
+    def _resume(self) -> None:
+        out = self.opts.out
+        path = out / "last.pt" if out else None
+        if path is None or not path.is_file():
+            raise CnnlabError(f"--resume: no last.pt in {out} to resume from")
+        ck = checkpoint.load(path)
+        if ck["network"]["layers"] != network_to_spec(self.net)["layers"]:
+            raise CnnlabError(f"--resume: {path} holds a different network ({ck['network']['name']})")
+        if list(ck["classes"]) != self.classes:
+            raise CnnlabError(f"--resume: {path} was trained on other classes")
+        self.prep = Preprocess.from_state(ck["preprocess"])
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.plateau.load_state_dict(ck["plateau"])
+        s = ck["trainer"]
+        self.state = State(int(s["epoch"]), int(s["step"]), list(ck["metrics"]), s["best"], int(s["best_epoch"]),
+                           int(s["stale"]))
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def _autocast(self) -> Any:
+        if self.opts.amp == "off":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.opts.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _loss(self, out: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, main logits); auxiliary heads add ``aux_weight`` times their own loss."""
+        ls = self.recipe.label_smoothing
+        if isinstance(out, tuple):
+            main, aux = out[0], out[1:]
+            loss = F.cross_entropy(main, y, label_smoothing=ls)
+            for a in aux:
+                loss = loss + self.recipe.aux_weight * F.cross_entropy(a, y, label_smoothing=ls)
+            return loss, main
+        return F.cross_entropy(out, y, label_smoothing=ls), out
+
+    def _batch(self, idx: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[idx]
+        y = self.labels[idx]
+        if x.device != self.device:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+        if self.opts.augment is not None and gen is not None:
+            x = self.opts.augment(x, gen)
+        x = self.prep_dev(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Run the remaining epochs; returns the per-epoch metrics (also in OUT/metrics.json)."""
+        r, o, st = self.recipe, self.opts, self.state
+        if o.out is not None and self.main:
+            o.out.mkdir(parents=True, exist_ok=True)
+        n = len(self.images)
+        per_rank = r.batch_size // self.ctx.world
+        shard_len = -(-n // self.ctx.world)
+        steps = max(1, -(-shard_len // per_rank))
+        if steps > 1 and shard_len % per_rank == 1:
+            steps -= 1  # a last batch of one image breaks BatchNorm; it returns next epoch
+        if st.epoch >= r.epochs:
+            self.log(f"nothing to do: the checkpoint already finished {st.epoch} of {r.epochs} epochs")
+        try:
+            for epoch in range(st.epoch + 1, r.epochs + 1):
+                row = self._epoch(epoch, steps, per_rank)
+                stop = self._end_epoch(row)
+                if distributed.broadcast_flag(stop, self.ctx):
+                    break
+        finally:
+            distributed.teardown(self.ctx)
+        return st.history
+
+    def _epoch(self, epoch: int, steps: int, per_rank: int) -> dict[str, Any]:
+        r, o, st = self.recipe, self.opts, self.state
+        seed = _seed_for(o.seed, epoch)
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed + 1)  # dropout and anything else drawing from the global generator
+        order = distributed.shard(torch.randperm(len(self.images), generator=gen), self.ctx)
+        if self.images.device != order.device:
+            order = order.to(self.images.device)
+        aug_gen = torch.Generator().manual_seed(seed + 2) if o.augment else None  # draws are made on the CPU
+        self.train_model.train()
+        meter = Meter(self.device)
+        steps_per_epoch = steps
+        check_each_step = self.device.type == "cpu"
+        bar = _Progress(self.main and o.progress, f"epoch {epoch}/{r.epochs}", steps)
+        t0 = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        try:
+            for i in range(steps):
+                lr = max(r.min_lr, scheduled_lr(r, st.step, steps_per_epoch) * self.plateau.scale)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                x, y = self._batch(order[i * per_rank:(i + 1) * per_rank], aug_gen)
+                with self._autocast():
+                    out = self.train_model(x)
+                    loss, logits = self._loss(out, y)
+                if check_each_step and not math.isfinite(loss.item()):
+                    self._diverged(epoch, i, lr)
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    loss.backward()
+                    self.optimizer.step()
+                meter.add(logits.detach(), y, loss)
+                st.step += 1
+                if bar.due(i + 1):
+                    lo, acc, cnt = meter.read()
+                    if not math.isfinite(lo):
+                        self._diverged(epoch, i, lr)
+                    bar.show(i + 1, lo, acc, cnt * self.ctx.world / (time.perf_counter() - t0))
+        finally:
+            bar.close()
+        train_s = time.perf_counter() - t0
+        sums = distributed.all_sum(meter.sums.clone(), self.ctx).tolist()
+        if not math.isfinite(sums[0]):
+            self._diverged(epoch, steps - 1, lr)
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": sums[0] / sums[2], "train_acc": sums[1] / sums[2]}
+        if self.val_set is not None:
+            ev = self.evaluate(self.val_set)
+            row.update(val_loss=ev["loss"], val_acc=ev["top1"])
+        else:
+            row.update(val_loss=None, val_acc=None)
+        row.update(lr=lr, seconds=round(time.perf_counter() - t0, 3), images_per_s=round(sums[2] / train_s, 1))
+        return row
+
+    def _diverged(self, epoch: int, step: int, lr: float) -> None:
+        last = self.opts.out / "last.pt" if self.opts.out else None
+        kept = (f"the last good checkpoint {last} (epoch {self.state.epoch}) is kept" if last and last.is_file()
+                else "no checkpoint was written before it")
+        raise TrainingDiverged(f"loss became NaN/inf at epoch {epoch}, step {step + 1} (lr {lr:.3g}); training "
+                               f"stopped and {kept}; lower --lr or check the data")
+
+    def _end_epoch(self, row: dict[str, Any]) -> bool:
+        """Schedules, early stopping, checkpoints, metrics.json and curves; True to stop."""
+        r, o, st = self.recipe, self.opts, self.state
+        st.epoch = row["epoch"]
+        st.history.append(row)
+        key = r.monitor if row.get(r.monitor) is not None else "train_loss"
+        value = row[key]
+        if r.plateau and self.plateau.update(value):
+            self.log(f"  validation plateau: learning rate x{r.plateau_factor:.3g}")
+        improved = st.best is None or (value < st.best if key.endswith("loss") else value > st.best)
+        if improved:
+            st.best, st.best_epoch, st.stale = value, row["epoch"], 0
+        else:
+            st.stale += 1
+        self.log(_format_row(row, r.epochs, improved))
+        if self.main and o.out is not None:
+            ck = self._checkpoint()
+            checkpoint.save(o.out / "last.pt", ck)
+            if improved:
+                checkpoint.save(o.out / "best.pt", ck)
+            write_json(o.out / "metrics.json", st.history)
+            from .plots import plot_curves
+
+            plot_curves(st.history, o.out / "curves.png", f"{self.net.name} on {self.data_name}")
+        if r.early_stop and st.stale >= r.early_stop:
+            self.log(f"early stop: {key} has not improved for {st.stale} epochs (best {st.best:.4g} at epoch "
+                     f"{st.best_epoch})")
+            return True
+        if o.target_acc is not None and (row.get("val_acc") or 0) >= o.target_acc:
+            self.log(f"target accuracy {o.target_acc:.2%} reached at epoch {row['epoch']}")
+            return True
+        return False
+
+    def _checkpoint(self) -> dict[str, Any]:
+        st = self.state
+        return {
+            "network": network_to_spec(self.net),
+            "preprocess": self.prep.state_dict(),
+            "classes": self.classes,
+            "data": self.data_name,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": _cpu(self.optimizer.state_dict()),
+            "plateau": self.plateau.state_dict(),
+            "recipe": self.recipe.to_dict(),
+            "seed": self.opts.seed,
+            "metrics": st.history,
+            "trainer": {"epoch": st.epoch, "step": st.step, "best": st.best, "best_epoch": st.best_epoch,
+                        "stale": st.stale},
+            "torch": str(torch.__version__),
+        }
+
+    # --- evaluation -----------------------------------------------------------------------------
+
+    def evaluate(self, data: Any, confusion: bool = False) -> dict[str, Any]:
+        return evaluate(self.eval_model, data.images, data.labels, self.prep_dev, self.device,
+                        batch_size=self.opts.eval_batch_size, amp=self.opts.amp, ctx=self.ctx,
+                        channels_last=self.channels_last, confusion=len(self.classes) if confusion else 0)
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, prep: Preprocess, device: torch.device,
+             *, batch_size: int = 1000, amp: str = "off", ctx: distributed.Context | None = None,
+             channels_last: bool = False, confusion: int = 0) -> dict[str, Any]:
+    """Loss, top-1 and top-5 over a whole set in chunks of ``batch_size``: memory stays bounded
+    however large the set (the notebook that ran out of memory on 10,000 test images)."""
+    if batch_size < 1:
+        raise CnnlabError(f"evaluation batch size must be >= 1, got {batch_size}")
+    ctx = ctx or distributed.Context()
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, n
+    cm = torch.zeros(confusion, confusion, dtype=torch.long, device=device) if confusion else None
+    mine = torch.arange(ctx.rank, len(images), ctx.world)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    with torch.inference_mode():
+        for i in range(0, len(mine), batch_size):
+            idx = mine[i:i + batch_size]
+            x = prep(images[idx].to(device, non_blocking=True))
+            y = labels[idx].to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+                out = model(x)
+            out = out.float()
+            sums += torch.stack([F.cross_entropy(out, y, reduction="sum").double(),
+                                 topk_correct(out, y, 1).double(), topk_correct(out, y, 5).double(),
+                                 torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+            if cm is not None:
+                cm += confusion_matrix(out.argmax(1), y, confusion)
+    model.train(was_training)
+    loss, top1, top5, n = distributed.all_sum(sums, ctx).tolist()
+    res: dict[str, Any] = {"loss": loss / n if n else float("nan"), "top1": top1 / n if n else float("nan"),
+                           "top5": top5 / n if n else float("nan"), "n": int(n)}
+    if cm is not None:
+        res["confusion"] = distributed.all_sum(cm, ctx).cpu()
+    return res
+
+
+def _cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_cpu(v) for v in obj]
+    return obj
+
+
+def _move_optimizer_state(opt: torch.optim.Optimizer, device: torch.device) -> None:
+    for state in opt.state.values():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor) and not (k == "step" and v.dim() == 0 and device.type == "cpu"):
+                state[k] = v.to(device)
+
+
+def _format_row(row: dict[str, Any], epochs: int, best: bool) -> str:
+    val = (f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}" if row.get("val_acc") is not None else "")
+    return (f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.2%}{val}  lr {row['lr']:.3g}  {row['seconds']:.1f}s  "
+            f"{row['images_per_s']:,.0f} img/s{'  *' if best else ''}")
+
+
+class _Progress:
+    """A rich progress bar refreshed at most 4 times a second, so drawing never costs throughput."""
+
+    def __init__(self, enabled: bool, title: str, total: int) -> None:
+        self.bar = None
+        self.next = 0.0
+        self.total = total
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            return
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=console,
+                            transient=True, auto_refresh=False)
+        self.task = self.bar.add_task(title, total=total, stats="")
+        self.bar.start()
+
+    def due(self, done: int) -> bool:
+        if self.bar is None:
+            return False
+        now = time.perf_counter()
+        if now >= self.next or done == self.total:
+            self.next = now + 0.25
+            return True
+        return False
+
+    def show(self, done: int, loss: float, acc: float, ips: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, stats=f"loss {loss:.4f} acc {acc:.2%} {ips:,.0f} img/s")
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
