@@ -114,3 +114,12 @@ def test_forward_equals_torchvision_layout(name: str, units: tuple[int, ...], bo
         ours, ref = model(x), _reference_resnet(sd, x, units, bottleneck)
     assert ours.shape == (2, 1000)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_alexnet_tv_figures() -> None:
+    from cnnlab.analysis import analyze
+
+    # torchvision's AlexNet documentation: num_params 61100840, GFLOPS 0.71 (multiply-accumulates).
+    a = analyze(zoo.get("alexnet-tv"))
+    assert a.totals["params"] == 61_100_840 and round(a.totals["macs"] / 1e9, 2) == 0.71
+    assert a.layer("features.12").output_shape == (256, 6, 6)  # the adaptive pool is the identity at 224
