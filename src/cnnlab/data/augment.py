@@ -205,7 +205,7 @@ def pca_jitter(x: torch.Tensor, std: float = 0.1, eigvals: torch.Tensor | tuple[
     """AlexNet's RGB intensity jitter: add ``P (alpha * lambda)`` to every pixel, ``alpha ~ N(0, std)`` per image.
 
     ``eigvals``/``eigvecs``: the RGB PCA of the training set on 0-1 pixels (:func:`pca_basis`); the default
-    is ImageNet's.
+    is ImageNet's. uint8 results are clamped to 0-255; float ones are not (as in the paper).
     """
     _check(x)
     if x.shape[1] != 3:
