@@ -37,8 +37,10 @@ TRANSFORMS = {
 @pytest.mark.parametrize("name", TRANSFORMS)
 def test_shape_dtype_kept_and_seeded(name: str, dtype: torch.dtype) -> None:
     x = batch(dtype=dtype)
+    before = x.clone()
     f = TRANSFORMS[name]
     a, b, c = f(x, g(1)), f(x, g(1)), f(x, g(2))
+    assert torch.equal(x, before), "the input batch is left alone"
     assert a.shape == x.shape and a.dtype == dtype and a.device == x.device
     assert torch.equal(a, b), "same seed, same result"
     assert not torch.equal(a, c), "another seed, another result"

@@ -176,10 +176,12 @@ def random_erasing(x: torch.Tensor, p: float = 0.5, area: tuple[float, float] = 
             & (xs < (left + ew)[:, :, None]) & apply.view(n, 1, 1))
     lo, hi = values if values is not None else (0.0, _scale(x, value_range))
     dg = _device_generator(x, g)
-    shape = (n, c, h, w) if pixel_level else (n, 1, 1, 1)
-    noise = torch.rand(shape, generator=dg, device=x.device) * (hi - lo) + lo
-    out = torch.where(mask.to(x.device).unsqueeze(1), noise, x.float())
-    return _back(out, x)
+    mask = mask.to(x.device).unsqueeze(1).expand(n, c, h, w)
+    if pixel_level:  # noise only for the erased pixels: a rectangle covers a fifth of the image on average
+        noise = torch.rand(int(mask.sum()), generator=dg, device=x.device) * (hi - lo) + lo
+    else:
+        noise = (torch.rand(n, 1, 1, 1, generator=dg, device=x.device) * (hi - lo) + lo).expand(n, c, h, w)[mask]
+    return _back(x.to(torch.float32, copy=True).masked_scatter_(mask, noise), x)
 
 
 def pca_basis(images: torch.Tensor, max_pixels: int = 1_000_000, generator: Gen = None) -> tuple[torch.Tensor,
