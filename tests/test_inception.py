@@ -18,6 +18,7 @@ from cnnlab.analysis import analyze
 from cnnlab.network import Residual, children
 from cnnlab.torch_backend import build
 from cnnlab.zoo.inception import INLINE_CONCAT
+from verify import verify
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "torchvision_inception.json").read_text())
 
@@ -58,6 +59,15 @@ def test_params_and_macs(name: str) -> None:
     a = analyze(zoo.get(name))
     assert (a.totals["params"], a.totals["macs"]) == COUNTS[name]
     assert a.aux_totals is None  # heads are off by default
+
+
+@pytest.mark.parametrize("name", sorted(AUX))
+def test_harness_with_aux_heads(name: str) -> None:
+    """test_verify builds the defaults (no heads); the heads get the same check, at two sizes."""
+    net = zoo.get(name, aux_logits=True)
+    c, h, w = net.input_shape
+    for shape in ((c, h, w), (c, h + 32, w + 48)):
+        verify(net, shape)
 
 
 @pytest.mark.parametrize("name", sorted(AUX))
@@ -109,7 +119,11 @@ def _state_dict_shapes(name: str, aux_logits: bool) -> dict[str, list[int]]:
 
 @pytest.mark.parametrize("key, aux_logits", [("googlenet", False), ("googlenet_aux", True)])
 def test_googlenet_tv_state_dict_is_torchvisions(key: str, aux_logits: bool) -> None:
-    assert _state_dict_shapes("googlenet-tv", aux_logits) == FIXTURE[key]
+    ours = _state_dict_shapes("googlenet-tv", aux_logits)
+    assert ours == FIXTURE[key]
+    # Same order too, except that torchvision registers aux1/aux2 after inception5b while here
+    # each head sits where it reads its features.
+    assert [k for k in ours if not k.startswith("aux")] == [k for k in FIXTURE[key] if not k.startswith("aux")]
 
 
 def _without_split_level(k: str) -> str:
@@ -126,7 +140,8 @@ def test_inception_v3_state_dict_modulo_split_level(key: str, aux_logits: bool) 
                    reason="Mixed_7b/7c register branch3x3_2a/_2b beside branch3x3_1: needs Concat(inline=True)")
 @pytest.mark.parametrize("key, aux_logits", [("inception_v3_noaux", False), ("inception_v3", True)])
 def test_inception_v3_state_dict_is_torchvisions(key: str, aux_logits: bool) -> None:
-    assert _state_dict_shapes("inception-v3", aux_logits) == FIXTURE[key]
+    ours = _state_dict_shapes("inception-v3", aux_logits)
+    assert ours == FIXTURE[key] and list(ours) == list(FIXTURE[key])  # keys, shapes and order
 
 
 def _outputs(name: str, **kw: bool) -> dict[str, tuple[int, ...]]:
