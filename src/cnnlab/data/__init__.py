@@ -2,7 +2,8 @@
 
 A whole data set sits in one ``(N, C, H, W)`` uint8 tensor (MNIST: 47 MB, CIFAR-10: 154 MB), so a batch
 is a slice or an index, augmentation runs batched on tensors (see :mod:`cnnlab.data.augment`), and no
-per-sample Python loop stands between the disk and the model.
+per-sample Python loop stands between the disk and the model. Importing this package does not import
+torch; loading does.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import CnnlabError
 from .sources import ChecksumError, DataWarning, cache_dir
+
+if TYPE_CHECKING:
+    import torch
 
 NAMED = ("mnist", "cifar10", "cifar100")
 SPLITS = ("train", "test", "val")
@@ -32,6 +35,8 @@ class ImageSet:
     name: str = ""
 
     def __post_init__(self) -> None:
+        import torch
+
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise CnnlabError(f"ImageSet images must be uint8 (N, C, H, W), got {self.images.dtype} "
                               f"{tuple(self.images.shape)}")
