@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..errors import CnnlabError
 from ._common import add_model_args, load_network
@@ -49,8 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
                    help="image folders without val/: fraction of each class held out (default 0.1)")
-    p.add_argument("--recipe", default="default", metavar="NAME",
-                   help=f"training preset: default, {', '.join(PRESETS)} (see --list-recipes)")
+    p.add_argument("--recipe", metavar="NAME",
+                   help=f"training preset: default, {', '.join(PRESETS)} (see --list-recipes); with --resume "
+                        "the checkpoint's recipe is the default")
     p.add_argument("--list-recipes", action="store_true", help="print the recipes and exit")
     g = p.add_argument_group("recipe overrides")
     g.add_argument("--epochs", type=int)
@@ -82,10 +84,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def recipe_from_args(args: argparse.Namespace) -> object:
+def recipe_from_args(args: argparse.Namespace, out: Path) -> Any:
+    """The named preset (or the resumed run's own recipe) with the options given on the command line."""
+    from ..train import checkpoint
     from ..train.recipes import Recipe, get_recipe
 
-    base = Recipe(name="default") if args.recipe == "default" else get_recipe(args.recipe)
+    if args.recipe is None and args.resume and (out / "last.pt").is_file():
+        base = Recipe.from_dict(checkpoint.load(out / "last.pt")["recipe"])
+    elif args.recipe in (None, "default"):
+        base = Recipe(name="default")
+    else:
+        base = get_recipe(args.recipe)
     return base.with_overrides(**{f: getattr(args, f) for f in RECIPE_FIELDS})
 
 
@@ -100,7 +109,9 @@ def _list_recipes() -> int:
 def run(args: argparse.Namespace) -> int:
     if args.list_recipes:
         return _list_recipes()
-    recipe = recipe_from_args(args)  # bad options fail before any data is read
+    data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.model).stem}-{data_name}"
+    recipe = recipe_from_args(args, out)  # bad options fail before any data is read
     size = parse_size(args.size)
     if args.eval_batch_size < 1:
         raise CnnlabError(f"--eval-batch-size must be >= 1, got {args.eval_batch_size}")
@@ -124,8 +135,6 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--in-channels {args.in_channels} but {args.data} images have {c} channels")
     args.num_classes, args.in_channels = len(train.classes), c
     net = load_network(args)
-    data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
-    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.model).stem}-{data_name}"
     import torch
 
     aug = augment.fit(train.images, torch.Generator().manual_seed(args.seed)) if augment.active else None

@@ -52,6 +52,7 @@ class Options:
     fit: str = "auto"                # auto | pad | native: how data meets the design input
     log: Callable[[str], None] | None = None
     augment: Augment | None = None
+    on_epoch: Callable[[dict[str, Any]], None] | None = None  # after each epoch's files are written
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -120,6 +121,7 @@ class Trainer:
         self.plateau = Plateau(recipe.plateau_factor, recipe.plateau_patience,
                                "min" if recipe.monitor == "val_loss" else "max")
         self.state = State()
+        self._plotted_at, self._plotted_epoch = time.perf_counter(), 0
         if o.resume:
             self._resume()
         self.model.to(self.device)
@@ -172,7 +174,11 @@ class Trainer:
             raise CnnlabError(f"--resume: {path} was trained on other classes")
         self.prep = Preprocess.from_state(ck["preprocess"])
         self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        try:
+            self.optimizer.load_state_dict(ck["optimizer"])
+        except (ValueError, KeyError, RuntimeError):
+            raise CnnlabError(f"--resume: the optimizer state in {path} does not fit optimizer "
+                              f"'{self.recipe.optimizer}'; resume with the recipe it was trained with") from None
         self.plateau.load_state_dict(ck["plateau"])
         s = ck["trainer"]
         self.state = State(int(s["epoch"]), int(s["step"]), list(ck["metrics"]), s["best"], int(s["best_epoch"]),
@@ -230,8 +236,22 @@ class Trainer:
                 if distributed.broadcast_flag(stop, self.ctx):
                     break
         finally:
+            self._curves(force=True)
             distributed.teardown(self.ctx)
         return st.history
+
+    def _curves(self, force: bool) -> None:
+        """Redraw curves.png: every epoch of a slow run, at the end of a fast one (drawing takes ~0.5 s)."""
+        if not (self.main and self.opts.out is not None and self.state.history):
+            return
+        now = time.perf_counter()
+        if force and self._plotted_epoch == self.state.epoch:
+            return
+        if force or now - self._plotted_at >= 20.0:
+            from .plots import plot_curves
+
+            plot_curves(self.state.history, self.opts.out / "curves.png", f"{self.net.name} on {self.data_name}")
+            self._plotted_at, self._plotted_epoch = time.perf_counter(), self.state.epoch
 
     def _epoch(self, epoch: int, steps: int, per_rank: int) -> dict[str, Any]:
         r, o, st = self.recipe, self.opts, self.state
@@ -318,9 +338,9 @@ class Trainer:
             if improved:
                 checkpoint.save(o.out / "best.pt", ck)
             write_json(o.out / "metrics.json", st.history)
-            from .plots import plot_curves
-
-            plot_curves(st.history, o.out / "curves.png", f"{self.net.name} on {self.data_name}")
+            self._curves(force=False)
+        if o.on_epoch is not None:
+            o.on_epoch(row)
         if r.early_stop and st.stale >= r.early_stop:
             self.log(f"early stop: {key} has not improved for {st.stale} epochs (best {st.best:.4g} at epoch "
                      f"{st.best_epoch})")
