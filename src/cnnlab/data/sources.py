@@ -227,9 +227,17 @@ def npm_pack(spec: str, dest: Path, timeout: float = 300.0) -> Path:
         raise OSError(f"npm pack timed out after {timeout:.0f} s") from e
     tarballs = sorted(dest.glob("*.tgz"))
     if r.returncode != 0 or not tarballs:
-        lines = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip() and "Unknown user config" not in ln]
-        raise OSError(lines[-1].strip() if lines else f"npm pack exited with {r.returncode}")
+        raise OSError(_npm_reason(r.stderr or r.stdout) or f"npm pack exited with {r.returncode}")
     return tarballs[0]
+
+
+def _npm_reason(output: str) -> str:
+    """The line of npm's output that says what went wrong (not its warnings, error code or log path)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.lower().startswith(("npm error", "npm err!"))
+              and not any(k in ln for k in (" code ", "complete log", " errno "))]
+    rest = [ln for ln in lines if not ln.lower().startswith("npm warn")]
+    return (errors or rest or [""])[0]
 
 
 def short_reason(e: BaseException) -> str:
