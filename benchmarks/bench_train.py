@@ -110,7 +110,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--images", type=int, default=30720, help="images per timed pass (default 30720 = 240 batches)")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice, one per core)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from cnnlab.data import load
 
     train = load("mnist", "train")

@@ -107,8 +107,9 @@ PRESETS: dict[str, Recipe] = {r.name: r for r in (
            description="cats vs dogs notebook: RMSprop 1e-4, batch 20, Keras-style augmentation, pixels / 255, "
                        "early stopping (patience 3), best checkpoint kept"),
     Recipe("mnist-fast", optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, batch_size=128,
-           epochs=3, schedule="onecycle", label_smoothing=0.0, normalize="channel",
-           description="fast MNIST: SGD + Nesterov, one-cycle learning rate, 3 epochs"),
+           epochs=3, schedule="onecycle", label_smoothing=0.1, normalize="channel",
+           description="fast MNIST: SGD + Nesterov 0.9, one-cycle rate peaking at 0.1, label smoothing 0.1, "
+                       "wd 5e-4, batch 128, 3 epochs (lenet5-relu: about 99.2% test accuracy)"),
 )}
 
 
