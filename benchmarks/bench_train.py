@@ -5,8 +5,8 @@ round so that load from other processes falls on all three alike:
 
   trainer     cnnlab's Trainer (recipe lenet-keras): uint8 batches sliced in memory, converted per batch
   hand        a hand-written in-memory loop: the whole set converted to float once, index, step
-  dataloader  the tutorial style: a per-sample Dataset (PIL image -> tensor, as torchvision's MNIST
-              with ToTensor) behind a DataLoader(batch_size=128, shuffle=True)
+  dataloader  the tutorial style: a per-sample Dataset (PIL image -> ToTensor -> Normalize, as
+              torchvision's MNIST in PyTorch's MNIST example) behind DataLoader(batch_size=128, shuffle=True)
 
 Each timed pass covers model construction through the last optimizer step over --images images.
 Prints the median images/s of each and the ratios trainer/hand and trainer/dataloader.
@@ -66,20 +66,23 @@ def run_hand(images: torch.Tensor, labels: torch.Tensor, seed: int) -> float:
 
 
 class TutorialMNIST(torch.utils.data.Dataset):
-    """Per-sample access as torchvision's MNIST does it: a PIL image, then ToTensor."""
+    """Per-sample access as torchvision's MNIST does it (a PIL image from the uint8 tensor), then the
+    transform of PyTorch's MNIST example: ToTensor() and Normalize((0.1307,), (0.3081,))."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images[:, 0].numpy(), labels
+        self.data, self.targets = images[:, 0], labels
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.targets)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         from PIL import Image
 
-        img = Image.fromarray(self.images[i], mode="L")
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).float().div(255).unsqueeze(0)  # ToTensor
-        return x, int(self.labels[i])
+        img, target = self.data[i], int(self.targets[i])
+        img = Image.fromarray(img.numpy(), mode="L")
+        x = torch.from_numpy(np.array(img, np.uint8, copy=True)).view(28, 28, 1).permute(2, 0, 1).contiguous()
+        x = x.float().div(255)  # ToTensor
+        return (x - 0.1307) / 0.3081, target  # Normalize
 
 
 def run_dataloader(images: torch.Tensor, labels: torch.Tensor, seed: int) -> float:
