@@ -25,6 +25,8 @@ def _save(fig: Any, path: Path) -> None:
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> None:
     """Loss and accuracy per epoch, training against validation (the notebooks' two panels)."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     ep = [h["epoch"] for h in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((a1, "loss", "loss"), (a2, "acc", "accuracy")):
@@ -33,6 +35,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> N
         if any(v is not None for v in val):
             ax.plot(ep, [float("nan") if v is None else v for v in val], "s-", label=f"validation {label}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
