@@ -2,9 +2,21 @@
 
 Apart from the models (nanoGPT style): a :class:`Recipe` says how weights move, :class:`Trainer`
 runs it on in-memory uint8 image sets, :mod:`checkpoint` rebuilds a trained model alone.
+Names load on first use, so the CLI can read the recipes without importing torch.
 """
 
-from .recipes import PRESETS, Recipe, get_recipe
-from .trainer import Options, Trainer, TrainingDiverged, evaluate
+from __future__ import annotations
 
-__all__ = ["PRESETS", "Options", "Recipe", "Trainer", "TrainingDiverged", "evaluate", "get_recipe"]
+import importlib
+from typing import Any
+
+_EXPORTS = {"PRESETS": "recipes", "Recipe": "recipes", "get_recipe": "recipes", "Options": "trainer",
+            "Trainer": "trainer", "TrainingDiverged": "trainer", "evaluate": "trainer"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
