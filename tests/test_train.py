@@ -287,3 +287,21 @@ def test_bad_data_is_refused() -> None:
         Trainer(tiny_net(), rgb, None, Recipe(), quiet())
     with pytest.raises(CnnlabError, match="no last.pt"):
         Trainer(tiny_net(), pattern_set(8), None, Recipe(), quiet(resume=True))
+
+
+def test_bf16_autocast_and_fp16_needs_cuda(tmp_path) -> None:
+    train = pattern_set(64)
+    recipe = Recipe(optimizer="sgd", lr=0.05, batch_size=16, epochs=2, schedule="onecycle")
+    trainer = Trainer(tiny_net(dropout=False), train, train, recipe, quiet(out=tmp_path, amp="bf16"))
+    hist = trainer.fit()
+    assert all(math.isfinite(r["train_loss"]) for r in hist) and hist[-1]["val_acc"] > 0.5
+    _, model, prep = checkpoint.rebuild(checkpoint.load(tmp_path / "last.pt"))
+    assert next(model.parameters()).dtype == torch.float32  # autocast leaves the master weights in fp32
+    if not torch.cuda.is_available():
+        with pytest.raises(CnnlabError, match="fp16 needs a CUDA device"):
+            Trainer(tiny_net(), train, None, recipe, quiet(amp="fp16", device="cpu"))
+
+
+def test_output_width_must_match_the_classes() -> None:
+    with pytest.raises(CnnlabError, match="tiny outputs 3 values but the data has 4 classes"):
+        Trainer(tiny_net(classes=3), pattern_set(16), None, Recipe(), quiet())

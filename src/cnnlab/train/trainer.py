@@ -114,8 +114,13 @@ class Trainer:
             raise CnnlabError(f"{net.name} is built for {net.input_shape[0]} input channels but the data has {c}")
         pad = fit_padding((h, w), tuple(net.input_shape[1:]), o.fit)
         self.prep = Preprocess.fit(train.images, recipe.normalize, pad)
+        from ..analysis import analyze
         from ..torch_backend import build
 
+        out_shape = tuple(analyze(net, self.prep.input_shape).output_shape)
+        if out_shape != (len(self.classes),):
+            raise CnnlabError(f"{net.name} outputs {'x'.join(map(str, out_shape))} values but the data has "
+                              f"{len(self.classes)} classes; build it with --num-classes {len(self.classes)}")
         self.model = build(net, self.prep.input_shape, logits=True)
         self.optimizer = make_optimizer(recipe, self.model.parameters(), self.device.type)
         self.plateau = Plateau(recipe.plateau_factor, recipe.plateau_patience,
