@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CnnlabError
 from ._common import print_json
+
+if TYPE_CHECKING:
+    import torch
 
 NAME = "predict"
 HELP = "classify image files with a checkpoint"
@@ -25,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
 
 
-def read_image(path: str, channels: int, size: tuple[int, int]):  # -> torch.Tensor (C, H, W) uint8
+def read_image(path: str, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """One image as uint8 (C, H, W), converted and sized as the model's training images were."""
     import numpy as np
     import torch
     from PIL import Image, ImageOps, UnidentifiedImageError
