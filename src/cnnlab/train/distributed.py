@@ -34,6 +34,8 @@ def setup(device_type: str) -> Context:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Context()
+    if device_type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # before NCCL picks a device
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
