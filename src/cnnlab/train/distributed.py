@@ -67,5 +67,8 @@ def broadcast_flag(flag: bool, ctx: Context) -> bool:
 
 
 def teardown(ctx: Context) -> None:
+    """Leave the group together: a rank that destroys it while rank 0 is still writing files aborts
+    in gloo's threads. After a failure the group is left to torchrun, which stops the other ranks."""
     if ctx.active and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

@@ -10,6 +10,7 @@ epochs an uninterrupted run would have.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -242,7 +243,11 @@ class Trainer:
                     break
         finally:
             self._curves(force=True)
-            distributed.teardown(self.ctx)
+        if self.ctx.active:
+            # DDP's reducer holds the group's gloo threads; release it before the group goes.
+            self.train_model = self.eval_model
+            gc.collect()
+        distributed.teardown(self.ctx)
         return st.history
 
     def _curves(self, force: bool) -> None:
