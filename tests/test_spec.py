@@ -22,7 +22,7 @@ def test_example_spec_matches_zoo_model() -> None:
     assert spec.totals["params"] == 62958
 
 
-@pytest.mark.parametrize("name", ["lenet5", "alexnet", "alexnet-mnist", "alexnet-bn-flowers17"])
+@pytest.mark.parametrize("name", ["lenet5", "alexnet", "alexnet-mnist", "alexnet-bn-flowers17", "inception-v3", "resnet50"])
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_round_trip(tmp_path, name, suffix) -> None:
     net = zoo.get(name)

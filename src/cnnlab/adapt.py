@@ -150,7 +150,7 @@ def _rewrite(nodes: tuple[Node, ...], prefix: str, fn: Rewriter, in_sequence: bo
         elif isinstance(n, Sequential):
             out.append(replace(n, children=_rewrite(n.children, prefix if n.inline else path, fn)))
         elif isinstance(n, Concat):
-            out.append(replace(n, branches=_rewrite(n.branches, path, fn, False)))
+            out.append(replace(n, branches=_rewrite(n.branches, prefix if n.inline else path, fn, False)))
         elif isinstance(n, Residual):
             sc = _rewrite((n.shortcut,), path, fn, False)[0] if n.shortcut is not None else None
             out.append(replace(n, body=_rewrite(n.body, path, fn), shortcut=sc, post=_rewrite(n.post, path, fn)))

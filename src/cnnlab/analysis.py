@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ShapeError
 from .layers import Layer, Shape, fmt_shape
-from .network import Aux, Concat, Network, Node, Residual, Sequential
+from .network import Aux, Concat, Network, Node, Residual, Sequential, is_inline
 
 CONVENTIONS = (
     "Shapes are channels-first: C x H x W (vectors: N). "
@@ -179,7 +179,7 @@ class _Walker:
         path = f"{prefix}.{node.name}" if prefix else node.name
         if isinstance(node, Layer):
             return self.leaf(node, shape, rf, path, depth, aux)
-        if isinstance(node, Sequential) and node.inline:
+        if is_inline(node):
             return self.composite(node, shape, rf, prefix, path, depth, aux)
         block = Block(path, type(node).__name__, depth, shape, len(self.out), 0)
         self.blocks[path] = block
@@ -198,7 +198,8 @@ class _Walker:
                 shape, rf = self.node(ch, shape, rf, sub, depth + (0 if node.inline else 1), aux)
             return shape, rf
         if isinstance(node, Concat):
-            outs = [self.node(b, shape, rf, path, depth + 1, aux) for b in node.branches]
+            sub, d = (prefix, depth) if node.inline else (path, depth + 1)
+            outs = [self.node(b, shape, rf, sub, d, aux) for b in node.branches]
             shapes = [s for s, _ in outs]
             if any(len(s) != 3 for s in shapes) or len({s[1:] for s in shapes}) != 1:
                 raise ShapeError(

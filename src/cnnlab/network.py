@@ -28,10 +28,13 @@ class Sequential:
 
 @dataclass(frozen=True)
 class Concat:
-    """Parallel branches on the same input, concatenated along channels (Inception)."""
+    """Parallel branches on the same input, concatenated along channels (Inception). ``inline``
+    registers the branches in the parent's namespace (torchvision's Inception v3 names the two
+    halves of a split ``Mixed_7b.branch3x3_2a`` and ``Mixed_7b.branch3x3_2b``)."""
 
     name: str
     branches: tuple[Node, ...]
+    inline: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,13 @@ def seq(name: str, *children: Node, inline: bool = False) -> Sequential:
     return Sequential(name, _name_children(tuple(children), name), inline)
 
 
-def concat(name: str, *branches: Node) -> Concat:
-    return Concat(name, _name_children(tuple(branches), name, prefix="branch"))
+def concat(name: str, *branches: Node, inline: bool = False) -> Concat:
+    return Concat(name, _name_children(tuple(branches), name, prefix="branch"), inline)
+
+
+def is_inline(node: Node) -> bool:
+    """Whether ``node`` registers its children in its parent's namespace instead of its own."""
+    return isinstance(node, (Sequential, Concat)) and node.inline
 
 
 def residual(name: str, body: list[Node] | tuple[Node, ...], shortcut: Node | None = None,
@@ -106,10 +114,10 @@ def children(node: Node) -> tuple[Node, ...]:
 
 
 def namespace(node: Node) -> list[Node]:
-    """The nodes registered directly under ``node`` (inline sequences expanded)."""
+    """The nodes registered directly under ``node`` (inline sequences and concats expanded)."""
     out: list[Node] = []
     for ch in children(node):
-        if isinstance(ch, Sequential) and ch.inline:
+        if is_inline(ch):
             out.extend(namespace(ch))
         else:
             out.append(ch)
@@ -135,7 +143,7 @@ def _name_children(nodes: tuple[Node, ...], owner: str, prefix: str | None = Non
     named = tuple(n if n.name else _rename(n, _auto_name(n, counts, prefix)) for n in nodes)
     flat: list[Node] = []
     for n in named:
-        flat.extend(namespace(n) if isinstance(n, Sequential) and n.inline else [n])
+        flat.extend(namespace(n) if is_inline(n) else [n])
     _check_unique(owner, list(start) + flat)
     return named
 
@@ -171,6 +179,8 @@ def node_to_spec(node: Node) -> dict[str, Any]:
             out["inline"] = True
     elif isinstance(node, Concat):
         out["branches"] = [node_to_spec(c) for c in node.branches]
+        if node.inline:
+            out["inline"] = True
     elif isinstance(node, Residual):
         out["body"] = [node_to_spec(c) for c in node.body]
         if node.shortcut is not None:
@@ -197,7 +207,8 @@ def node_from_spec(d: dict[str, Any], where: str = "spec") -> Node:
         return seq(name, *[node_from_spec(c, f"{where}.{name}") for c in d.get("layers", [])],
                    inline=bool(d.get("inline", False)))
     if kind == "Concat":
-        return concat(name, *[node_from_spec(c, f"{where}.{name}") for c in d["branches"]])
+        return concat(name, *[node_from_spec(c, f"{where}.{name}") for c in d["branches"]],
+                      inline=bool(d.get("inline", False)))
     if kind == "Residual":
         sc = d.get("shortcut")
         return residual(name, [node_from_spec(c, where) for c in d["body"]],

@@ -156,40 +156,55 @@ class GlobalAvgPool(nn.Module):
         return x.mean((2, 3))
 
 
-class ConcatModule(nn.Module):
-    def __init__(self, children: OrderedDict[str, nn.Module], branches: list[list[str]]) -> None:
+# A run plan: module names in order; a list of plans in place of a name runs those plans on the
+# same input and concatenates their outputs (a Concat whose branches sit in the parent's namespace).
+Plan = list["str | list[Plan]"]
+
+
+def _run(plan: Plan, mods: dict[str, nn.Module], x: torch.Tensor) -> torch.Tensor:
+    for step in plan:
+        x = mods[step](x) if isinstance(step, str) else torch.cat([_run(p, mods, x) for p in step], 1)
+    return x
+
+
+class _Holder(nn.Module):
+    def __init__(self, children: OrderedDict[str, nn.Module]) -> None:
         super().__init__()
         for k, m in children.items():
             self.add_module(k, m)
+
+
+class PlanModule(_Holder):
+    """A sequence whose steps include inline concatenations."""
+
+    def __init__(self, children: OrderedDict[str, nn.Module], plan: Plan) -> None:
+        super().__init__(children)
+        self.plan = plan
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _run(self.plan, self._modules, x)
+
+
+class ConcatModule(_Holder):
+    def __init__(self, children: OrderedDict[str, nn.Module], branches: list[Plan]) -> None:
+        super().__init__(children)
         self.branches = branches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = []
-        for names in self.branches:
-            y = x
-            for n in names:
-                y = self._modules[n](y)
-            outs.append(y)
-        return torch.cat(outs, 1)
+        return torch.cat([_run(p, self._modules, x) for p in self.branches], 1)
 
 
-class ResidualModule(nn.Module):
-    def __init__(self, children: OrderedDict[str, nn.Module], body: list[str], shortcut: str | None,
-                 post: list[str], scale: float) -> None:
-        super().__init__()
-        for k, m in children.items():
-            self.add_module(k, m)
+class ResidualModule(_Holder):
+    def __init__(self, children: OrderedDict[str, nn.Module], body: Plan, shortcut: str | None,
+                 post: Plan, scale: float) -> None:
+        super().__init__(children)
         self.body, self.shortcut, self.post, self.scale = body, shortcut, post, scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        for n in self.body:
-            y = self._modules[n](y)
+        y = _run(self.body, self._modules, x)
         s = self._modules[self.shortcut](x) if self.shortcut else x
         y = s + y * self.scale if self.scale != 1.0 else s + y
-        for n in self.post:
-            y = self._modules[n](y)
-        return y
+        return _run(self.post, self._modules, y)
 
 
 class AuxModule(nn.Sequential):
@@ -197,12 +212,13 @@ class AuxModule(nn.Sequential):
 
     sink: list[torch.Tensor] | None = None
 
+    def __init__(self, modules: OrderedDict[str, nn.Module], plan: Plan) -> None:
+        super().__init__(modules)
+        self.plan = plan
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if self.sink is not None:
-            y = x
-            for m in self:
-                y = m(y)
-            self.sink.append(y)
+            self.sink.append(_run(self.plan, self._modules, x))
         return x
 
 
@@ -210,74 +226,83 @@ class CnnModule(nn.Sequential):
     """The built network. In training mode with auxiliary heads it returns ``(main, *aux)``."""
 
     def __init__(self, modules: OrderedDict[str, nn.Module], name: str, input_shape: Shape,
-                 negate: bool = False) -> None:
+                 negate: bool = False, plan: Plan | None = None) -> None:
         super().__init__(modules)
         self.name, self.input_shape, self.negate = name, input_shape, negate
+        self.plan = plan if plan is not None else list(modules)
         self.aux_heads = [m for m in self.modules() if isinstance(m, AuxModule)]
 
     def forward(self, x: torch.Tensor) -> Any:  # type: ignore[override]
         sink: list[torch.Tensor] | None = [] if self.training and self.aux_heads else None
         for m in self.aux_heads:
             m.sink = sink
-        for m in self:
-            x = m(x)
+        x = _run(self.plan, self._modules, x)
         if self.negate:
             x = -x
         return (x, *sink) if sink else x
 
 
-def _items(node: Node, shape: Shape) -> tuple[list[tuple[str, nn.Module]], list[str], Shape]:
-    """Modules to register under the parent (inline sequences flattened), their run order, out shape."""
+def _items(node: Node, shape: Shape) -> tuple[list[tuple[str, nn.Module]], Plan, Shape]:
+    """Modules to register under the parent (inline nodes flattened), their run plan, out shape."""
     if isinstance(node, Sequential) and node.inline:
         items: list[tuple[str, nn.Module]] = []
+        plan: Plan = []
         for ch in node.children:
-            sub, _, shape = _items(ch, shape)
+            sub, p, shape = _items(ch, shape)
             items += sub
-        return items, [k for k, _ in items], shape
+            plan += p
+        return items, plan, shape
+    if isinstance(node, Concat) and node.inline:
+        items, plans, outs = [], [], []
+        for b in node.branches:
+            sub, p, s = _items(b, shape)
+            items += sub
+            plans.append(p)
+            outs.append(s)
+        return items, [plans], (sum(s[0] for s in outs), *outs[0][1:])
     mod, shape = build_node(node, shape)
     return [(node.name, mod)], [node.name], shape
+
+
+def _collect(nodes: tuple[Node, ...], shape: Shape) -> tuple[OrderedDict[str, nn.Module], Plan, Shape]:
+    mods: OrderedDict[str, nn.Module] = OrderedDict()
+    plan: Plan = []
+    for ch in nodes:
+        items, p, shape = _items(ch, shape)
+        mods.update(items)
+        plan += p
+    return mods, plan, shape
 
 
 def build_node(node: Node, shape: Shape) -> tuple[nn.Module, Shape]:
     if isinstance(node, Layer):
         return node.build(shape), node.calc(shape).out
-    if isinstance(node, (Sequential, Aux)):
-        mods: OrderedDict[str, nn.Module] = OrderedDict()
-        s = shape
-        for ch in (node.children if isinstance(node, Sequential) else node.head):
-            items, _, s = _items(ch, s)
-            mods.update(items)
-        if isinstance(node, Aux):
-            return AuxModule(mods), shape
-        return nn.Sequential(mods), s
+    if isinstance(node, Aux):
+        mods, plan, _ = _collect(node.head, shape)
+        return AuxModule(mods, plan), shape
+    if isinstance(node, Sequential):
+        mods, plan, s = _collect(node.children, shape)
+        return (nn.Sequential(mods) if all(isinstance(p, str) for p in plan) else PlanModule(mods, plan)), s
     if isinstance(node, Concat):
         mods = OrderedDict()
         branches, outs = [], []
         for b in node.branches:
-            items, order, s = _items(b, shape)
-            mods.update(items)
-            branches.append(order)
+            m, p, s = _collect((b,), shape)
+            mods.update(m)
+            branches.append(p)
             outs.append(s)
         return ConcatModule(mods, branches), (sum(s[0] for s in outs), *outs[0][1:])
     if isinstance(node, Residual):
-        mods = OrderedDict()
-        body, s = [], shape
-        for ch in node.body:
-            items, order, s = _items(ch, s)
-            mods.update(items)
-            body += order
+        mods, body, s = _collect(node.body, shape)
         sc = None
         if node.shortcut is not None:
-            items, order, _ = _items(node.shortcut, shape)
-            mods.update(items)
-            sc = order[0] if len(order) == 1 else None
-            if sc is None:
+            m, p, _ = _collect((node.shortcut,), shape)
+            if len(p) != 1 or not isinstance(p[0], str):
                 raise ValueError(f"residual '{node.name}': the shortcut must be a single named node")
-        post = []
-        for ch in node.post:
-            items, order, s = _items(ch, s)
-            mods.update(items)
-            post += order
+            mods.update(m)
+            sc = p[0]
+        m, post, s = _collect(node.post, s)
+        mods.update(m)
         return ResidualModule(mods, body, sc, post, node.scale), s
     raise TypeError(f"not a network node: {node!r}")
 
@@ -299,12 +324,8 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
         nodes.pop()
     if logits and nodes and isinstance(nodes[-1], RBF):
         negate = True
-    mods: OrderedDict[str, nn.Module] = OrderedDict()
-    s = shape
-    for node in nodes:
-        items, _, s = _items(node, s)
-        mods.update(items)
-    model = CnnModule(mods, net.name, shape, negate=negate)
+    mods, plan, _ = _collect(tuple(nodes), shape)
+    model = CnnModule(mods, net.name, shape, negate=negate, plan=plan)
     init_weights(model)
     return model
 

@@ -117,8 +117,9 @@ class _Layout:
         if isinstance(n, Sequential):
             return _stack(self.seq(n.children, prefix if n.inline else path))
         if isinstance(n, Concat):
-            cols = [_stack(self.seq(b.children, path if b.inline else f"{path}.{b.name}"))
-                    if isinstance(b, Sequential) else _stack(self.seq((b,), path)) for b in n.branches]
+            base = prefix if n.inline else path  # where the branches are registered
+            cols = [_stack(self.seq(b.children, base if b.inline else f"{base}.{b.name}"))
+                    if isinstance(b, Sequential) else _stack(self.seq((b,), base)) for b in n.branches]
             w = sum(c.w for c in cols) + GAP * (len(cols) - 1)
             h = max(c.h for c in cols) + 14
             row, x = Box(w, h + 2 * GAP + 10), 0

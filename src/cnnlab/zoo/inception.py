@@ -13,17 +13,11 @@ classifier of Section 7 sits on top of the last 17x17 module.
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 from ..layers import AdaptiveAvgPool, AvgPool, BatchNorm, Conv, Dense, Dropout, Flatten, MaxPool, ReLU
-from ..network import Concat, Network, Node, Sequential, aux, concat, seq
+from ..network import Network, Node, Sequential, aux, concat, seq
 from . import register
 
 PAPER = "Szegedy et al., Rethinking the Inception Architecture for Computer Vision"
-
-# torchvision registers both halves of a Figure 7 split (``branch3x3_2a``/``_2b``) directly in the
-# module; a Concat that registers its branches in its parent's namespace expresses that.
-INLINE_CONCAT = "inline" in {f.name for f in fields(Concat)}
 
 Pad = int | tuple[int, int]
 
@@ -40,10 +34,9 @@ def _chain(name: str, *nodes: Node) -> Sequential:
 
 
 def _split(name: str, a: Node, b: Node) -> Node:
-    """Figure 7's parallel 1x3 and 3x1 on one input, concatenated."""
-    if INLINE_CONCAT:
-        return concat(name, a, b, inline=True)  # type: ignore[call-arg]
-    return concat(name, a, b)
+    """Figure 7's parallel 1x3 and 3x1 on one input, concatenated; torchvision registers both
+    halves (``branch3x3_2a``/``_2b``) directly in the module."""
+    return concat(name, a, b, inline=True)
 
 
 def _avg_branch(filters: int) -> Sequential:
