@@ -90,6 +90,13 @@ def test_calc_pool_and_dense(capsys) -> None:
         (["summary", "alexnet", "--input", "3x60x60"], "layer 'pool5'"),
         (["summary", "alexnet", "--num-classes", "0"], "--num-classes must be >= 1"),
         (["summary", "missing.yaml"], "cannot read spec file"),
+        (["summary", "alexnet", "--input", "227x227x3"], "write 3x227x227 or add --layout hwc"),
+        (["adapt", "alexnet-onetower", "--input", "270x480x3"], "write 3x270x480 or add --layout hwc"),
+        (["summary", "alexnet", "--input", "3x227x227", "--in-channels", "1"], "give the channels once"),
+        (["calc", "dense", "--in", "-3", "--out", "5"], "inputs and units must be >= 1, got -3 -> 5"),
+        (["calc", "dense", "--in", "0", "--out", "5"], "inputs and units must be >= 1"),
+        (["calc", "pool", "--input", "1x8x8", "--kernel", "3", "--padding", "5"], "use padding <= 1"),
+        (["calc", "conv", "--input", "1x8x8", "--kernel", "3", "--filters", "0"], "must both divide"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle) -> None:
@@ -97,6 +104,48 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, needle) -> None:
     assert rc == 2
     assert needle in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("field", "needle"),
+    [
+        ("kernel: abc", "layer 'conv1' (Conv): 'abc' is not a size"),
+        ("kernel: [3, 3, 3]", "(3, 3, 3) is not a size"),
+        ("padding: foo", "padding 'foo': use an int"),
+        ("stride: 0", "stride must be >= 1"),
+    ],
+)
+def test_bad_spec_values_are_one_line_exit_2(capsys, tmp_path, field, needle) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(f"input: [1, 8, 8]\nlayers:\n  - {{type: Conv, filters: 2, {field}}}\n")
+    rc, _, err = run(capsys, "summary", str(spec))
+    assert rc == 2 and needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_hwc_layout_reads_the_notebooks_order(capsys) -> None:
+    _, out, _ = run(capsys, "summary", "alexnet-onetower", "--input", "270x480x3", "--layout", "hwc", "--format", "json")
+    d = json.loads(out)
+    assert d["input_shape"] == [3, 270, 480]
+    assert d["layers"][0]["output_shape"] == [96, 65, 118]  # seed 000: (65, 118, 96) after conv1
+
+
+def test_explain_prints_arithmetic_and_findings(capsys) -> None:
+    rc, out, _ = run(capsys, "summary", "alexnet-onetower", "--input", "3x270x480", "--explain")
+    assert rc == 0
+    assert "H: (270 + 2*0 - 11)/4 + 1 = 65.75 -> 65 (floor)" in out
+    assert "params: (11*11*3 + 1) * 96 = 34,944" in out
+    assert "conv1: H: (270 + 2*0 - 11)/4 + 1 = 65.75 -> 65 (floor); the last 3 input rows are never seen" in out
+
+
+def test_zoo_lists_every_model_with_its_figures(capsys) -> None:
+    from cnnlab import zoo
+
+    rc, out, _ = run(capsys, "zoo")
+    assert rc == 0
+    for name in zoo.names():
+        assert name in out
+    assert "62,378,344" in out and "60,965,224" in out and "Krizhevsky" in out
 
 
 def test_argparse_errors_are_one_line(capsys) -> None:

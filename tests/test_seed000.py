@@ -101,3 +101,22 @@ def test_alexnet_270x480_flags_dropped_pixels() -> None:
     # conv1: (270 - 11)/4 + 1 = 65.75 -> the last 3 rows are never seen.
     assert "the last 3 input rows are never seen" in by_layer["conv1"]
     assert {f["layer"] for f in a.findings} == {"conv1", "pool1", "pool2", "pool5"}
+
+
+def test_division_that_skips_only_padding_is_flagged() -> None:
+    # (8 + 2*1 - 3)/2 + 1 = 4.5: the half window falls on the bottom padding row, no input is lost.
+    r = calc.conv((1, 8, 8), 3, 2, stride=2, padding=1)
+    assert r["output_shape"] == [2, 4, 4]
+    assert [f["kind"] for f in r["findings"]] == ["padding", "padding"]
+    assert "4.5 -> 4 (floor); the last padding row is never read (no input is lost)" in r["findings"][0]["detail"]
+    assert calc.conv((1, 9, 9), 3, 2, stride=2, padding=1)["findings"] == []  # (9 + 2 - 3)/2 + 1 = 5 exactly
+
+
+def test_memory_of_the_270x480_alexnet() -> None:
+    # Parameters 120,050,024 x 4 bytes; activations are every layer's outputs plus the input
+    # (3,946,832 + 3*270*480 values), per image.
+    a = analyze(zoo.get("alexnet-onetower"), (3, 270, 480), batch=8, bytes_per_value=2)
+    assert a.totals["params"] == 120_050_024 and a.totals["activation_size"] == 3_946_832
+    assert a.memory["param_bytes"] == 240_100_048
+    assert a.memory["activation_bytes"] == (3_946_832 + 388_800) * 8 * 2
+    assert analyze(zoo.get("alexnet-onetower"), (3, 270, 480)).memory["param_bytes"] == 480_200_096

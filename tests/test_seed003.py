@@ -91,3 +91,18 @@ def test_cats_dogs_and_mnist_networks() -> None:
     m3 = analyze(zoo.get("mnist-cnn3"))
     assert [ly.output_shape for ly in m3.layers if ly.type == "MaxPool"] == [(32, 14, 14), (64, 7, 7), (128, 4, 4)]
     assert m3.totals["params"] == 832 + 51264 + 204928 + 2098176 + 2099200 + 20490
+
+
+def test_published_two_tower_alexnet() -> None:
+    # Krizhevsky et al. 2012, Figure 2: conv2, conv4 and conv5 see only the maps on their own GPU
+    # (groups=2); conv3 and the dense layers see both. Against the one-tower 62,378,344:
+    # conv2 (5*5*48*256 + 256) = 307,456, conv4 (3*3*192*384 + 384) = 663,936, conv5 (3*3*192*256 + 256) = 442,624.
+    a = analyze(zoo.get("alexnet"))
+    assert [a.layer(n).params for n in ("conv2", "conv4", "conv5")] == [307_456, 663_936, 442_624]
+    assert a.layer("conv3").params == 885_120
+    assert a.totals["params"] == 60_965_224
+    # MACs: the one-tower 1,135,256,096 less half of conv2 (447,897,600), conv4 (224,280,576) and conv5 (149,520,384).
+    assert a.totals["macs"] == 1_135_256_096 - (447_897_600 + 224_280_576 + 149_520_384) // 2 == 724_406_816
+    assert [a.layer(n).output_shape for n in ("conv1", "pool1", "pool2", "pool5")] == \
+        [(96, 55, 55), (96, 27, 27), (256, 13, 13), (256, 6, 6)]
+    assert any(ly.type == "LRN" for ly in a.layers)

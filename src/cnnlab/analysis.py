@@ -234,7 +234,11 @@ class _Walker:
         try:
             c = layer.calc(shape)
         except ShapeError:
-            layer.with_name(path).calc(shape)  # same error, with the full dotted name
+            try:
+                layer.with_name(path).calc(shape)  # same error, with the full dotted name
+            except ShapeError as e:
+                msg = str(e) if str(e).startswith("layer '") else f"layer '{path}' ({type(layer).__name__}): {e}"
+                raise ShapeError(msg) from None
             raise
         rf2 = _rf_step(rf, c.rf)
         if c.rf is None and len(c.out) == 1 and len(shape) == 3:  # flattening: the whole map is seen

@@ -20,10 +20,11 @@ RFStep = tuple[tuple[int, int, int], tuple[int, int, int]]
 
 
 def pair(v: int | tuple[int, int] | list[int]) -> Pair:
-    if isinstance(v, int):
+    if isinstance(v, int) and not isinstance(v, bool):
         return (v, v)
-    a, b = v
-    return (int(a), int(b))
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        return (v[0], v[1])
+    raise ShapeError(f"{v!r} is not a size: give an int or a pair [h, w] of ints")
 
 
 def fmt_shape(s: Shape) -> str:
@@ -133,14 +134,15 @@ def resolve_padding(padding: Any, n: Pair, k: Pair, s: Pair, d: Pair) -> tuple[P
             total = max((out - 1) * si + di * (ki - 1) + 1 - ni, 0)
             res.append((total // 2, total - total // 2))
         return res[0], res[1]
-    if isinstance(padding, int):
+    if isinstance(padding, int) and not isinstance(padding, bool):
         return (padding, padding), (padding, padding)
-    p = tuple(int(x) for x in padding)
-    if len(p) == 2:
-        return (p[0], p[0]), (p[1], p[1])
-    if len(p) == 4:
-        return (p[0], p[1]), (p[2], p[3])
-    raise ValueError(f"padding {padding!r}: use an int, (h, w), (top, bottom, left, right), 'same' or 'valid'")
+    if isinstance(padding, (tuple, list)) and all(isinstance(x, int) and not isinstance(x, bool) for x in padding):
+        p = tuple(padding)
+        if len(p) == 2:
+            return (p[0], p[0]), (p[1], p[1])
+        if len(p) == 4:
+            return (p[0], p[1]), (p[2], p[3])
+    raise ShapeError(f"padding {padding!r}: use an int, [h, w], [top, bottom, left, right], 'same' or 'valid'")
 
 
 def _check_positive(layer: Layer, what: str, v: Pair) -> None:
@@ -211,8 +213,21 @@ class Window(Layer):
             elif not ax.exact and ax.ceil:
                 calc.findings.append(("ceil", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last window "
                                       "hangs over the edge"))
+            elif not ax.exact and ax.numerator >= 0:
+                calc.findings.append(("padding", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last "
+                                      + (f"{ax.remainder} padding {rows} are" if ax.remainder > 1 else f"padding {rows[:-1]} is")
+                                      + " never read (no input is lost)"))
         calc.rf = ((ah.span, ah.s, ah.pb), (aw.span, aw.s, aw.pb))
         return calc
+
+    def check_pool_padding(self, s: Shape) -> None:
+        """A pooling window must overlap the input: no side padded by more than half the window."""
+        for ax, dim in zip(self.axes(s), ("height", "width")):
+            if max(ax.pb, ax.pa) > ax.span // 2:
+                raise ShapeError(
+                    f"layer '{self.name}': {dim} padding {max(ax.pb, ax.pa)} is more than half the {ax.span}-wide "
+                    f"window, so some windows would read only padding; use padding <= {ax.span // 2}"
+                )
 
     def pad4(self, s: Shape) -> Any:
         """Padding in F.pad order (left, right, top, bottom), or 'same' to compute per input."""
@@ -310,6 +325,7 @@ class MaxPool(Window):
     kernel: int | tuple[int, int] = 2
 
     def calc(self, s: Shape) -> Calc:
+        self.check_pool_padding(s)
         return self.geometry(s, _need_map(self, s)[0])
 
     def build(self, s: Shape) -> Any:
@@ -330,6 +346,7 @@ class AvgPool(Window):
     def calc(self, s: Shape) -> Calc:
         if pair(self.dilation) != (1, 1):
             raise ShapeError(f"layer '{self.name}': average pooling has no dilation")
+        self.check_pool_padding(s)
         return self.geometry(s, _need_map(self, s)[0])
 
     def build(self, s: Shape) -> Any:
@@ -474,8 +491,8 @@ class Dense(Layer):
 
     def calc(self, s: Shape) -> Calc:
         n = _need_vector(self, s)
-        if self.units < 1:
-            raise ShapeError(f"layer '{self.name}': units must be >= 1, got {self.units}")
+        if self.units < 1 or n < 1:
+            raise ShapeError(f"layer '{self.name}': inputs and units must be >= 1, got {n} -> {self.units}")
         b = " + 1" if self.bias else ""
         params = n * self.units + (self.units if self.bias else 0)
         return Calc(

@@ -27,6 +27,22 @@ def parse_shape(text: str, layout: str = "chw", what: str = "--input") -> tuple[
     return shape
 
 
+def model_input(args: argparse.Namespace, design: tuple[int, ...]) -> tuple[int, int, int]:
+    """``--input`` for a model whose design input is ``design``; refuses an input written H x W x C
+    without ``--layout hwc`` (its last size equal to the model's channels, its first not)."""
+    shape = parse_shape(args.input, args.layout)
+    c = design[0]
+    if args.layout == "chw" and shape[0] != c and shape[2] == c:
+        raise CnnlabError(f"--input {args.input} is read channels-first as {shape[0]} channels of "
+                          f"{shape[1]}x{shape[2]}, but the model takes {c}: write {c}x{shape[0]}x{shape[1]} "
+                          "or add --layout hwc")
+    ic = getattr(args, "in_channels", None)
+    if ic is not None and ic != shape[0]:
+        raise CnnlabError(f"--input {args.input} has {shape[0]} channels but --in-channels says {ic}: "
+                          "give the channels once")
+    return shape
+
+
 def parse_pair(text: str, what: str) -> int | tuple[int, int]:
     """``5`` -> 5, ``5x3`` -> (5, 3) (height x width)."""
     parts = [p for p in re.split(r"[x,×]", str(text).strip().lower()) if p]

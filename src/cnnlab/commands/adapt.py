@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from ..errors import CnnlabError
-from ._common import add_format_arg, add_input_args, add_model_args, load_network, parse_shape, print_json
+from ._common import add_format_arg, add_input_args, add_model_args, load_network, model_input, print_json
 
 NAME = "adapt"
 HELP = "diagnose a model at a new input, channel or class count, and rank concrete fixes"
@@ -44,11 +44,7 @@ def _shape(args: argparse.Namespace, design: tuple[int, ...]) -> tuple[int, int,
     if c is not None and c < 1:
         raise CnnlabError(f"--in-channels must be >= 1, got {c}")
     if args.input:
-        shape = parse_shape(args.input, args.layout)
-        if c is not None and c != shape[0]:
-            raise CnnlabError(f"--input {args.input} has {shape[0]} channels but --in-channels says {c}: "
-                              "give the channels once")
-        return shape
+        return model_input(args, design)
     if c is None:
         raise CnnlabError("give the new input with --input CxHxW (or only the channels with --in-channels C)")
     return (c, design[1], design[2])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_input_args, add_model_args, load_network, parse_shape
+from ._common import add_input_args, add_model_args, load_network, model_input
 
 NAME = "report"
 HELP = "self-contained HTML page: diagram, table, findings, training curves"
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report import html
 
     net = load_network(args)
-    shape = parse_shape(args.input, args.layout) if args.input else net.input_shape
+    shape = model_input(args, net.input_shape) if args.input else net.input_shape
     a = analyze(net, shape)
     metrics = html.load_metrics(args.run) if args.run else None
     out = Path(args.out or f"{Path(net.name).name}.html")

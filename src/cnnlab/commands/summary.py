@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_format_arg, add_input_args, add_model_args, load_network, parse_shape, print_json
+from ._common import add_format_arg, add_input_args, add_model_args, load_network, model_input, print_json
 
 NAME = "summary"
 HELP = "analyze a model layer by layer (no tensors, any input size)"
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import CnnlabError
 
     net = load_network(args)
-    shape = parse_shape(args.input, args.layout) if args.input else net.input_shape
+    shape = model_input(args, net.input_shape) if args.input else net.input_shape
     if args.batch < 1:
         raise CnnlabError(f"--batch must be >= 1, got {args.batch}")
     a = analyze(net, shape, batch=args.batch, bytes_per_value=BYTES[args.dtype])
