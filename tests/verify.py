@@ -34,8 +34,9 @@ def verify(net: Network, shape: tuple[int, ...], batch: int = 2, device: str = "
     assert not bad, f"{net.name} at {shape}: analysis vs forward differ: {list(bad.items())[:5]}"
     aux = a.aux_totals or {"params": 0, "buffers": 0, "macs": 0}
     n_params = sum(p.numel() for p in model.parameters())
+    param_names = {k for k, _ in model.named_parameters()}
     n_buffers = sum(b.numel() for k, b in model.state_dict().items()
-                    if not k.endswith("num_batches_tracked") and k not in dict(model.named_parameters()))
+                    if not k.endswith("num_batches_tracked") and k not in param_names)
     assert n_params == a.totals["params"] + aux["params"], (net.name, n_params, a.totals["params"], aux["params"])
     assert n_buffers == a.totals["buffers"] + aux["buffers"], (net.name, n_buffers, a.totals["buffers"])
     assert fc.get_total_flops() == 2 * batch * (a.totals["macs"] + aux["macs"]), (
