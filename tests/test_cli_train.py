@@ -129,6 +129,18 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys) -> None:
     assert checkpoint.load(out / "last.pt")["trainer"]["epoch"] == 1
 
 
+def test_train_refuses_to_overwrite_a_run(tmp_path, capsys) -> None:
+    data = colour_folder(tmp_path / "colours", per_class=8)
+    out = tmp_path / "run"
+    assert run(capsys, *TRAIN, "--data", data, "--epochs", "1", "--out", out)[0] == 0
+    best, rows = (out / "best.pt").read_bytes(), (out / "metrics.json").read_text()
+    rc, _, err = run(capsys, *TRAIN, "--data", data, "--epochs", "1", "--lr", "1e-6", "--out", out)
+    assert rc == 2 and "already holds a run" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (out / "best.pt").read_bytes() == best and (out / "metrics.json").read_text() == rows
+    rc, _, err = run(capsys, *TRAIN, "--data", data, "--epochs", "1", "--out", out, "--overwrite")
+    assert rc == 0, err
+
+
 def test_eval_and_predict_refuse_bad_files(tmp_path, capsys) -> None:
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")

@@ -305,3 +305,58 @@ def test_bf16_autocast_and_fp16_needs_cuda(tmp_path) -> None:
 def test_output_width_must_match_the_classes() -> None:
     with pytest.raises(CnnlabError, match="tiny outputs 3 values but the data has 4 classes"):
         Trainer(tiny_net(classes=3), pattern_set(16), None, Recipe(), quiet())
+
+
+def test_reduce_on_plateau_inside_the_trainer() -> None:
+    """Shifted validation labels make validation loss worsen as training fits (as above), so with
+    patience 1 each bad epoch halves the rate; the rates recorded per epoch replay Keras' rule."""
+    train = pattern_set(128)
+    val = ImageSet(train.images, (train.labels + 1) % 4, train.classes)
+    recipe = Recipe(optimizer="adam", lr=1e-2, batch_size=32, epochs=5, plateau=True, plateau_factor=0.5,
+                    plateau_patience=1)
+    hist = Trainer(tiny_net(dropout=False), train, val, recipe, quiet()).fit()
+    replay, want = Plateau(0.5, 1, "min"), []
+    for row in hist:
+        want.append(1e-2 * replay.scale)
+        replay.update(row["val_loss"])
+    assert [r["lr"] for r in hist] == pytest.approx(want)
+    assert hist[-1]["lr"] <= 1e-2 * 0.5 ** 2  # at least two reductions happened
+
+
+def test_rmsprop_and_label_smoothing_train() -> None:
+    train, val = pattern_set(256, seed=0), pattern_set(64, seed=1)
+    recipe = Recipe(optimizer="rmsprop", lr=1e-3, batch_size=32, epochs=4, label_smoothing=0.1)
+    trainer = Trainer(tiny_net(), train, val, recipe, quiet())
+    assert isinstance(trainer.optimizer, torch.optim.RMSprop)
+    hist = trainer.fit()
+    assert hist[-1]["val_acc"] >= 0.9
+    # Label smoothing 0.1 over 4 classes: target 0.925 on the label and 0.025 elsewhere.
+    logits, y = torch.tensor([[2.0, 0.0, -1.0, 0.5]]), torch.tensor([0])
+    logp = logits.log_softmax(1)[0]
+    want = -(0.925 * logp[0] + 0.025 * (logp[1] + logp[2] + logp[3]))
+    assert trainer._loss(logits, y)[0].item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_channels_last_trains_the_same_weights() -> None:
+    train = pattern_set(96)
+    recipe = Recipe(optimizer="sgd", lr=0.05, batch_size=32, epochs=2)
+    a = Trainer(tiny_net(), train, None, recipe, quiet(channels_last=True))
+    b = Trainer(tiny_net(), train, None, recipe, quiet(channels_last=False))
+    a.fit()
+    b.fit()
+    assert a.model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert b.model.conv.weight.is_contiguous()
+    for k, v in a.model.state_dict().items():
+        assert torch.allclose(v.float(), b.model.state_dict()[k].float(), atol=1e-5), k
+
+
+def test_a_new_run_never_overwrites_an_old_one(tmp_path) -> None:
+    train = pattern_set(64)
+    recipe = Recipe(batch_size=32, epochs=1)
+    Trainer(tiny_net(), train, None, recipe, quiet(out=tmp_path)).fit()
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(CnnlabError, match=r"already holds a run \(last.pt, best.pt, metrics.json\): pass --resume"):
+        Trainer(tiny_net(), train, None, recipe, quiet(out=tmp_path))
+    assert (tmp_path / "last.pt").read_bytes() == before
+    Trainer(tiny_net(), train, None, recipe.with_overrides(epochs=2), quiet(out=tmp_path, overwrite=True)).fit()
+    assert len(json.loads((tmp_path / "metrics.json").read_text())) == 2

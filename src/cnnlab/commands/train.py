@@ -71,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="output folder (default runs/MODEL-DATA)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    r.add_argument("--overwrite", action="store_true", help="start a new run in an OUT that already holds one")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     r.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off", help="mixed precision (default off)")
@@ -103,6 +104,9 @@ def recipe_from_args(args: argparse.Namespace, out: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.model).stem}-{data_name}"
+    from ..train.trainer import check_out
+
+    check_out(out, args.resume, args.overwrite)
     recipe = recipe_from_args(args, out)  # bad options fail before any data is read
     size = parse_size(args.size)
     if args.eval_batch_size < 1:
@@ -135,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
     net = load_network(args)
     aug = augment.fit(train.images, torch.Generator().manual_seed(args.seed)) if augment.active else None
     opts = Options(out=out, device=args.device, amp=args.amp, channels_last=args.channels_last,
-                   compile=args.compile, seed=args.seed, resume=args.resume, progress=not args.no_progress,
+                   compile=args.compile, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
+                   progress=not args.no_progress,
                    eval_batch_size=args.eval_batch_size, target_acc=args.target_acc, fit=args.fit, augment=aug)
     trainer = Trainer(net, train, val, recipe, opts, data_name=data_name)
     if trainer.main:

@@ -47,6 +47,7 @@ class Options:
     compile: bool = False
     seed: int = 0
     resume: bool = False
+    overwrite: bool = False          # start afresh in an OUT that already holds a run
     progress: bool = True
     eval_batch_size: int = 1000
     target_acc: float | None = None  # stop at the end of the first epoch whose val_acc reaches it
@@ -69,6 +70,19 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         if dev.index is None:
             dev = torch.device(f"cuda:{local_rank}")
     return dev
+
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.json")
+
+
+def check_out(out: Path | None, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a new run over an earlier one: its checkpoints and metrics would be replaced."""
+    if out is None or resume or overwrite:
+        return
+    held = [f for f in RUN_FILES if (out / f).is_file()]
+    if held:
+        raise CnnlabError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, "
+                          "--overwrite to start over, or another --out")
 
 
 def _seed_for(seed: int, epoch: int) -> int:
@@ -99,6 +113,7 @@ class Trainer:
             self.opts.device == "auto" and torch.cuda.is_available()) else "cpu")
         self.device = resolve_device(self.opts.device, self.ctx.local_rank)
         self.main = self.ctx.main
+        check_out(self.opts.out, self.opts.resume, self.opts.overwrite)
         self._check_data()
         self.classes = list(train.classes)
         self.log = self.opts.log or (print if self.main else (lambda s: None))
