@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .analysis import Analysis, LayerStats, analyze
+from .analysis import Analysis, LayerStats, _Walker, analyze
 from .errors import CnnlabError, ShapeError
 from .layers import (
     AdaptiveAvgPool,
@@ -225,6 +225,23 @@ class _Run:
         assert self.a is not None
         t = self.a.totals
         return {"params": t["params"], "macs": t["macs"]}
+
+
+def _partial(net: Network, shape: Shape) -> list[LayerStats]:
+    """The layers that run before the first one that fails: ``analyze`` raises and keeps none."""
+    w = _Walker()
+    out, rf = shape, ((1, 1), (1, 1))
+    try:
+        for node in net.layers:
+            out, rf = w.node(node, out, rf, "", 0, False)
+    except ShapeError:
+        pass
+    return w.out
+
+
+def _failing_layer(error: str | None) -> str | None:
+    m = re.search(r"layer '([^']+)'", error or "")
+    return m.group(1) if m else None
 
 
 def _run(net: Network, shape: Shape) -> _Run:
@@ -789,8 +806,7 @@ def diagnose(net: Network, shape: Shape, *, num_classes: int | None = None, roun
             min_input = (shape[0], *mins)  # type: ignore[assignment]
             error = (f"{net.name} cannot take {fmt_shape(shape)}: {_short(c.after.error or '')}; the smallest input "
                      f"that works is {fmt_shape(min_input)}")  # type: ignore[arg-type]
-            layer = re.search(r"layer '([^']+)'", c.after.error or "")
-            findings.append(Finding(layer.group(1) if layer else "", "too-small", error))
+            findings.append(Finding(_failing_layer(c.after.error) or "", "too-small", error))
         else:
             error = f"{net.name} cannot take {fmt_shape(shape)}: {c.after.error}"
             findings.append(Finding("", "error", error))
@@ -828,13 +844,17 @@ def _other_rounding(c: _Ctx) -> dict[str, Any] | None:
 
 
 def _layer_rows(c: _Ctx) -> list[dict[str, Any]]:
-    now = c.after.by_name()
+    """Both inputs side by side; when the new input fails, the layers before the failing one
+    (``fails``) still show their real figures and the layers after it show none."""
+    now = c.after.by_name() if c.after.ok else {ly.name: ly for ly in _partial(c.target, c.shape)}
+    failing = None if c.after.ok else _failing_layer(c.after.error)
     rows = []
     for ly in c.before.a.layers if c.before.a else []:
         n = now.get(ly.name)
         rows.append({"layer": ly.name, "type": ly.type, "design_shape": list(ly.output_shape),
                      "shape": list(n.output_shape) if n else None, "design_params": ly.params,
-                     "params": n.params if n else None, "design_macs": ly.macs, "macs": n.macs if n else None})
+                     "params": n.params if n else None, "design_macs": ly.macs, "macs": n.macs if n else None,
+                     "fails": ly.name == failing})
     return rows
 
 

@@ -43,7 +43,15 @@ def make_parser() -> Parser:
     return parser
 
 
+def _warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: object = None, line: str | None = None) -> None:
+    sys.stderr.write(f"cnnlab: warning: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.showwarning = _warning  # one line, like the errors: no source file or line
     parser = make_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -87,8 +87,8 @@ def is_inline(node: Node) -> bool:
 
 def residual(name: str, body: list[Node] | tuple[Node, ...], shortcut: Node | None = None,
              post: list[Node] | tuple[Node, ...] = (), scale: float = 1.0) -> Residual:
-    body_t = _name_children(tuple(body), name)
-    post_t = _name_children(tuple(post), name, start=body_t)
+    body_t = _name_children(tuple(body), name, check=False)  # checked below, with the shortcut and post
+    post_t = _name_children(tuple(post), name, start=body_t, check=False)
     if shortcut is not None and not shortcut.name:
         shortcut = _rename(shortcut, "shortcut")
     node = Residual(name, body_t, shortcut, post_t, scale)
@@ -135,16 +135,24 @@ def _auto_name(node: Node, counts: dict[str, int], prefix: str | None) -> str:
 
 
 def _name_children(nodes: tuple[Node, ...], owner: str, prefix: str | None = None,
-                   start: tuple[Node, ...] = ()) -> tuple[Node, ...]:
-    counts: dict[str, int] = {}
-    for n in start:
-        if isinstance(n, Layer):
-            _auto_name(n, counts, prefix)
-    named = tuple(n if n.name else _rename(n, _auto_name(n, counts, prefix)) for n in nodes)
-    flat: list[Node] = []
-    for n in named:
-        flat.extend(namespace(n) if is_inline(n) else [n])
-    _check_unique(owner, list(start) + flat)
+                   start: tuple[Node, ...] = (), check: bool = True) -> tuple[Node, ...]:
+    """Name the unnamed ``nodes`` by type and position (after the layers in ``start``); with
+    ``check``, refuse two children of one namespace with the same name."""
+    named = nodes
+    if not all(n.name for n in nodes):  # zoo builders name every node: counting is the rare path
+        counts: dict[str, int] = {}
+        for n in start:
+            if isinstance(n, Layer):
+                _auto_name(n, counts, prefix)
+        named = tuple(n if n.name else _rename(n, _auto_name(n, counts, prefix)) for n in nodes)
+    if check:
+        flat: list[Node] = list(start)
+        for n in named:
+            if is_inline(n):
+                flat.extend(namespace(n))
+            else:
+                flat.append(n)
+        _check_unique(owner, flat)
     return named
 
 
