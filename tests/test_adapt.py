@@ -162,6 +162,25 @@ def test_lenet5_on_raw_mnist() -> None:
         analyze(net, (1, 31, 31))  # 32 really is the smallest
 
 
+def test_too_small_shows_the_layers_that_run() -> None:
+    r = diagnose(zoo.get("lenet5"), (1, 28, 28))
+    rows = _rows(r)
+    # 28 - 4 = 24, /2 = 12, 12 - 4 = 8, /2 = 4: every layer up to s4 runs, c5's 5x5 window does not fit 4x4
+    assert [(n, rows[n]["shape"], rows[n]["params"]) for n in ("c1", "s2", "c3", "s4")] == [
+        ("c1", [6, 24, 24], 156), ("s2", [6, 12, 12], 12), ("c3", [16, 8, 8], 1_516), ("s4", [16, 4, 4], 32)]
+    assert rows["c1"]["macs"] == 6 * 24 * 24 * 25 == 86_400
+    assert [n for n, row in rows.items() if row["fails"]] == ["c5"]
+    assert rows["c5"]["shape"] is None and rows["f6"]["shape"] is None and rows["f6"]["params"] is None
+
+
+def test_cli_table_marks_the_failing_layer(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = _cli(capsys, "lenet5", "--input", "1x28x28")
+    assert rc == 2
+    lines = {ln.split()[1]: ln for ln in out.splitlines() if ln.startswith("│ ")}
+    assert "6x24x24" in lines["c1"] and "16x4x4" in lines["s4"] and "fails" in lines["c5"]
+    assert "fails" not in lines["f6"]
+
+
 def test_vgg16_on_cifar() -> None:
     net = zoo.get("vgg16")
     r = diagnose(net, (3, 32, 32), num_classes=10)
@@ -244,6 +263,8 @@ def test_cli_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0
     assert "96x65x118" in out and "95,424,512" in out and "Fixes, best first" in out
     assert "floor (PyTorch, TensorFlow)" in out and "pad-layers+adaptive-pool" in out
+    flat = next(ln for ln in out.splitlines() if ln.startswith("│ flatten"))
+    assert "9,216" in flat and "23,296" in flat and "9216" not in flat  # 256x6x6 and 256x7x13
 
 
 def test_cli_too_small_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -122,6 +122,9 @@ def render(report: Any, con: Any) -> None:
     def n(v: int | None) -> str:
         return "-" if v is None else f"{v:,}" if v else "0"
 
+    def shp(s: list[int]) -> str:  # a flat vector reads like the other counts: 9,216
+        return f"{s[0]:,}" if len(s) == 1 else fmt_shape(s)
+
     d, i = fmt_shape(report.design_input), fmt_shape(report.input)
     con.print(f"[bold]{report.model}[/]: design input {d} -> {i} (C x H x W); pooling rounds {report.rounding}",
               soft_wrap=True)
@@ -135,10 +138,10 @@ def render(report: Any, con: Any) -> None:
         prev = (r["design_shape"], r["shape"])
         if passive and r["layer"] not in flagged:
             continue
-        shape = fmt_shape(r["shape"]) if r["shape"] else "-"
-        changed = r["shape"] != r["design_shape"] or r["params"] != r["design_params"]
+        shape = shp(r["shape"]) if r["shape"] else "[red]fails[/]" if r.get("fails") else "-"
+        changed = r["shape"] and (r["shape"] != r["design_shape"] or r["params"] != r["design_params"])
         name = r["layer"] + (" [yellow]![/]" if r["layer"] in flagged else "")
-        t.add_row(name, r["type"], fmt_shape(r["design_shape"]), f"[yellow]{shape}[/]" if changed else shape,
+        t.add_row(name, r["type"], shp(r["design_shape"]), f"[yellow]{shape}[/]" if changed else shape,
                   n(r["design_params"]), n(r["params"]), n(r["design_macs"]), n(r["macs"]))
     after = report.after or {}
     t.add_section()
