@@ -278,6 +278,20 @@ def test_cli_too_small_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) ->
         analyze(zoo.get("alexnet-onetower"), (3, 66, 66))
 
 
+def test_smallest_input_keeps_the_axis_that_works(capsys: pytest.CaptureFixture[str]) -> None:
+    net = zoo.get("alexnet")
+    r = diagnose(net, (3, 60, 400))  # only the height is short: 67 = 32 + 35 rows reach pool5
+    assert r.min_input == (3, 67, 400) and r.min_input_any == (3, 67, 67)
+    assert "the smallest input that works is 3x67x400 (height 60 -> 67; the smallest of all is 3x67x67)" in r.error
+    analyze(net, (3, 67, 400))
+    with pytest.raises(CnnlabError, match="pool5"):
+        analyze(net, (3, 66, 400))
+    assert diagnose(net, (3, 400, 20)).min_input == (3, 400, 67)
+    rc, out, err = _cli(capsys, "alexnet", "--input", "3x60x400", "--format", "json")
+    assert rc == 2 and "3x67x400" in err
+    assert json.loads(out)["min_input"] == [3, 67, 400] and json.loads(out)["min_input_any"] == [3, 67, 67]
+
+
 def test_cli_in_channels_and_classes(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = _cli(capsys, "alexnet", "--in-channels", "1", "--num-classes", "29", "--format", "json")
     d = json.loads(out)

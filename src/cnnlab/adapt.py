@@ -101,7 +101,8 @@ class Report:
     layers: list[dict[str, Any]]
     verdict: str
     error: str | None = None
-    min_input: Shape | None = None
+    min_input: Shape | None = None  # the least change to ``input`` that runs
+    min_input_any: Shape | None = None  # the smallest input that runs at all
     other_rounding: dict[str, Any] | None = None
 
     def fix(self, key: int | str) -> Fix:
@@ -125,6 +126,8 @@ class Report:
             d["error"] = self.error
         if self.min_input:
             d["min_input"] = list(self.min_input)
+        if self.min_input_any:
+            d["min_input_any"] = list(self.min_input_any)
         if self.other_rounding:
             d["other_rounding"] = self.other_rounding
         d["fixes"] = [f.to_dict() for f in self.fixes]
@@ -798,14 +801,14 @@ def diagnose(net: Network, shape: Shape, *, num_classes: int | None = None, roun
     class_edits = _classes_edits(net, before.a, num_classes) if num_classes is not None else []
     c = _Ctx(net, before, shape, [*rounding_edits, *class_edits])
     findings = _findings(c, num_classes, {e.path for e in class_edits})
-    error = min_input = None
+    error = min_input = min_any = None
     if not c.after.ok:
         small = bool(re.search(r"< 1\b", c.after.error or ""))
         mins = [c.min_valid(i) for i in (0, 1)] if small else [None, None]
         if None not in mins and any(m > n for m, n in zip(mins, shape[1:])):
-            min_input = (shape[0], *mins)  # type: ignore[assignment]
+            min_input, min_any, least = _smallest(c, mins)  # type: ignore[arg-type]
             error = (f"{net.name} cannot take {fmt_shape(shape)}: {_short(c.after.error or '')}; the smallest input "
-                     f"that works is {fmt_shape(min_input)}")  # type: ignore[arg-type]
+                     f"that works is {fmt_shape(min_input)}{least}")
             findings.append(Finding(_failing_layer(c.after.error) or "", "too-small", error))
         else:
             error = f"{net.name} cannot take {fmt_shape(shape)}: {c.after.error}"
@@ -816,8 +819,21 @@ def diagnose(net: Network, shape: Shape, *, num_classes: int | None = None, roun
         model=net.name, design_input=net.input_shape, input=shape, rounding=_rounding_name(c.target),
         findings=findings, before=c.before.totals, after=c.after.totals if c.after.ok else None, fixes=fixes,
         layers=_layer_rows(c), verdict=_verdict(c, findings, fixes, error), error=error, min_input=min_input,
+        min_input_any=min_any,
         other_rounding=other,
     )
+
+
+def _smallest(c: _Ctx, mins: list[int]) -> tuple[Shape, Shape, str]:
+    """The smallest input that works with the least change to the given one (an axis that is long
+    enough keeps its size), the smallest of all, and a note naming the raised axes."""
+    ch, sizes = c.shape[0], c.shape[1:]
+    least = (ch, *(max(m, n) for m, n in zip(mins, sizes)))
+    anywhere = (ch, *mins)
+    if least == anywhere or not c.run(least).ok:  # the axes never interact, so the second cannot happen
+        return anywhere, anywhere, ""
+    raised = [f"{('height', 'width')[i]} {n} -> {m}" for i, (m, n) in enumerate(zip(mins, sizes)) if m > n]
+    return least, anywhere, f" ({', '.join(raised)}; the smallest of all is {fmt_shape(anywhere)})"
 
 
 def _other_rounding(c: _Ctx) -> dict[str, Any] | None:
