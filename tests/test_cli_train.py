@@ -181,3 +181,29 @@ def test_torchrun_two_processes_match_one(tmp_path, capsys) -> None:
     ra, rb = (json.loads((tmp_path / d / "metrics.json").read_text())[0] for d in ("ddp", "one"))
     assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
     assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-4) and ra["val_acc"] == rb["val_acc"]
+
+
+def _recipe(tmp_path, *argv: str):
+    from cnnlab.cli import make_parser
+    from cnnlab.commands.train import recipe_from_args
+
+    args = make_parser().parse_args(["train", "lenet5", "--data", "mnist", *argv])
+    return recipe_from_args(args, tmp_path / "run")
+
+
+def test_schedule_options_reach_the_recipe(tmp_path) -> None:
+    from cnnlab.errors import CnnlabError
+    from cnnlab.train.recipes import scheduled_lr
+
+    r = _recipe(tmp_path, "--optimizer", "sgd", "--lr", "0.1", "--schedule", "step", "--step-epochs", "2",
+                "--gamma", "0.5")
+    assert [scheduled_lr(r, e * 10, 10) for e in range(6)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    r = _recipe(tmp_path, "--lr", "1", "--schedule", "multistep", "--milestones", "2,4")
+    assert [scheduled_lr(r, e, 1) for e in range(6)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    r = _recipe(tmp_path, "--recipe", "lenet-keras", "--plateau", "4", "--plateau-factor", "0.5", "--monitor", "val_acc")
+    assert (r.plateau, r.plateau_patience, r.plateau_factor, r.monitor, r.optimizer) == (True, 4, 0.5, "val_acc", "adam")
+    assert _recipe(tmp_path, "--recipe", "alexnet-paper", "--plateau", "0").plateau is False
+    for bad, msg in ((["--milestones", "4,2"], "increasing epochs"), (["--gamma", "2"], "--gamma must be in"),
+                     (["--plateau", "-1"], "--plateau must be >= 0")):
+        with pytest.raises(CnnlabError, match=msg):
+            _recipe(tmp_path, *bad)

@@ -24,8 +24,21 @@ NAME = "train"
 HELP = "train a model on MNIST, CIFAR or an image folder"
 ORDER = 40
 
-RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule",
-                 "label_smoothing", "aux_weight", "augment", "normalize", "early_stop")
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "step_epochs",
+                 "gamma", "milestones", "monitor", "label_smoothing", "aux_weight", "augment", "normalize",
+                 "early_stop")
+
+
+def parse_milestones(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        vals = ()
+    if not vals or any(v <= 0 for v in vals) or list(vals) != sorted(vals):
+        raise CnnlabError(f"malformed --milestones '{text}': give increasing epochs, e.g. 30,60,80")
+    return vals
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
@@ -62,6 +75,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--schedule", choices=SCHEDULES)
+    g.add_argument("--step-epochs", type=float, metavar="E", help="step schedule: multiply by --gamma every E epochs")
+    g.add_argument("--milestones", metavar="E1,E2,...", help="multistep schedule: multiply by --gamma at these epochs")
+    g.add_argument("--gamma", type=float, help="step/multistep factor (default 0.1)")
+    g.add_argument("--plateau", type=int, metavar="PATIENCE",
+                   help="ReduceLROnPlateau: multiply the rate by --plateau-factor after PATIENCE epochs without "
+                        "improvement of --monitor (0: off)")
+    g.add_argument("--plateau-factor", type=float, metavar="F", help="ReduceLROnPlateau factor (default 0.1)")
+    g.add_argument("--monitor", choices=("val_loss", "val_acc"), help="what plateaus and early stopping watch")
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--aux-weight", type=float, help="loss weight of auxiliary classifiers (default 0.3)")
     g.add_argument("--augment", metavar="PRESET", help="none, mnist, cifar, cifar-erasing, imagenet, keras")
@@ -98,7 +119,14 @@ def recipe_from_args(args: argparse.Namespace, out: Path) -> Any:
         base = Recipe(name="default")
     else:
         base = get_recipe(args.recipe)
-    return base.with_overrides(**{f: getattr(args, f) for f in RECIPE_FIELDS})
+    kw = {f: getattr(args, f) for f in RECIPE_FIELDS if f != "milestones"}
+    kw["milestones"] = parse_milestones(args.milestones)
+    if args.plateau is not None:
+        if args.plateau < 0:
+            raise CnnlabError(f"--plateau must be >= 0 (0: off), got {args.plateau}")
+        kw.update(plateau=args.plateau > 0, plateau_patience=args.plateau or base.plateau_patience)
+    kw["plateau_factor"] = args.plateau_factor
+    return base.with_overrides(**kw)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,7 +62,10 @@ class Recipe:
                  (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
                  (self.monitor in ("val_loss", "val_acc"), f"monitor '{self.monitor}': val_loss or val_acc"),
                  (self.milestone_unit in ("epoch", "iter"), "milestone_unit: epoch or iter"),
-                 (self.early_stop >= 0, f"--early-stop must be >= 0, got {self.early_stop}")]
+                 (self.early_stop >= 0, f"--early-stop must be >= 0, got {self.early_stop}"),
+                 (self.step_epochs > 0, f"--step-epochs must be > 0, got {self.step_epochs}"),
+                 (0 < self.gamma <= 1, f"--gamma must be in (0, 1], got {self.gamma}"),
+                 (0 < self.plateau_factor < 1, f"--plateau-factor must be in (0, 1), got {self.plateau_factor}")]
         for ok, msg in check:
             if not ok:
                 raise CnnlabError(msg)
