@@ -139,6 +139,15 @@ def test_seed_classes_29(alex: tuple) -> None:
     assert r.after["params"] == 120_050_024 - 4_097_000 + 4096 * 29 + 29 == 116_071_837
     assert r.fixes[0].params == ALEXNET_PARAMS - 4_097_000 + 118_813 and r.fixes[0].keeps_weights
     assert analyze(apply(net, r.fixes[0])).output_shape == (29,)
+    # the published model is `before`; the verdict names the 29-class figures as such
+    assert r.before["params"] == ALEXNET_PARAMS
+    assert "the head's input changes (58,400,157 -> 116,071,837 params with 29 classes; the published model " \
+           "has 62,378,344)" in r.verdict
+    # fc8 is new in every fix: no fix claims plain designed weights
+    assert r.fixes[0].new_weights == ("fc8",) and r.fixes[0].weights == "designed except fc8"
+    by = {f.name: f for f in r.fixes}
+    assert by["head"].new_weights == ("fc6", "fc8") and by["head"].weights == "new: fc6, fc8"
+    assert all("fc8" in f.new_weights for f in r.fixes)
 
 
 # --------------------------------------------------------------------------- other models
@@ -220,6 +229,51 @@ def test_grayscale_into_alexnet() -> None:
     assert r.before["params"] == 60_965_224 and r.after["params"] == 60_965_224 - 23_232
     assert [f.name for f in r.fixes] == ["match-channels"]
     assert r.fixes[0].input == (3, 227, 227) and r.fixes[0].params == 60_965_224 and r.fixes[0].keeps_weights
+    # the size needs nothing, the channels do: the verdict says which, and what fix 1 keeps
+    assert r.verdict == ("the size needs no fix: the input has the design size; 3 -> 1 input channels give conv1 "
+                         "new weights: params 34,944 -> 11,712 (-23,232); fix 1 (match-channels) feeds 3 channels "
+                         "and keeps the designed weights (60,965,224 params)")
+    r = diagnose(net, (3, 227, 227), num_classes=29)
+    assert r.fixes == [] and r.verdict == ("no fix needed: the input has the design size; the class change gives "
+                                           "fc8 new weights: params 4,097,000 -> 118,813 (-3,978,187)")
+
+
+def test_vgg16_too_small_best_fix_leaves_nothing_flagged() -> None:
+    net = zoo.get("vgg16")
+    r = diagnose(net, (3, 16, 16))  # 4 halvings leave 1x1; features.30 cannot halve it: 32x32 is the least
+    best = r.fixes[0]
+    assert best.name == "pad-first+head" and best.remaining == () and best.input == (3, 16, 16)
+    assert best.changes[:2] == ("insert pad_input: ZeroPad 8", "avgpool: output 7x7 -> 1x1 (no repeated values)")
+    # 14,714,688 conv parameters + 512-512-1000 head
+    assert best.params == 14_714_688 + 2 * (512 * 512 + 512) + 512 * 1_000 + 1_000 == 15_753_000
+    assert best.new_weights == ("classifier.0", "classifier.3", "classifier.6") and not best.keeps_weights
+    pad = next(f for f in r.fixes if f.name == "pad-first")  # designed weights, but the head sees 49 copies
+    assert pad.keeps_weights and pad.params == 138_357_544
+    assert pad.remaining == ("avgpool: repeats a 1x1 map as 7x7",)
+    assert pad.description.endswith("(leaves avgpool: repeats a 1x1 map as 7x7)")
+    a = analyze(apply(net, best))
+    assert a.layer("features.30").output_shape == (512, 1, 1) and a.totals["params"] == 15_753_000
+    verify(apply(net, best), (3, 16, 16))
+
+
+def test_grayscale_frames_keep_the_designed_weights() -> None:
+    net = zoo.get("alexnet-onetower")
+    r = diagnose(net, (1, 270, 480))
+    best = r.fixes[0]
+    assert best.name == "match-channels+pad-layers+adaptive-pool" and best.input == FRAME
+    assert best.params == ALEXNET_PARAMS and best.keeps_weights and best.remaining == () and best.weights == "designed"
+    assert best.changes[0] == "input: 1 -> 3 channels (repeat the single channel)"
+    a = analyze(apply(net, best))
+    assert a.input_shape == FRAME and a.totals["params"] == ALEXNET_PARAMS and a.layer("conv1").params == 34_944
+    assert not [f for f in a.findings if f["kind"] == "inexact"]
+    by = {f.name: f for f in r.fixes}
+    # the same geometry on one channel: conv1 3*11*11*96 + 96 -> 1*11*11*96 + 96 weights, retrained
+    assert by["pad-layers+adaptive-pool"].params == ALEXNET_PARAMS - 23_232
+    assert by["pad-layers+adaptive-pool"].new_weights == ("conv1",)
+    assert by["match-channels"].remaining and by["match-channels"].params == 120_050_024
+    # only channel combinations that keep every designed weight are offered
+    assert all(f.keeps_weights for f in r.fixes if f.name.startswith("match-channels+"))
+    assert [f.keeps_weights for f in r.fixes[:3]] == [True, True, True]
 
 
 def test_fixed_global_window_becomes_global_pooling() -> None:

@@ -77,13 +77,24 @@ class Fix:
     params: int
     macs: int
     remaining: tuple[str, ...]
-    keeps_weights: bool
+    keeps_weights: bool  # every designed weight fits, the resized class layers aside
     edits: tuple[Edit, ...] = field(repr=False, default=())
+    new_weights: tuple[str, ...] = ()  # layers whose weights a trained design cannot give, class layers included
+
+    @property
+    def weights(self) -> str:
+        """Where the weights come from, naming the layers that need new ones."""
+        if not self.new_weights:
+            return "designed"
+        more = len(self.new_weights) - 2
+        names = ", ".join(self.new_weights[:2]) + (f" and {more} more" if more > 0 else "")
+        return f"designed except {names}" if self.keeps_weights else f"new: {names}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "description": self.description, "params": self.params,
                 "macs": self.macs, "input": list(self.input), "changes": list(self.changes),
-                "remaining": list(self.remaining), "keeps_weights": self.keeps_weights}
+                "remaining": list(self.remaining), "keeps_weights": self.keeps_weights, "weights": self.weights,
+                "new_weights": list(self.new_weights)}
 
 
 @dataclass
@@ -648,9 +659,9 @@ def _fix_global_pool(c: _Ctx) -> Candidate | None:
             [Edit("replace", p.name, new)], c.shape)
 
 
-def _fix_head(c: _Ctx) -> Candidate | None:
-    """Size the dense head to the map the new input gives (hidden layers no wider than their input)."""
-    h, r = c.head, c.after
+def _fix_head(c: _Ctx, r: _Run) -> Candidate | None:
+    """Size the dense head to the map the run ``r`` gives (hidden layers no wider than their input)."""
+    h = c.head
     if h is None or not r.ok or not h.dense:
         return None
     now = r.by_name()
@@ -681,9 +692,9 @@ def _fix_head(c: _Ctx) -> Candidate | None:
         first = h.dense[0]
         return ("head", f"keep every layer and retrain the head at the new flatten size: '{first}' takes {n:,} "
                         f"inputs ({fmt_shape(flat.input_shape)}) instead of {f0:,}",
-                [f"{first}: {f0:,} -> {n:,} inputs (new weights)"], [], c.shape)
+                [f"{first}: {f0:,} -> {n:,} inputs (new weights)"], [], r.shape)
     return ("head", f"resize the dense head to the {n:,}-value flatten (hidden layers no wider than their input)",
-            changes, edits, c.shape)
+            changes, edits, r.shape)
 
 
 def _fix_channels(c: _Ctx) -> Candidate | None:
@@ -700,24 +711,38 @@ def _size_problem(c: _Ctx, findings: list[Finding]) -> bool:
     return not c.after.ok or bool(c.new_drops) or any(f.kind in ("same", "head", "upsample") for f in findings)
 
 
+def _then(g: Candidate, a: Candidate) -> Candidate:
+    return (f"{g[0]}+{a[0]}", f"{g[1]}; then {a[1]}", g[2] + a[2], g[3] + a[3], a[4])
+
+
 def _candidates(c: _Ctx, findings: list[Finding]) -> list[Candidate]:
-    size_problem = _size_problem(c, findings)
-    out: list[Candidate | None] = [_fix_channels(c)]
-    if not size_problem:
-        return [x for x in out if x]
+    channels = _fix_channels(c)
+    if not _size_problem(c, findings):
+        return [channels] if channels else []
+    out: list[Candidate | None]
     if not c.after.ok:
         small = bool(re.search(r"< 1\b", c.after.error or ""))
         geometry = [_fix_pad_first(c) if small else None, _fix_input_clean(c, up_only=small)]
-        out += [*geometry, _fix_input_design(c), _fix_global_pool(c)]
+        out = [*geometry, _fix_input_design(c), _fix_global_pool(c)]
     else:
         geometry = [_fix_pad_layers(c), _fix_input_clean(c), _fix_ceil(c)]
-        out += [*geometry, _fix_input_design(c), _fix_global_pool(c), _fix_adaptive(c, c.after), _fix_head(c)]
-    for g in geometry:  # a geometry that drops nothing, plus the designed head: designed weights too
-        r = _run(_edited(c, g[3] + [Edit("input", value=g[4])]), g[4]) if g else None
-        a = _fix_adaptive(c, r) if r and (not r.drops() or g[0] == "input-valid") else None  # type: ignore[index]
-        if g and a:
-            out.append((f"{g[0]}+{a[0]}", f"{g[1]}; then {a[1]}", g[2] + a[2], g[3] + a[3], g[4]))
-    return [x for x in out if x]
+        out = [*geometry, _fix_input_design(c), _fix_global_pool(c), _fix_adaptive(c, c.after), _fix_head(c, c.after)]
+    for g in geometry:
+        if g is None:
+            continue
+        r = _run(_edited(c, g[3] + [Edit("input", value=g[4])]), g[4])
+        # a geometry that drops nothing, plus the designed head: designed weights too
+        a = _fix_adaptive(c, r) if not r.drops() or g[0] == "input-valid" else None
+        # a geometry whose map is smaller than the head's pooled map: a head sized to it repeats nothing
+        h = _fix_head(c, r) if _repeats(r) else None
+        out += [_then(g, x) for x in (a, h) if x and x[3]]
+    size = [x for x in out if x]
+    if channels is None:
+        return size
+    # the designed first layer at the new size: kept only where it keeps every designed weight (see _rank)
+    both = [(f"{channels[0]}+{x[0]}", f"{channels[1]}; {x[1]}", channels[2] + x[2], x[3], (channels[4][0], *x[4][1:]))
+            for x in size]
+    return [channels, *size, *both]
 
 
 def _edited_net(net: Network, edits: Iterable[Edit]) -> Network:
@@ -739,24 +764,33 @@ def _price(c: _Ctx, cand: Candidate) -> tuple[tuple[Any, ...], Fix] | None:
         return None
     assert r.a is not None
     remaining = [f"{p}: {'HW'[i]} drops {_rows(ax.dropped, i)}" for p, i, ax in r.drops()]
-    head = _head(r.a)
-    if head and head.pool:
-        (_, ih, iw), (_, oh, ow) = head.pool.input_shape, head.pool.output_shape
-        if oh > ih or ow > iw:
-            remaining.append(f"{head.pool.name}: repeats a {ih}x{iw} map as {oh}x{ow}")
+    repeats = _repeats(r)
+    if repeats:
+        remaining.append(repeats)
     area = shape[1] * shape[2] / (c.shape[1] * c.shape[2])
     if area > UPSAMPLE_AREA:
         remaining.append(f"input: upsampled {area:.1f}x in area")
-    enlarges = area > UPSAMPLE_AREA or any("repeats" in x for x in remaining)
+    enlarges = area > UPSAMPLE_AREA or bool(repeats)
     params, macs = r.totals["params"], r.totals["macs"]
     design = c.before.by_name()
-    keeps = all(design[ly.name].params == ly.params for ly in r.a.layers
-                if ly.name in design and ly.name not in c.class_paths) and \
-        sum(ly.params for ly in r.a.layers if ly.name not in design) == 0
+    new = tuple(ly.name for ly in r.a.layers if ly.params and (ly.name not in design or
+                                                               design[ly.name].params != ly.params))
+    keeps = not set(new) - c.class_paths
+    if remaining:
+        desc += f" (leaves {', '.join(remaining)})"
     distortion = sum(abs(m - n) / n for m, n in zip(shape[1:], c.shape[1:]))
-    key = (len(r.drops()), enlarges, round(abs(params - c.base_params) / max(c.base_params, 1), 6),
+    key = (len(r.drops()), enlarges, not keeps, round(abs(params - c.base_params) / max(c.base_params, 1), 6),
            round(distortion, 6), len(changes), macs)
-    return key, Fix(0, name, desc, tuple(changes), tuple(shape), params, macs, tuple(remaining), keeps, edits)
+    return key, Fix(0, name, desc, tuple(changes), tuple(shape), params, macs, tuple(remaining), keeps, edits, new)
+
+
+def _repeats(r: _Run) -> str | None:
+    """The adaptive pool before the head, where it enlarges the map it gets (each value repeated)."""
+    head = _head(r.a) if r.a else None
+    if head is None or head.pool is None:
+        return None
+    (_, ih, iw), (_, oh, ow) = head.pool.input_shape, head.pool.output_shape
+    return f"{head.pool.name}: repeats a {ih}x{iw} map as {oh}x{ow}" if oh > ih or ow > iw else None
 
 
 def _rank(c: _Ctx, cands: list[Candidate]) -> list[Fix]:
@@ -765,6 +799,8 @@ def _rank(c: _Ctx, cands: list[Candidate]) -> list[Fix]:
     seen: set[str] = set()
     fixes: list[Fix] = []
     for _, f in priced:
+        if "+" in f.name and f.name.startswith("match-channels") and not f.keeps_weights:
+            continue  # the channel change in a fix that retrains anyway: the same fix without it is listed
         sig = json.dumps([list(f.input), network_to_spec(_edited(c, f.edits))["layers"]], default=str)
         if sig not in seen:
             seen.add(sig)
@@ -888,18 +924,49 @@ def _verdict(c: _Ctx, findings: list[Finding], fixes: list[Fix], error: str | No
             why = "the input has the design size"
         else:
             why = "every division is exact and the head keeps its designed size"
-        extra = "; the channel or class change alters only the layers listed" if kinds & {"channels", "classes"} else ""
-        return f"no fix needed: {why}{extra}"
+        channels = next((f for f in fixes if f.name == "match-channels"), None)
+        changes = "".join(f"; {x}" for x in _requested_changes(c, findings))
+        if channels is None:
+            return f"no fix needed: {why}{changes}"
+        but = f" except {', '.join(channels.new_weights)}" if channels.new_weights else ""
+        return (f"the size needs no fix: {why}{changes}; fix {channels.id} (match-channels) feeds {c.design[0]} "
+                f"channels and keeps the designed weights{but} ({channels.params:,} params)")
     problems = []
     if c.new_drops:
         problems.append(f"{len(c.new_drops)} divisions drop input pixels")
     if "head" in kinds or "upsample" in kinds:
-        problems.append(f"the head's input changes ({c.base_params:,} -> {c.after.totals['params']:,} params)"
+        note = ""
+        if c.base_params != c.before.totals["params"]:
+            note = f" with {_requested_words(c)}; the published model has {c.before.totals['params']:,}"
+        problems.append(f"the head's input changes ({c.base_params:,} -> {c.after.totals['params']:,} params{note})"
                         if "head" in kinds else "the final map is upsampled to fit the head")
     if "same" in kinds:
         problems.append("'same' layers no longer keep the size")
     best = f"; best fix {fixes[0].id} ({fixes[0].name}): {fixes[0].description}" if fixes else ""
     return "needs a fix: " + ", ".join(problems) + best
+
+
+def _requested_words(c: _Ctx) -> str:
+    """The channel and class changes asked for, in words: '1 input channel and 29 classes'."""
+    words = []
+    if c.shape[0] != c.design[0]:
+        words.append(f"{c.shape[0]} input channel{'s' if c.shape[0] != 1 else ''}")
+    units = {e.value["units"] for e in c.requested if e.op == "set" and "units" in e.value}
+    words += [f"{n:,} classes" for n in units]
+    return " and ".join(words)
+
+
+def _requested_changes(c: _Ctx, findings: list[Finding]) -> list[str]:
+    """What the channel and class changes cost at the design size: the layers that need new weights."""
+    bef, ref = c.before.by_name(), c.ref.by_name()
+    out = []
+    for kind, what in (("channels", f"{c.design[0]} -> {c.shape[0]} input channels"), ("classes", "the class change")):
+        names = [f.layer for f in findings if f.kind == kind and f.layer in ref]
+        if names:
+            p0, p1 = sum(bef[n].params for n in names), sum(ref[n].params for n in names)
+            out.append(f"{what} give{'s' if kind == 'classes' else ''} {', '.join(names)} new weights: "
+                       f"params {_delta(p0, p1)}")
+    return out
 
 
 def train_step(net: Network, shape: Shape | None = None, *, batch: int = 2, seed: int = 0) -> tuple[float, float]:

@@ -164,11 +164,11 @@ def render(report: Any, con: Any) -> None:
         ft = Table(title="Fixes, best first (--apply N)", title_justify="left", header_style="bold")
         for col in ("#", "Fix", "Input", "Params", "MACs", "Weights", "Changes"):
             ft.add_column(col, justify="right" if col in ("#", "Params", "MACs") else "left",
-                          no_wrap=col != "Changes")
+                          no_wrap=col not in ("Weights", "Changes"))
         for f in report.fixes:
             left = "; ".join(f.remaining)
             ft.add_row(str(f.id), f.name, fmt_shape(f.input), n(f.params), n(f.macs),
-                       "designed" if f.keeps_weights else "new",
+                       f.weights,
                        "\n".join(f.changes) + (f"\n[dim]leaves: {left}[/]" if left else ""))
         con.print(ft)
     con.print(f"[bold]Verdict[/]: {report.verdict}", soft_wrap=True)
