@@ -360,3 +360,16 @@ def test_a_new_run_never_overwrites_an_old_one(tmp_path) -> None:
     assert (tmp_path / "last.pt").read_bytes() == before
     Trainer(tiny_net(), train, None, recipe.with_overrides(epochs=2), quiet(out=tmp_path, overwrite=True)).fit()
     assert len(json.loads((tmp_path / "metrics.json").read_text())) == 2
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_like_eager() -> None:
+    train = pattern_set(64)
+    recipe = Recipe(optimizer="sgd", lr=0.05, batch_size=32, epochs=1)
+    eager = Trainer(tiny_net(dropout=False), train, None, recipe, quiet())
+    compiled = Trainer(tiny_net(dropout=False), train, None, recipe, quiet(compile=True))
+    assert type(compiled.train_model).__name__ == "OptimizedModule"
+    a, b = eager.fit(), compiled.fit()
+    assert b[0]["train_loss"] == pytest.approx(a[0]["train_loss"], rel=1e-4)
+    for k, v in eager.model.state_dict().items():
+        assert torch.allclose(v.float(), compiled.model.state_dict()[k].float(), atol=1e-4), k
