@@ -826,7 +826,8 @@ def diagnose(net: Network, shape: Shape, *, num_classes: int | None = None, roun
     """Compare ``net`` at its design input with ``net`` at ``shape`` (C, H, W; a different C is a
     channel change), with the classifier resized to ``num_classes`` and pooling rounded ``floor`` or
     ``ceil`` (None: as the model defines). Fixes come ranked: runs, drops no pixels, invents no
-    pixels, keeps the designed parameters, changes the input least, changes fewest layers, fewest MACs."""
+    pixels, keeps every designed weight (the class layer aside), stays nearest the designed parameter count,
+    changes the input least, changes fewest layers, fewest MACs."""
     shape = _check_shape(shape)
     if num_classes is not None and num_classes < 1:
         raise CnnlabError(f"num_classes must be >= 1, got {num_classes}")
