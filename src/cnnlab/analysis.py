@@ -10,11 +10,13 @@ Conventions (printed under every table):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 from .errors import ShapeError
-from .layers import Layer, Shape, fmt_shape
+from .layers import Calc, Explain, Layer, Shape, fmt_shape
 from .network import Aux, Concat, Network, Node, Residual, Sequential, is_inline
 
 CONVENTIONS = (
@@ -29,7 +31,7 @@ CONVENTIONS = (
 RF = tuple[tuple[int, int], tuple[int, int]]  # per axis (size, jump)
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerStats:
     name: str
     type: str
@@ -42,9 +44,14 @@ class LayerStats:
     macs: int
     connections: int
     rf: RF
-    notes: list[str] = field(default_factory=list)
-    findings: list[tuple[str, str]] = field(default_factory=list)
+    findings: tuple[tuple[str, str], ...] = ()
     aux: bool = False
+    explain: Explain | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def notes(self) -> list[str]:
+        """The layer's arithmetic written out (``--explain``), formatted on demand."""
+        return self.explain() if self.explain is not None else []
 
     @property
     def activation_size(self) -> int:
@@ -160,20 +167,48 @@ def _prod(s: Shape) -> int:
     return n
 
 
+_CONFIG: dict[type, Callable[[Layer], Any]] = {}
+
+
+def _config(layer: Layer) -> Any:
+    """Every field but the name: what a layer's arithmetic depends on (names appear only in errors)."""
+    get = _CONFIG.get(type(layer))
+    if get is None:
+        names = [f.name for f in fields(layer) if f.name != "name"]
+        get = _CONFIG[type(layer)] = attrgetter(*names) if names else _no_fields
+    return get(layer)
+
+
+def _no_fields(layer: Layer) -> tuple[()]:
+    return ()
+
+
 def _rf_step(rf: RF, step: Any) -> RF:
     if step is None:
         return rf
-    return tuple((r + (k - 1) * j, j * s) for (r, j), (k, s, _p) in zip(rf, step))  # type: ignore[return-value]
+    ((rh, jh), (rw, jw)), ((kh, sh, _), (kw, sw, _)) = rf, step
+    return (rh + (kh - 1) * jh, jh * sh), (rw + (kw - 1) * jw, jw * sw)
 
 
 def _rf_max(rfs: list[RF]) -> RF:
-    return tuple(max((rf[i] for rf in rfs), key=lambda t: t[0]) for i in range(2))  # type: ignore[return-value]
+    """Per axis, the largest receptive field (the first of equals) of parallel paths."""
+    best_h, best_w = rfs[0]
+    for h, w in rfs[1:]:
+        if h[0] > best_h[0]:
+            best_h = h
+        if w[0] > best_w[0]:
+            best_w = w
+    return best_h, best_w
 
 
 class _Walker:
     def __init__(self) -> None:
         self.out: list[LayerStats] = []
         self.blocks: dict[str, Block] = {}
+        # Running totals after each row: a block's params and MACs are two subtractions.
+        self.cum_params: list[int] = [0]
+        self.cum_macs: list[int] = [0]
+        self.memo: dict[Any, Calc] = {}
 
     def node(self, node: Node, shape: Shape, rf: RF, prefix: str, depth: int, aux: bool) -> tuple[Shape, RF]:
         path = f"{prefix}.{node.name}" if prefix else node.name
@@ -186,8 +221,8 @@ class _Walker:
         out, rf = self.composite(node, shape, rf, prefix, path, depth, aux)
         block.end = len(self.out)
         block.output_shape = shape if isinstance(node, Aux) else out
-        rows = self.out[block.start:block.end]
-        block.params, block.macs = sum(r.params for r in rows), sum(r.macs for r in rows)
+        block.params = self.cum_params[block.end] - self.cum_params[block.start]
+        block.macs = self.cum_macs[block.end] - self.cum_macs[block.start]
         return out, rf
 
     def composite(self, node: Node, shape: Shape, rf: RF, prefix: str, path: str, depth: int,
@@ -230,7 +265,16 @@ class _Walker:
             return shape, rf
         raise TypeError(f"not a network node: {node!r}")
 
-    def leaf(self, layer: Layer, shape: Shape, rf: RF, path: str, depth: int, aux: bool) -> tuple[Shape, RF]:
+    def calc(self, layer: Layer, shape: Shape, path: str) -> Calc:
+        """``layer.calc(shape)``, once per configuration and input: ResNet-152's 36 middle units
+        repeat the same three convolutions, which differ only in their names."""
+        key: Any = (type(layer), _config(layer), shape)
+        try:
+            c = self.memo.get(key)
+        except TypeError:  # a field holds something unhashable: no sharing
+            c, key = None, None
+        if c is not None:
+            return c
         try:
             c = layer.calc(shape)
         except ShapeError:
@@ -240,15 +284,20 @@ class _Walker:
                 msg = str(e) if str(e).startswith("layer '") else f"layer '{path}' ({type(layer).__name__}): {e}"
                 raise ShapeError(msg) from None
             raise
+        if key is not None:
+            self.memo[key] = c
+        return c
+
+    def leaf(self, layer: Layer, shape: Shape, rf: RF, path: str, depth: int, aux: bool) -> tuple[Shape, RF]:
+        c = self.calc(layer, shape, path)
         rf2 = _rf_step(rf, c.rf)
         if c.rf is None and len(c.out) == 1 and len(shape) == 3:  # flattening: the whole map is seen
             h, w = shape[1], shape[2]
             rf2 = ((rf2[0][0] + (h - 1) * rf2[0][1], rf2[0][1]), (rf2[1][0] + (w - 1) * rf2[1][1], rf2[1][1]))
-        self.out.append(LayerStats(
-            name=path, type=type(layer).__name__, kind=layer.kind, depth=depth, input_shape=shape,
-            output_shape=c.out, params=c.params, buffers=c.buffers, macs=c.macs, connections=c.connections,
-            rf=rf2, notes=c.notes, findings=c.findings, aux=aux,
-        ))
+        self.out.append(LayerStats(path, type(layer).__name__, layer.kind, depth, shape, c.out, c.params, c.buffers,
+                                   c.macs, c.connections, rf2, c.findings, aux, c.explain))
+        self.cum_params.append(self.cum_params[-1] + c.params)
+        self.cum_macs.append(self.cum_macs[-1] + c.macs)
         return c.out, rf2
 
 

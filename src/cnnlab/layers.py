@@ -8,6 +8,8 @@ Shapes are channels-first: ``(C, H, W)`` for feature maps, ``(N,)`` for vectors.
 from __future__ import annotations
 
 import math
+from collections import namedtuple
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,7 +22,7 @@ RFStep = tuple[tuple[int, int, int], tuple[int, int, int]]
 
 
 def pair(v: int | tuple[int, int] | list[int]) -> Pair:
-    if isinstance(v, int) and not isinstance(v, bool):
+    if type(v) is int:  # the common case first: analysis calls this for every window
         return (v, v)
     if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
         return (v[0], v[1])
@@ -31,39 +33,31 @@ def fmt_shape(s: Shape) -> str:
     return "x".join(str(d) for d in s)
 
 
-@dataclass(frozen=True)
-class Axis:
-    """One spatial axis through a sliding window: the seeds' ``(n + 2p - f)/s + 1``, done exactly."""
+_AxisFields = namedtuple("_AxisFields", "n k s pb pa d ceil span numerator out remainder")
 
-    n: int
-    k: int
-    s: int
-    pb: int
-    pa: int
-    d: int = 1
-    ceil: bool = False
 
-    @property
-    def span(self) -> int:  # effective kernel extent
-        return self.d * (self.k - 1) + 1
+class Axis(_AxisFields):
+    """One spatial axis through a sliding window: the seeds' ``(n + 2p - f)/s + 1``, done exactly.
 
-    @property
-    def numerator(self) -> int:
-        return self.n + self.pb + self.pa - self.span
+    ``Axis(n, k, s, pb, pa, d=1, ceil=False)``: input size, kernel, stride, padding before and
+    after, dilation, rounding. An immutable tuple whose derived values (``span``, the effective
+    kernel extent; ``numerator``; ``out``; ``remainder``) are worked out once, on construction:
+    the analysis reads them for every window of every layer, and a tuple is several times
+    cheaper to make than a frozen dataclass."""
 
-    @property
-    def out(self) -> int:
-        q = self.numerator
-        if self.ceil:  # a partial last window counts (Caffe); it must start inside the input or left padding
-            o = -(-q // self.s) + 1
-            if (o - 1) * self.s >= self.n + self.pb:
+    __slots__ = ()
+
+    def __new__(cls, n: int, k: int, s: int, pb: int, pa: int, d: int = 1, ceil: bool = False) -> Axis:
+        span = d * (k - 1) + 1
+        q = n + pb + pa - span
+        if ceil:  # a partial last window counts (Caffe); it must start inside the input or left padding
+            o = -(-q // s) + 1
+            if (o - 1) * s >= n + pb:
                 o -= 1
-            return max(o, 0)
-        return q // self.s + 1 if q >= 0 else 0
-
-    @property
-    def remainder(self) -> int:
-        return self.numerator % self.s if self.numerator >= 0 else 0
+            out = max(o, 0)
+        else:
+            out = q // s + 1 if q >= 0 else 0
+        return tuple.__new__(cls, (n, k, s, pb, pa, d, ceil, span, q, out, q % s if q >= 0 else 0))
 
     @property
     def exact(self) -> bool:
@@ -90,9 +84,14 @@ class Axis:
         return f"{head} = {exact:g} -> {self.out} ({mode})"
 
 
-@dataclass
+Explain = Callable[[], list[str]]
+
+
+@dataclass(slots=True)
 class Calc:
-    """What a layer does to the shape that reaches it."""
+    """What a layer does to the shape that reaches it. ``explain`` writes the arithmetic out as
+    text; it runs only when someone reads ``notes`` (--explain, ``cnnlab calc``), so an analysis
+    that only counts formats no strings."""
 
     out: Shape
     params: int = 0
@@ -100,8 +99,17 @@ class Calc:
     macs: int = 0
     connections: int = 0
     rf: RFStep | None = None
-    notes: list[str] = field(default_factory=list)
-    findings: list[tuple[str, str]] = field(default_factory=list)  # (kind, detail)
+    explain: Explain | None = field(default=None, repr=False, compare=False)
+    findings: tuple[tuple[str, str], ...] = ()  # (kind, detail)
+
+    @property
+    def notes(self) -> list[str]:
+        return self.explain() if self.explain is not None else []
+
+
+def _then(first: Explain | None, more: Explain) -> Explain:
+    """Notes of ``first`` followed by those of ``more``."""
+    return lambda: (first() if first is not None else []) + more()
 
 
 def _need_map(layer: Layer, s: Shape) -> tuple[int, int, int]:
@@ -125,6 +133,8 @@ def _need_vector(layer: Layer, s: Shape) -> int:
 def resolve_padding(padding: Any, n: Pair, k: Pair, s: Pair, d: Pair) -> tuple[Pair, Pair]:
     """Padding as ((top, bottom), (left, right)). ``same`` follows TensorFlow: out = ceil(n/s),
     any odd pixel of padding goes after (bottom/right)."""
+    if type(padding) is int:
+        return (padding, padding), (padding, padding)
     if padding == "valid":
         return (0, 0), (0, 0)
     if padding == "same":
@@ -184,41 +194,58 @@ class Window(Layer):
 
     def axes(self, s: Shape) -> tuple[Axis, Axis]:
         c, h, w = _need_map(self, s)
+        k1, s1, d1, p1 = self.kernel, self.stride, self.dilation, self.padding
+        if s1 is None:
+            s1 = k1
+        if type(k1) is int and type(s1) is int and type(d1) is int and type(p1) is int and p1 >= 0 \
+                and k1 >= 1 and s1 >= 1 and d1 >= 1:  # square and valid, as in most networks: no pairs to unpack
+            return Axis(h, k1, s1, p1, p1, d1, self.ceil_mode), Axis(w, k1, s1, p1, p1, d1, self.ceil_mode)
         k, d = pair(self.kernel), pair(self.dilation)
         st = pair(self.stride) if self.stride is not None else k
-        _check_positive(self, "kernel", k)
-        _check_positive(self, "stride", st)
-        _check_positive(self, "dilation", d)
+        if min(k[0], k[1], st[0], st[1], d[0], d[1]) < 1:
+            _check_positive(self, "kernel", k)
+            _check_positive(self, "stride", st)
+            _check_positive(self, "dilation", d)
         ph, pw = resolve_padding(self.padding, (h, w), k, st, d)
-        if min(ph + pw) < 0:
+        if min(ph[0], ph[1], pw[0], pw[1]) < 0:
             raise ShapeError(f"layer '{self.name}': padding must be >= 0")
-        return (Axis(h, k[0], st[0], *ph, d[0], self.ceil_mode), Axis(w, k[1], st[1], *pw, d[1], self.ceil_mode))
+        return (Axis(h, k[0], st[0], ph[0], ph[1], d[0], self.ceil_mode),
+                Axis(w, k[1], st[1], pw[0], pw[1], d[1], self.ceil_mode))
 
     def geometry(self, s: Shape, channels: int) -> Calc:
         ah, aw = self.axes(s)
-        for ax, dim in ((ah, "height"), (aw, "width")):
-            if ax.out < 1:
-                raise ShapeError(
-                    f"layer '{self.name}': output {dim} {ax.expr()}: the {fmt_shape(s)} input is too small "
-                    f"for a {ax.span}-wide window; use a larger input or less downsampling before it"
-                )
-        calc = Calc(out=(channels, ah.out, aw.out))
-        calc.notes = [f"H: {ah.expr()}", f"W: {aw.expr()}"]
+        _, _, sh, pbh, _, _, _, span_h, _, oh, rem_h = ah  # one unpacking: cheaper than ten attribute reads
+        _, _, sw, pbw, _, _, _, span_w, _, ow, rem_w = aw
+        if oh < 1 or ow < 1:
+            for ax, dim in ((ah, "height"), (aw, "width")):
+                if ax.out < 1:
+                    raise ShapeError(
+                        f"layer '{self.name}': output {dim} {ax.expr()}: the {fmt_shape(s)} input is too small "
+                        f"for a {ax.span}-wide window; use a larger input or less downsampling before it"
+                    )
+        calc = Calc((channels, oh, ow), rf=((span_h, sh, pbh), (span_w, sw, pbw)),
+                    explain=lambda: [f"H: {ah.expr()}", f"W: {aw.expr()}"])
+        if rem_h or rem_w:  # every finding below is an inexact division
+            calc.findings = self._findings(ah, aw)
+        return calc
+
+    @staticmethod
+    def _findings(ah: Axis, aw: Axis) -> tuple[tuple[str, str], ...]:
+        found = []
         for ax, rows in ((ah, "rows"), (aw, "columns")):
             if ax.dropped:
                 what = f"{ax.dropped} input {rows} are" if ax.dropped > 1 else f"input {rows[:-1]} is"
-                calc.findings.append(
+                found.append(
                     ("inexact", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last {what} never seen")
                 )
             elif not ax.exact and ax.ceil:
-                calc.findings.append(("ceil", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last window "
-                                      "hangs over the edge"))
+                found.append(("ceil", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last window "
+                              "hangs over the edge"))
             elif not ax.exact and ax.numerator >= 0:
-                calc.findings.append(("padding", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last "
-                                      + (f"{ax.remainder} padding {rows} are" if ax.remainder > 1 else f"padding {rows[:-1]} is")
-                                      + " never read (no input is lost)"))
-        calc.rf = ((ah.span, ah.s, ah.pb), (aw.span, aw.s, aw.pb))
-        return calc
+                found.append(("padding", f"{'H' if rows == 'rows' else 'W'}: {ax.expr()}; the last "
+                              + (f"{ax.remainder} padding {rows} are" if ax.remainder > 1 else f"padding {rows[:-1]} is")
+                              + " never read (no input is lost)"))
+        return tuple(found)
 
     def check_pool_padding(self, s: Shape) -> None:
         """A pooling window must overlap the input: no side padded by more than half the window."""
@@ -269,18 +296,21 @@ class Conv(Window):
                 f"into {self.groups} groups"
             )
         calc = self.geometry(s, self.filters)
-        n_out = calc.out[1] * calc.out[2]
+        _, oh, ow = calc.out
         fan_in = self._fan_in(c)
-        calc.params = fan_in * self.filters + (self.filters if self.bias else 0)
-        calc.macs = fan_in * self.filters * n_out
-        calc.connections = (fan_in + 1) * self.filters * n_out
-        k = pair(self.kernel)
-        grp = f"{c}/{self.groups}" if self.groups > 1 else str(c)
-        b = " + 1" if self.bias else ""
-        calc.notes.append(f"params: ({k[0]}*{k[1]}*{grp}{b}) * {self.filters} = {calc.params:,}")
-        calc.notes.append(f"MACs: {k[0]}*{k[1]}*{grp} * {self.filters} * {calc.out[1]}*{calc.out[2]} = {calc.macs:,}")
-        calc.notes.append(f"connections: ({k[0]}*{k[1]}*{grp} + 1) * {self.filters} * {calc.out[1]}*{calc.out[2]} "
-                          f"= {calc.connections:,}")
+        params = calc.params = fan_in * self.filters + (self.filters if self.bias else 0)
+        macs = calc.macs = fan_in * self.filters * oh * ow
+        conns = calc.connections = (fan_in + 1) * self.filters * oh * ow
+
+        def notes() -> list[str]:
+            k = pair(self.kernel)
+            grp = f"{c}/{self.groups}" if self.groups > 1 else str(c)
+            b = " + 1" if self.bias else ""
+            return [f"params: ({k[0]}*{k[1]}*{grp}{b}) * {self.filters} = {params:,}",
+                    f"MACs: {k[0]}*{k[1]}*{grp} * {self.filters} * {oh}*{ow} = {macs:,}",
+                    f"connections: ({k[0]}*{k[1]}*{grp} + 1) * {self.filters} * {oh}*{ow} = {conns:,}"]
+
+        calc.explain = _then(calc.explain, notes)
         return calc
 
     def build(self, s: Shape) -> Any:
@@ -304,13 +334,14 @@ class PartialConv(Conv):
                              f"maps in 0..{c - 1}")
         calc = self.geometry(s, self.filters)
         k = pair(self.kernel)
-        n_out = calc.out[1] * calc.out[2]
+        _, oh, ow = calc.out
         fan_ins = [len(t) * k[0] * k[1] for t in self.table]
-        calc.params = sum(fan_ins) + (self.filters if self.bias else 0)
-        calc.macs = sum(fan_ins) * n_out
-        calc.connections = sum(f + 1 for f in fan_ins) * n_out
-        calc.notes.append(f"params: sum over maps of (|inputs|*{k[0]}*{k[1]} + 1) = {calc.params:,}")
-        calc.notes.append(f"connections: {calc.params:,} * {calc.out[1]}*{calc.out[2]} = {calc.connections:,}")
+        params = calc.params = sum(fan_ins) + (self.filters if self.bias else 0)
+        calc.macs = sum(fan_ins) * oh * ow
+        conns = calc.connections = sum(f + 1 for f in fan_ins) * oh * ow
+        calc.explain = _then(calc.explain, lambda: [
+            f"params: sum over maps of (|inputs|*{k[0]}*{k[1]} + 1) = {params:,}",
+            f"connections: {params:,} * {oh}*{ow} = {conns:,}"])
         return calc
 
     def build(self, s: Shape) -> Any:
@@ -369,12 +400,14 @@ class Subsample(Window):
             raise ShapeError(f"layer '{self.name}': trainable subsampling has no ceil mode; pad the input instead")
         calc = self.geometry(s, c)
         k = pair(self.kernel)
-        n = c * calc.out[1] * calc.out[2]
+        _, oh, ow = calc.out
+        n = c * oh * ow
         calc.params = 2 * c
         calc.macs = k[0] * k[1] * n
-        calc.connections = (k[0] * k[1] + 1) * n
-        calc.notes.append(f"params: 2 * {c} (one weight and one bias per map) = {calc.params}")
-        calc.notes.append(f"connections: ({k[0]}*{k[1]} + 1) * {c}*{calc.out[1]}*{calc.out[2]} = {calc.connections:,}")
+        conns = calc.connections = (k[0] * k[1] + 1) * n
+        calc.explain = _then(calc.explain, lambda: [
+            f"params: 2 * {c} (one weight and one bias per map) = {2 * c}",
+            f"connections: ({k[0]}*{k[1]} + 1) * {c}*{oh}*{ow} = {conns:,}"])
         return calc
 
     def build(self, s: Shape) -> Any:
@@ -414,8 +447,8 @@ class AdaptiveAvgPool(Layer):
         oh, ow = pair(self.output)
         # Window extents of PyTorch's adaptive pooling: the largest is ceil(n/o) (+1 when o does not divide n).
         kh, kw = -(-h // oh) + (h % oh != 0), -(-w // ow) + (w % ow != 0)
-        notes = [f"H: {h} -> {oh}, W: {w} -> {ow} (adaptive windows up to {kh}x{kw})"]
-        return Calc(out=(c, oh, ow), rf=((kh, max(h // oh, 1), 0), (kw, max(w // ow, 1), 0)), notes=notes)
+        return Calc(out=(c, oh, ow), rf=((kh, max(h // oh, 1), 0), (kw, max(w // ow, 1), 0)),
+                    explain=lambda: [f"H: {h} -> {oh}, W: {w} -> {ow} (adaptive windows up to {kh}x{kw})"])
 
     def build(self, s: Shape) -> Any:
         from torch import nn
@@ -435,7 +468,7 @@ class GlobalAvgPool(Layer):
 
     def calc(self, s: Shape) -> Calc:
         c, h, w = _need_map(self, s)
-        return Calc(out=(c,), rf=((h, h, 0), (w, w, 0)), notes=[f"{c}x{h}x{w} -> {c}"])
+        return Calc(out=(c,), rf=((h, h, 0), (w, w, 0)), explain=lambda: [f"{c}x{h}x{w} -> {c}"])
 
     def build(self, s: Shape) -> Any:
         from . import torch_backend as tb
@@ -458,7 +491,7 @@ class ChannelPad(Layer):
                              f"with stride >= 1")
         st = self.stride
         return Calc(out=(self.channels, -(-h // st), -(-w // st)), rf=((1, st, 0), (1, st, 0)),
-                    notes=[f"{c}x{h}x{w} -> every {st}th pixel, channels zero-padded to {self.channels}"])
+                    explain=lambda: [f"{c}x{h}x{w} -> every {st}th pixel, channels zero-padded to {self.channels}"])
 
     def build(self, s: Shape) -> Any:
         from . import torch_backend as tb
@@ -473,7 +506,7 @@ class ChannelPad(Layer):
 class Flatten(Layer):
     def calc(self, s: Shape) -> Calc:
         n = math.prod(s)
-        return Calc(out=(n,), notes=[f"{' * '.join(map(str, s))} = {n:,}"] if len(s) > 1 else [])
+        return Calc(out=(n,), explain=lambda: [f"{' * '.join(map(str, s))} = {n:,}"] if len(s) > 1 else [])
 
     def build(self, s: Shape) -> Any:
         from torch import nn
@@ -497,7 +530,8 @@ class Dense(Layer):
         params = n * self.units + (self.units if self.bias else 0)
         return Calc(
             out=(self.units,), params=params, macs=n * self.units, connections=(n + 1) * self.units,
-            notes=[f"params: ({n:,}{b}) * {self.units:,} = {params:,}", f"MACs: {n:,} * {self.units:,} = {n * self.units:,}"],
+            explain=lambda: [f"params: ({n:,}{b}) * {self.units:,} = {params:,}",
+                             f"MACs: {n:,} * {self.units:,} = {n * self.units:,}"],
         )
 
     def build(self, s: Shape) -> Any:
@@ -516,7 +550,8 @@ class RBF(Layer):
     def calc(self, s: Shape) -> Calc:
         n = _need_vector(self, s)
         p = n * self.units
-        return Calc(out=(self.units,), params=p, macs=p, connections=p, notes=[f"params: {n} * {self.units} = {p:,}"])
+        return Calc(out=(self.units,), params=p, macs=p, connections=p,
+                    explain=lambda: [f"params: {n} * {self.units} = {p:,}"])
 
     def build(self, s: Shape) -> Any:
         from . import torch_backend as tb
@@ -534,7 +569,8 @@ class BatchNorm(Layer):
 
     def calc(self, s: Shape) -> Calc:
         c = s[0]
-        return Calc(out=s, params=2 * c, buffers=2 * c, notes=[f"params: 2 * {c} (gamma, beta); buffers: 2 * {c}"])
+        return Calc(out=s, params=2 * c, buffers=2 * c,
+                    explain=lambda: [f"params: 2 * {c} (gamma, beta); buffers: 2 * {c}"])
 
     def build(self, s: Shape) -> Any:
         from torch import nn
