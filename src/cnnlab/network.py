@@ -117,7 +117,7 @@ def namespace(node: Node) -> list[Node]:
     """The nodes registered directly under ``node`` (inline sequences and concats expanded)."""
     out: list[Node] = []
     for ch in children(node):
-        if is_inline(ch):
+        if isinstance(ch, (Sequential, Concat)) and ch.inline:
             out.extend(namespace(ch))
         else:
             out.append(ch)
@@ -148,7 +148,7 @@ def _name_children(nodes: tuple[Node, ...], owner: str, prefix: str | None = Non
     if check:
         flat: list[Node] = list(start)
         for n in named:
-            if is_inline(n):
+            if isinstance(n, (Sequential, Concat)) and n.inline:
                 flat.extend(namespace(n))
             else:
                 flat.append(n)
@@ -157,11 +157,14 @@ def _name_children(nodes: tuple[Node, ...], owner: str, prefix: str | None = Non
 
 
 def _check_unique(owner: str, nodes: list[Node]) -> None:
+    names = [n.name for n in nodes]
+    if len(set(names)) == len(names):
+        return
     seen: set[str] = set()
-    for n in nodes:
-        if n.name in seen:
-            raise CnnlabError(f"'{owner}' has two children named '{n.name}': give each a distinct name")
-        seen.add(n.name)
+    for name in names:
+        if name in seen:
+            raise CnnlabError(f"'{owner}' has two children named '{name}': give each a distinct name")
+        seen.add(name)
 
 
 # --------------------------------------------------------------------------- spec files
