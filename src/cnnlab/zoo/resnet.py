@@ -17,7 +17,7 @@ Every model uses torchvision's names (``conv1``, ``bn1``, ``layer1.0.conv1``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import CnnlabError
 from ..layers import AdaptiveAvgPool, AvgPool, BatchNorm, ChannelPad, Conv, Dense, Flatten, Layer, MaxPool, ReLU
@@ -98,6 +98,7 @@ def stages(stem_out: int, specs: list[Stage], st: Style) -> list[Node]:
     cin = stem_out
     for si, sp in enumerate(specs):
         nodes: list[Node] = []
+        made: dict[tuple[int, int, bool], Node] = {}  # a stage's later units are one unit under many names
         for ui in range(sp.units):
             stride = sp.stride if ui == 0 else 1
             if not st.preact:
@@ -110,7 +111,10 @@ def stages(stem_out: int, specs: list[Stage], st: Style) -> list[Node]:
                     nodes += [_bn(st, "preact_bn"), ReLU(name="preact_relu")]
             else:  # Keras: only the very first unit follows a BN-ReLU (the stem's)
                 pre = si == 0 and ui == 0
-            nodes.append(unit(str(ui), cin, sp, stride, st, preactivated=pre))
+            same = made.get((cin, stride, pre))
+            if same is None:
+                same = made[(cin, stride, pre)] = unit(str(ui), cin, sp, stride, st, preactivated=pre)
+            nodes.append(same if same.name == str(ui) else replace(same, name=str(ui)))
             cin = sp.out
         layers.append(seq(f"layer{si + 1}", *nodes))
     return layers
