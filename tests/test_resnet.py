@@ -96,6 +96,38 @@ def _units(name: str) -> list[Residual]:
             for u in node.children if isinstance(u, Residual)]
 
 
+def _v2_bn_channels(depth: int) -> int:
+    """Channels normalised by the pre-activation network: the stem's BatchNorm, then per unit one
+    BatchNorm before each conv, except before the first conv of a stage's first unit, whose input
+    went through the stage's shared BN-ReLU (stages 2-4) or the stem's (stage 1)."""
+    bottleneck = depth >= 50
+    cin, channels = 64, 64
+    for i, (n, w) in enumerate(zip(UNITS[depth], (64, 128, 256, 512))):
+        out = 4 * w if bottleneck else w
+        channels += cin if i else 0  # the shared pre-activation of stages 2-4
+        first = w + (w if bottleneck else 0)  # no BN-ReLU of its own: its input is pre-activated
+        channels += first + (n - 1) * (out + first)
+        cin = out
+    return channels + cin  # the BN-ReLU after the last sum (Identity Mappings, Sec. 4.1)
+
+
+def _conv_dense_params(depth: int) -> int:
+    """Table 1 counted by hand: bias-free convs (7x7 stem; 3x3 pairs, or 1x1-3x3-1x1 bottlenecks
+    four times wider at the output), a 1x1 projection where the shape changes (option B), and the
+    1000-way classifier with biases."""
+    bottleneck = depth >= 50
+    total, cin = 7 * 7 * 3 * 64, 64
+    for i, (n, w) in enumerate(zip(UNITS[depth], (64, 128, 256, 512))):
+        out = 4 * w if bottleneck else w
+        for u in range(n):
+            c = cin if u == 0 else out
+            total += c * w + 9 * w * w + w * out if bottleneck else 9 * c * w + 9 * w * out
+        if i > 0 or cin != out:
+            total += cin * out
+        cin = out
+    return total + cin * 1000 + 1000
+
+
 @pytest.mark.parametrize("depth", (*DEPTHS, 200))
 def test_preactivation_changes_only_the_batchnorms(depth: int) -> None:
     v2 = _a(f"resnet{depth}-v2")
@@ -103,17 +135,27 @@ def test_preactivation_changes_only_the_batchnorms(depth: int) -> None:
         v1 = _a(f"resnet{depth}")
         assert _params_of(v2, "Conv", "Dense") == _params_of(v1, "Conv", "Dense")
         assert v2.totals["macs"] == v1.totals["macs"]
-    bottleneck = depth >= 50
-    cin, channels = 64, 64  # channels normalised: the stem's BatchNorm first
-    for i, (n, w) in enumerate(zip(UNITS[depth], (64, 128, 256, 512))):
-        out = 4 * w if bottleneck else w
-        channels += cin if i else 0  # the shared pre-activation of stages 2-4
-        first = w + (w if bottleneck else 0)  # no BN-ReLU of its own: its input is pre-activated
-        channels += first + (n - 1) * (out + first)
-        cin = out
-    channels += cin  # the BN-ReLU after the last sum (Identity Mappings, Sec. 4.1)
+    channels = _v2_bn_channels(depth)
     assert _params_of(v2, "BatchNorm") == 2 * channels
     assert _params_of(v2, "Conv", "Dense") + 2 * channels == v2.totals["params"]
+
+
+# Pre-activation totals: the 2015 network's convolutions and classifier plus gamma and beta of the
+# pre-activation BatchNorms. From torchvision's v1 counts: v1 - v1's BatchNorms (one after every
+# conv, projections included) + v2's, e.g. ResNet-18: 11,689,512 - 2 * 4,800 + 2 * 3,904 = 11,687,720;
+# ResNet-50: 25,557,032 - 2 * 26,560 + 2 * 22,720 = 25,549,352. ResNet-200 (no torchvision count):
+# 64,497,832 conv and classifier weights + 2 * 84,160 = 64,666,152. The same totals come from
+# summing numel() over the built torch modules' parameters.
+V2_PARAMS = {18: 11_687_720, 34: 21_795_880, 50: 25_549_352, 101: 44_541_480, 152: 60_185_128, 200: 64_666_152}
+
+
+@pytest.mark.parametrize("depth", (*DEPTHS, 200))
+def test_preactivation_exact_parameter_counts(depth: int) -> None:
+    assert _a(f"resnet{depth}-v2").totals["params"] == V2_PARAMS[depth]
+    assert V2_PARAMS[depth] == _conv_dense_params(depth) + 2 * _v2_bn_channels(depth)
+    if depth in IMAGENET_PARAMS:
+        v1_bn = IMAGENET_PARAMS[depth] - _conv_dense_params(depth)
+        assert V2_PARAMS[depth] == IMAGENET_PARAMS[depth] - v1_bn + 2 * _v2_bn_channels(depth)
 
 
 def test_preactivation_keeps_the_shortcut_path_clean() -> None:

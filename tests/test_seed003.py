@@ -87,6 +87,10 @@ def test_cats_dogs_and_mnist_networks() -> None:
     am = analyze(zoo.get("alexnet-mnist"))
     assert [ly.output_shape for ly in am.layers if ly.type == "MaxPool"] == [(64, 14, 14), (128, 7, 7), (256, 4, 4)]
     assert am.layer("fc1").params == 4 * 4 * 256 * 1024 + 1024
+    # Seed 001's weights and biases: wc1 3*3*1*64 + 64 = 640, wc2 3*3*64*128 + 128 = 73,856,
+    # wc3 3*3*128*256 + 256 = 295,168, wd1 4*4*256*1024 + 1024 = 4,195,328,
+    # wd2 1024*1024 + 1024 = 1,049,600, out 1024*10 + 10 = 10,250 (LRN, pooling and dropout have none).
+    assert am.totals["params"] == 640 + 73_856 + 295_168 + 4_195_328 + 1_049_600 + 10_250 == 5_624_842
     # Seed 002: three 'SAME' 2x2/2 pools, 28 -> 14 -> 7 -> 4, then dense 1024, 2048, 10.
     m3 = analyze(zoo.get("mnist-cnn3"))
     assert [ly.output_shape for ly in m3.layers if ly.type == "MaxPool"] == [(32, 14, 14), (64, 7, 7), (128, 4, 4)]
