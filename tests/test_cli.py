@@ -148,6 +148,74 @@ def test_zoo_lists_every_model_with_its_figures(capsys) -> None:
     assert "62,378,344" in out and "60,965,224" in out and "Krizhevsky" in out
 
 
+def test_zoo_json_rows(capsys) -> None:
+    rc, out, _ = run(capsys, "zoo", "--format", "json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rc == 0
+    assert all({"name", "paper", "year", "input", "params", "macs", "accuracy"} <= set(r) for r in rows.values())
+    r50 = rows["resnet50"]
+    # Parameters as torchvision's documentation counts them; top-1 error from Table 3 of He et al. 2015.
+    assert (r50["year"], r50["input"], r50["params"]) == (2015, [3, 224, 224], 25_557_032)
+    assert "Deep Residual Learning" in r50["paper"] and "22.85%" in r50["accuracy"]
+    # LeNet-5's layers in LeCun et al. 1998: C1 156 + S2 12 + C3 1,516 + S4 32 + C5 48,120 + F6 10,164
+    # + RBF 840 parameters; 0.95% test error without distortions.
+    le = rows["lenet5"]
+    assert (le["year"], le["input"], le["params"]) == (1998, [1, 32, 32], 156 + 12 + 1516 + 32 + 48120 + 10164 + 840)
+    assert "LeCun" in le["paper"] and "0.95%" in le["accuracy"]
+    assert rows["alexnet-onetower"]["accuracy"] is None  # registered without a reported figure: null, not a guess
+
+
+def test_zoo_table_reports_accuracy_within_160_columns(capsys) -> None:
+    rc, out, _ = run(capsys, "zoo")
+    assert rc == 0
+    header = next(line for line in out.splitlines() if "Model" in line)
+    assert "Reported" in header and "Paper" in header
+    assert max(len(line) for line in out.splitlines()) <= 160
+    r50 = next(line for line in out.splitlines() if line.startswith("│ resnet50 "))
+    assert "25,557,032" in r50 and "22.85%" in r50
+
+
+def test_summary_names_the_paper_and_year(capsys) -> None:
+    rc, out, _ = run(capsys, "summary", "resnet50")
+    assert rc == 0
+    assert "Paper: He et al., Deep Residual Learning for Image Recognition (2015)" in out
+    assert "22.85%" in out
+
+
+def _params(capsys, *argv: str) -> int:
+    rc, out, _ = run(capsys, "summary", *argv, "--format", "json")
+    assert rc == 0
+    return json.loads(out)["totals"]["params"]
+
+
+def test_shortcut_option(capsys) -> None:
+    # resnet20 with option A has 269,722 parameters (tests/test_resnet.py). B adds a 1x1 conv and a
+    # BatchNorm where the shape changes: 16*32 + 2*32 + 32*64 + 2*64 = 2,752. C adds one to every
+    # unit: 3 * (16*16 + 2*16) + (16*32 + 2*32) + 2 * (32*32 + 2*32) + (32*64 + 2*64) + 2 * (64*64 + 2*64)
+    # = 14,240.
+    assert _params(capsys, "resnet20") == _params(capsys, "resnet20", "--shortcut", "A") == 269_722
+    assert _params(capsys, "resnet20", "--shortcut", "B") == 269_722 + 2_752 == 272_474
+    assert _params(capsys, "resnet20", "--shortcut", "c") == 269_722 + 14_240 == 283_962
+    # The ImageNet networks use B: A drops their three projections (tests/test_resnet.py).
+    assert _params(capsys, "resnet34", "--shortcut", "A") == 21_623_848
+
+
+def test_shortcut_option_refused_where_there_is_none(capsys, tmp_path) -> None:
+    from cnnlab import zoo
+    from cnnlab.network import save_spec
+
+    rc, out, err = run(capsys, "summary", "alexnet", "--shortcut", "B")
+    assert rc == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "'alexnet' has no shortcut option" in err
+    spec = tmp_path / "lenet.json"
+    save_spec(zoo.get("lenet5"), spec)
+    rc, _, err = run(capsys, "summary", str(spec), "--shortcut", "A")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "--shortcut" in err
+    with pytest.raises(SystemExit) as e:
+        main(["summary", "resnet20", "--shortcut", "D"])
+    assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
 def test_argparse_errors_are_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(["summary", "alexnet", "--format", "xml"])

@@ -15,6 +15,7 @@ from cnnlab.analysis import Analysis, analyze
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.network import Residual, Sequential
+from verify import verify
 
 DEPTHS = (18, 34, 50, 101, 152)
 UNITS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3),
@@ -207,6 +208,10 @@ def test_cifar_option_b_projections() -> None:
     a = _a("resnet20", shortcut="B")
     assert a.totals["params"] == _cifar_params(3, projections=True) == 269_722 + 16 * 32 + 64 + 32 * 64 + 128
     assert a.layer("layer3.0.downsample.0").output_shape == (64, 8, 8)
+
+
+def test_cifar_option_b_runs_as_analysed() -> None:
+    verify(zoo.get("resnet20", shortcut="B"), (3, 32, 32))
 
 
 def test_cifar_shapes_and_channels() -> None:

@@ -76,6 +76,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-channels", type=int, metavar="C", help="input channels the model is built for")
     p.add_argument("--aux", action=argparse.BooleanOptionalAction, default=None,
                    help="include auxiliary classifiers (models that have them)")
+    p.add_argument("--shortcut", type=str.upper, choices=("A", "B", "C"), metavar="A|B|C",
+                   help="ResNet shortcuts (He et al. 2015, Sec. 3.3): A zero-pads the identity, B projects where "
+                   "the shape changes, C projects in every unit (zoo ResNets)")
 
 
 def load_network(args: argparse.Namespace) -> Any:
@@ -86,11 +89,22 @@ def load_network(args: argparse.Namespace) -> Any:
     from ..network import load_spec
 
     model = args.model
-    if model.lower().endswith((".yaml", ".yml", ".json")) or Path(model).is_file():
+    shortcut = getattr(args, "shortcut", None)
+    spec = model.lower().endswith((".yaml", ".yml", ".json")) or Path(model).is_file()
+    if shortcut is not None and (spec or ":" in model):
+        raise CnnlabError(f"--shortcut applies to the zoo's ResNets, not to {model}: a spec file or a module "
+                          "keeps the shortcuts it describes")
+    if spec:
         return load_spec(model)
     if ":" in model:
         return _trace_module(model, getattr(args, "input", None), getattr(args, "layout", "chw"))
     kw: dict[str, Any] = {}
+    if shortcut is not None:
+        if "shortcut" not in _builder_parameters(model):
+            takers = [n for n in zoo.names() if "shortcut" in _builder_parameters(n)]
+            raise CnnlabError(f"model '{model}' has no shortcut option: --shortcut applies to the ResNets "
+                              f"({', '.join(takers[:3])}, ...: {len(takers)} models)")
+        kw["shortcut"] = shortcut
     for opt, key in (("num_classes", "num_classes"), ("in_channels", "in_channels"), ("aux", "aux_logits")):
         v = getattr(args, opt, None)
         if v is not None:
@@ -98,6 +112,16 @@ def load_network(args: argparse.Namespace) -> Any:
                 raise CnnlabError(f"--{opt.replace('_', '-')} must be >= 1, got {v}")
             kw[key] = v
     return zoo.get(model, **kw)
+
+
+def _builder_parameters(name: str) -> Any:
+    """The parameters the registered builder of zoo model ``name`` takes (for options that only
+    some models have)."""
+    import inspect
+
+    from .. import zoo
+
+    return inspect.signature(zoo.info(name).fn).parameters
 
 
 def _trace_module(ref: str, input_text: str | None, layout: str) -> Any:

@@ -1,4 +1,4 @@
-"""List the model zoo: name, paper, year, design input, parameters and MACs."""
+"""List the model zoo: name, paper, year, design input, parameters, MACs and the paper's reported accuracy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 from ._common import add_format_arg, print_json
 
 NAME = "zoo"
-HELP = "list the models: paper, year, default input, params, MACs"
+HELP = "list the models: paper, year, default input, params, MACs, reported accuracy"
 ORDER = 5
 
 
@@ -32,11 +32,23 @@ def run(args: argparse.Namespace) -> int:
 
     from ..report.text import console
 
-    t = Table(title="cnnlab zoo (inputs are C x H x W)", title_justify="left", header_style="bold")
-    for col in ("Model", "Year", "Input", "Params", "MACs", "Paper / source"):
-        t.add_column(col, justify="right" if col in ("Params", "MACs", "Year") else "left")
-    for r in rows:
-        t.add_row(r["name"], str(r["year"]), "x".join(map(str, r["input"])), f"{r['params']:,}", f"{r['macs']:,}",
-                  r["paper"])
-    console().print(t)
+    con = console()
+    cells = [[r["name"], str(r["year"]), "x".join(map(str, r["input"])), f"{r['params']:,}", f"{r['macs']:,}"]
+             for r in rows]
+    heads = ("Model", "Year", "Input", "Params", "MACs")
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    # The figures stay on one line; the two texts share the rest of the width (a border and two
+    # spaces of padding per column): the paper cut short, its year being beside it, and the
+    # reported accuracy wrapped, so none of it is lost.
+    rest = max(con.width - sum(widths) - 3 * (len(heads) + 2) - 1, 16)
+    paper_w = rest * 2 // 5
+    t = Table(title="cnnlab zoo (inputs are C x H x W; --format json for the full texts)", title_justify="left",
+              header_style="bold")
+    for h, w in zip(heads, widths):
+        t.add_column(h, justify="left" if h in ("Model", "Input") else "right", no_wrap=True, min_width=w)
+    t.add_column("Paper / source", width=paper_w, no_wrap=True, overflow="ellipsis")
+    t.add_column("Reported", width=rest - paper_w)
+    for r, c in zip(rows, cells):
+        t.add_row(*c, r["paper"], r["accuracy"] or "-")
+    con.print(t)
     return 0
