@@ -66,6 +66,9 @@ def test_lenet_like_network_table() -> None:
         ("conv2", (16, 10, 10), 1600, 3216), ("pool2", (16, 5, 5), 400, 0),
         ("fc3", (120,), 120, 48120), ("fc4", (84,), 84, 10164), ("fc5", (10,), 10, 850),
     ]
+    # "The input layer's shape is (32, 32, 3), the activation size of that layer is 32 * 32 * 3 = 3072":
+    # the activation memory counts it beside the layers' outputs.
+    assert a.memory["activation_bytes"] == (3072 + a.totals["activation_size"]) * 4
 
 
 # The two AlexNet tables of seed 000: (H, W, C), activation size, parameters, for operations 1-11.

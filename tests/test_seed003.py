@@ -76,6 +76,9 @@ def test_batchnorm_alexnet_keras_summary() -> None:
     assert (ly["conv2"].output_shape, ly["conv2"].params) == ((256, 17, 17), 2973952)
     assert ly["fc3"].params == 4097000 and ly["bn_fc3"].params + ly["bn_fc3"].buffers == 4000
     assert (ly["out"].output_shape, ly["out"].params) == ((17,), 17017)
+    # max_pooling2d_1 (None, 27, 27, 96) and max_pooling2d_2 (None, 8, 8, 256).
+    pools = [x.output_shape for x in a.layers if x.type == "MaxPool"]
+    assert pools[:2] == [(96, 27, 27), (256, 8, 8)]
 
 
 def test_cats_dogs_and_mnist_networks() -> None:
@@ -110,3 +113,16 @@ def test_published_two_tower_alexnet() -> None:
     assert [a.layer(n).output_shape for n in ("conv1", "pool1", "pool2", "pool5")] == \
         [(96, 55, 55), (96, 27, 27), (256, 13, 13), (256, 6, 6)]
     assert any(ly.type == "LRN" for ly in a.layers)
+
+
+def test_lenet5_c3_connection_table() -> None:
+    # LeCun et al. 1998, Table I: C3 maps 0-5 read 3 contiguous S2 maps, 6-11 four contiguous,
+    # 12-14 four non-contiguous, 15 all six.
+    from cnnlab.zoo.lenet import C3_TABLE
+
+    want = [{0, 1, 2}, {1, 2, 3}, {2, 3, 4}, {3, 4, 5}, {4, 5, 0}, {5, 0, 1},
+            {0, 1, 2, 3}, {1, 2, 3, 4}, {2, 3, 4, 5}, {3, 4, 5, 0}, {4, 5, 0, 1}, {5, 0, 1, 2},
+            {0, 1, 3, 4}, {1, 2, 4, 5}, {0, 2, 3, 5}, {0, 1, 2, 3, 4, 5}]
+    assert [set(t) for t in C3_TABLE] == want
+    # 6*(3*25+1) + 6*(4*25+1) + 3*(4*25+1) + (6*25+1) = 1,516 parameters.
+    assert 6 * 76 + 6 * 101 + 3 * 101 + 151 == analyze(zoo.get("lenet5")).layer("c3").params == 1516
