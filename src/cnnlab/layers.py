@@ -144,8 +144,6 @@ def resolve_padding(padding: Any, n: Pair, k: Pair, s: Pair, d: Pair) -> tuple[P
             total = max((out - 1) * si + di * (ki - 1) + 1 - ni, 0)
             res.append((total // 2, total - total // 2))
         return res[0], res[1]
-    if isinstance(padding, int) and not isinstance(padding, bool):
-        return (padding, padding), (padding, padding)
     if isinstance(padding, (tuple, list)) and all(isinstance(x, int) and not isinstance(x, bool) for x in padding):
         p = tuple(padding)
         if len(p) == 2:
