@@ -373,3 +373,20 @@ def test_torch_compile_trains_like_eager() -> None:
     assert b[0]["train_loss"] == pytest.approx(a[0]["train_loss"], rel=1e-4)
     for k, v in eager.model.state_dict().items():
         assert torch.allclose(v.float(), compiled.model.state_dict()[k].float(), atol=1e-4), k
+
+
+def test_progress_bar_shows_loss_accuracy_and_speed() -> None:
+    import io
+
+    from rich.console import Console
+
+    from cnnlab.train.trainer import _Progress
+
+    buf = io.StringIO()
+    bar = _Progress(True, "epoch 1/3", 10, console=Console(file=buf, force_terminal=True, width=120))
+    assert bar.due(1)
+    bar.show(4, 0.5, 0.5, 1234.0)
+    bar.close()
+    text = buf.getvalue()
+    assert "epoch 1/3" in text and "4/10" in text and "loss 0.5000 acc 50.00% 1,234 img/s" in text
+    assert _Progress(True, "epoch 1/3", 10, console=Console(file=io.StringIO())).bar is None  # not a terminal

@@ -466,7 +466,7 @@ def _format_row(row: dict[str, Any], epochs: int, best: bool) -> str:
 class _Progress:
     """A rich progress bar refreshed at most 4 times a second, so drawing never costs throughput."""
 
-    def __init__(self, enabled: bool, title: str, total: int) -> None:
+    def __init__(self, enabled: bool, title: str, total: int, console: Any = None) -> None:
         self.bar = None
         self.next = 0.0
         self.total = total
@@ -475,7 +475,7 @@ class _Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        console = Console(stderr=True)
+        console = console or Console(stderr=True)
         if not console.is_terminal:
             return
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
