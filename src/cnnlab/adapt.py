@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .analysis import Analysis, LayerStats, _Walker, analyze
+from .analysis import Analysis, LayerStats, analyze, analyze_until_failure
 from .errors import CnnlabError, ShapeError
 from .layers import (
     AdaptiveAvgPool,
@@ -239,18 +239,6 @@ class _Run:
         assert self.a is not None
         t = self.a.totals
         return {"params": t["params"], "macs": t["macs"]}
-
-
-def _partial(net: Network, shape: Shape) -> list[LayerStats]:
-    """The layers that run before the first one that fails: ``analyze`` raises and keeps none."""
-    w = _Walker()
-    out, rf = shape, ((1, 1), (1, 1))
-    try:
-        for node in net.layers:
-            out, rf = w.node(node, out, rf, "", 0, False)
-    except ShapeError:
-        pass
-    return w.out
 
 
 def _failing_layer(error: str | None) -> str | None:
@@ -899,7 +887,7 @@ def _other_rounding(c: _Ctx) -> dict[str, Any] | None:
 def _layer_rows(c: _Ctx) -> list[dict[str, Any]]:
     """Both inputs side by side; when the new input fails, the layers before the failing one
     (``fails``) still show their real figures and the layers after it show none."""
-    now = c.after.by_name() if c.after.ok else {ly.name: ly for ly in _partial(c.target, c.shape)}
+    now = c.after.by_name() if c.after.ok else {ly.name: ly for ly in analyze_until_failure(c.target, c.shape)}
     failing = None if c.after.ok else _failing_layer(c.after.error)
     rows = []
     for ly in c.before.a.layers if c.before.a else []:

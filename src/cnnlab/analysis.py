@@ -312,3 +312,16 @@ def analyze(net: Network, input_shape: Shape | None = None, *, batch: int = 1, b
     for node in net.layers:
         out, rf = w.node(node, out, rf, "", 0, False)
     return Analysis(net.name, shape, w.out, out, batch, bytes_per_value, dict(net.meta), w.blocks)
+
+
+def analyze_until_failure(net: Network, input_shape: Shape) -> list[LayerStats]:
+    """The layers that run at ``input_shape`` before the first one that cannot (all of them when
+    none fails): what a diagnosis shows where :func:`analyze` raises."""
+    w = _Walker()
+    out, rf = tuple(input_shape), ((1, 1), (1, 1))
+    try:
+        for node in net.layers:
+            out, rf = w.node(node, out, rf, "", 0, False)
+    except ShapeError:
+        pass
+    return w.out
