@@ -117,7 +117,7 @@ def namespace(node: Node) -> list[Node]:
     """The nodes registered directly under ``node`` (inline sequences and concats expanded)."""
     out: list[Node] = []
     for ch in children(node):
-        if isinstance(ch, (Sequential, Concat)) and ch.inline:
+        if is_inline(ch):
             out.extend(namespace(ch))
         else:
             out.append(ch)
@@ -148,7 +148,7 @@ def _name_children(nodes: tuple[Node, ...], owner: str, prefix: str | None = Non
     if check:
         flat: list[Node] = list(start)
         for n in named:
-            if isinstance(n, (Sequential, Concat)) and n.inline:
+            if is_inline(n):
                 flat.extend(namespace(n))
             else:
                 flat.append(n)
