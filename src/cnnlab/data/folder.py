@@ -93,7 +93,7 @@ class _Tree:
     def warn_outside(self) -> None:
         if not self.outside:
             return
-        shown = [f"{_show(p, self.root)} -> {safe_text(str(p.resolve()))}" for p in self.outside[:3]]
+        shown = [f"{_show(p, self.root)} -> {safe_text(str(p.resolve()))}" for p in sorted(self.outside)[:3]]
         more = f" and {len(self.outside) - 3} more" if len(self.outside) > 3 else ""
         msg = (f"skipped {len(self.outside)} link(s) in {safe_text(str(self.root))} that lead outside it: "
                f"{', '.join(shown)}{more}")
@@ -233,7 +233,8 @@ def _decode_all(root: Path, classes: list[str], items: list[tuple[Path, int]], m
     good = [(p, lab) for p, lab in items if probes.get(p) is not None]
     c, (h, w) = (1 if mode == "L" else 3), hw
     biggest = max((probes[p][1][0] * probes[p][1][1] for p, _ in good), default=0)
-    check_fits(len(good) * c * h * w + _WORKERS * (4 * biggest + 2 * c * h * w),
+    scratch = min(_WORKERS, len(good)) * (4 * biggest + 2 * c * h * w)  # each thread's decoded and fitted image
+    check_fits(len(good) * c * h * w + scratch,
                f"decoding {len(good):,} images of {safe_text(root.name)} at {h}x{w}x{c}",
                "pass a smaller --size" if size else "pass a smaller size, e.g. --size 224x224")
     images = np.empty((len(good), c, h, w), np.uint8)
