@@ -160,19 +160,33 @@ def test_a_file_name_cannot_forge_a_line_in_a_warning(tmp_path: Path) -> None:
     assert "a/evil\\ncnnlab: error: FAKE MESSAGE.png" in msg and "b/\\x1b[2Jclear.png" in msg
 
 
-def test_cli_warning_with_a_forged_name_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_one_line_warnings_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the CLI: a forged name stays inside its warning line; --seed -1 and --val-fraction 0 train;
+    a size beyond memory and a decompression bomb end in one error line with exit code 2."""
     from cnnlab.cli import main
 
     for cls in ("a", "b"):
         for i in range(3):
             grey(tmp_path / "d" / cls / f"{i}.png", 3 + 100 * (cls == "b"))
     (tmp_path / "d" / "a" / "evil\ncnnlab: error: FAKE MESSAGE.png").write_text("x")
-    rc = main(["train", "lenet-rgb8", "--data", str(tmp_path / "d"), "--size", "32x32", "--epochs", "1",
-               "--in-channels", "1", "--no-progress", "--out", str(tmp_path / "run"), "--val-fraction", "0"])
-    err = capsys.readouterr().err
-    assert rc == 0
-    assert [ln for ln in err.splitlines() if ln.startswith("cnnlab: error")] == []
+    train = ["train", "lenet-rgb8", "--data", str(tmp_path / "d"), "--epochs", "1", "--in-channels", "1",
+             "--no-progress", "--val-fraction", "0", "--seed", "-1"]
+    rc = main([*train, "--size", "32x32", "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "6 training images, no validation set" in out and "best epoch 1: training accuracy" in out
+    assert [ln for ln in err.splitlines() if "error" in ln and "warning" not in ln] == []
     assert "cnnlab: warning: skipped 1 file(s)" in err and "evil\\ncnnlab: error: FAKE MESSAGE.png" in err
+
+    rc = main([*train, "--size", "99999x99999", "--out", str(tmp_path / "huge")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "GiB of memory but only" in err and "pass a smaller --size" in err
+
+    bomb_png(tmp_path / "big.png", 20000, 20000)
+    rc = main(["predict", str(tmp_path / "run" / "best.pt"), str(tmp_path / "big.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("cnnlab: error: ") and err.count("\n") == 1
+    assert "big.png is too large to decode safely" in err
 
 
 # --- memory -----------------------------------------------------------------------------------------------------
