@@ -6,9 +6,13 @@ as given. Classes are the sorted sub-folder names; hidden files and folders are 
 
 Size policy: without ``size`` every image must have the same size (mixed sizes are an error that asks for
 one); with ``size=(H, W)`` each image is scaled until it covers H x W, keeping its aspect ratio, and
-centre-cropped. Channels: 1 when every image is greyscale, else 3 (RGB; palettes expanded, alpha dropped).
-Files Pillow cannot read (a stray text file, a truncated JPEG) are skipped with one DataWarning naming them,
-as real photo collections often hold a few; a class left with no image is an error.
+centre-cropped. Channels: 1 when every image is greyscale, else 3 (RGB; palettes expanded, alpha dropped;
+16-bit greyscale scaled to 8 bits). Channels and size are decided once over the whole folder, so train and
+held-out splits always agree. ``val_fraction=0`` trains on every image and leaves the held-out split empty.
+Links are followed only while they stay inside the folder; links leading out are skipped with one warning.
+Names in messages have control characters escaped. Files Pillow cannot read (a stray text file, a truncated
+JPEG, a decompression bomb) are skipped with one DataWarning naming them, as real photo collections often hold
+a few; a class left with no image is an error. The decoded size is checked against free memory first.
 Decoded splits are cached, keyed by the folder's file names, sizes and times, so a second run skips decoding.
 """
 
