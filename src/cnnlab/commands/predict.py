@@ -31,20 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def read_image(path: str, channels: int, size: tuple[int, int]) -> torch.Tensor:
     """One image as uint8 (C, H, W), converted and sized as the model's training images were."""
-    import numpy as np
     import torch
-    from PIL import Image, ImageOps, UnidentifiedImageError
 
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if im.size != (size[1], size[0]):
-                im = ImageOps.fit(im, (size[1], size[0]), method=Image.Resampling.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
-    except FileNotFoundError:
-        raise CnnlabError(f"no image file {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise CnnlabError(f"{path} is not a readable image ({type(e).__name__})") from None
+    from ..data.images import read_image as decode
+
+    a = decode(path, channels, size)
     t = torch.from_numpy(a.copy())
     return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
 

@@ -30,6 +30,7 @@ from .sources import Attempts, ChecksumError, DataWarning
 
 PIXELS = 3 * 32 * 32
 _FIX = "delete it and let cnnlab fetch the data again, or pass --data-dir with the original files"
+_DIR_FIX = "replace it with the original file, or leave out --data-dir to let cnnlab fetch the data"
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,13 @@ def read_archive(archive: Path, md5: str, name: str, workdir: Path | None = None
 
 
 def _from_data_dir(data_dir: Path, name: str, split: str) -> dict[str, Any] | None:
+    try:
+        return _read_data_dir(data_dir, name, split)
+    except CnnlabError as e:  # the user's own file: to be replaced by them, not fetched again
+        raise type(e)(str(e).replace(_FIX, _DIR_FIX)) from None
+
+
+def _read_data_dir(data_dir: Path, name: str, split: str) -> dict[str, Any] | None:
     v = VARIANTS[name]
     for folder in (data_dir, data_dir / v.folder, data_dir / v.bin_folder):
         if folder.is_dir() and (found := read_folder(folder, name, split)) is not None:

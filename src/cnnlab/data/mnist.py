@@ -9,6 +9,7 @@ parsed, whatever its source.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 import os
 import struct
@@ -52,6 +53,7 @@ CLASSES = [str(d) for d in range(10)]
 _SUBDIRS = ("", "mnist", "MNIST/raw", "MNIST", "raw")
 _DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _FIX = "delete the file and let cnnlab fetch it again, or pass --data-dir with the original files"
+_DIR_FIX = "replace it with the original MNIST file, or leave out --data-dir to let cnnlab fetch MNIST"
 
 
 def decompress(data: bytes, what: str) -> bytes:
@@ -127,7 +129,52 @@ def _from_dir(directory: Path, split: str) -> dict[str, Any] | None:
     paths = [_find(directory, n) for n in FILES[split]]
     if any(p is None for p in paths):
         return None
-    return parse_split(*(_verified(p, n) for p, n in zip(paths, FILES[split])), what=f"MNIST {split}")
+    try:
+        return parse_split(*(_verified(p, n) for p, n in zip(paths, FILES[split])), what=f"MNIST {split}")
+    except CnnlabError as e:  # the user's own file: to be replaced by them, not fetched again
+        raise type(e)(str(e).replace(_FIX, _DIR_FIX)) from None
+
+
+def _idx_md5(arr: np.ndarray) -> str:
+    """The MD5 of ``arr`` written back as a uint8 idx file: for MNIST, the published MD5 of its original file."""
+    h = hashlib.md5(bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape), usedforsecurity=False)
+    h.update(np.ascontiguousarray(arr, np.uint8).data)  # no copy of the 47 MB of pixels
+    return h.hexdigest()
+
+
+def cache_problem(obj: dict[str, Any], split: str) -> str | None:
+    """Why a parsed cache file does not hold exactly the original idx files of ``split``; None when it does.
+
+    The tensors are checked against the published MD5s of the files they were parsed from, so a cache file
+    changed in place (its bytes overwritten, labels out of range) is caught, not trained on.
+    """
+    x, y = obj.get("images"), obj.get("labels")
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 1:
+        return "its images are not uint8 N x 1 x H x W"
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != (len(x),):
+        return "its labels are not one int64 per image"
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(CLASSES)):
+        return f"a label outside 0-9 ({int(y.min()) if int(y.min()) < 0 else int(y.max())})"
+    if obj.get("classes") != CLASSES:
+        return "its class names are not 0-9"
+    for arr, name in ((x[:, 0].numpy(), FILES[split][0]), (y.numpy(), FILES[split][1])):
+        if _idx_md5(arr) != RAW_MD5[name]:
+            return f"its content differs from {name} (MD5 {RAW_MD5[name]})"
+    return None
+
+
+def _cached(path: Path, split: str, warn: bool = True) -> dict[str, Any] | None:
+    """The parsed split from the cache when it matches the original files, else None (rebuilt from them)."""
+    obj = sources.load_tensors(path)
+    if obj is None:
+        return None
+    problem = cache_problem(obj, split)
+    if problem is None:
+        return obj
+    if warn:
+        warnings.warn(f"cache file {path} does not match the MNIST files it was built from: {problem}; "
+                      "rebuilding it", DataWarning, stacklevel=4)
+    return None
 
 
 def _from_mirrors(root: Path, missing: list[str], attempts: Attempts) -> None:
@@ -196,13 +243,13 @@ def load(split: str, data_dir: Path | None = None) -> dict[str, Any]:
             return found
         attempts.note(f"--data-dir {data_dir}", f"no {' and '.join(FILES[split])} (raw or .gz)")
     root = sources.cache_dir() / "mnist"
-    cached = sources.load_tensors(root / f"{split}.pt")
+    cached = _cached(root / f"{split}.pt", split)
     if cached is not None:
         return cached
     attempts.note(f"cache {root}", "empty")
     root = sources.work_dir(root)
     with sources.locked(root):
-        cached = sources.load_tensors(root / f"{split}.pt")  # another process may have filled it meanwhile
+        cached = _cached(root / f"{split}.pt", split, warn=False)  # another process may have filled it meanwhile
         if cached is not None:
             return cached
         splits = _fill(root, attempts)
