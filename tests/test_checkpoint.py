@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import pattern_set, quiet, tiny_net
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.train import Recipe, Trainer, checkpoint
 from cnnlab.train.checkpoint import VERSION, Checkpoint
+from test_train import pattern_set, quiet, tiny_net
 
 
 @pytest.fixture(autouse=True)
