@@ -198,3 +198,16 @@ def test_eval_confusion_paths(tmp_path, capsys, monkeypatch) -> None:
     rc, text, err = run(capsys, "eval", out / "best.pt", "--data", data, "--size", "32x32", "--split", "val")
     assert rc == 2 and "top-1 accuracy" in text  # the result is printed before the image fails
     assert f"cannot write the confusion matrix {out / 'confusion-val.png'}: Permission denied" in one_line(err)
+
+
+def test_learning_rate_is_schedule_times_plateau_floored_at_min_lr() -> None:
+    from cnnlab.train.recipes import learning_rate, scheduled_lr
+
+    r = Recipe(lr=0.1, schedule="step", step_epochs=1, gamma=0.5, min_lr=0.02)
+    assert [learning_rate(r, e * 10, 10) for e in range(4)] == pytest.approx([0.1, 0.05, 0.025, 0.02])
+    assert learning_rate(r, 0, 10, plateau_scale=0.1) == pytest.approx(0.02)
+    assert learning_rate(r, 0, 10, plateau_scale=0.5) == pytest.approx(0.05)
+    keras = Recipe(lr=1e-3, schedule="keras-resnet", epochs=200)
+    assert scheduled_lr(keras, 81, 1) == pytest.approx(1e-4) and scheduled_lr(keras, 181, 1) == pytest.approx(5e-7)
+    assert keras.with_plateau(3, 0.5) == keras.with_overrides(plateau=True, plateau_patience=3, plateau_factor=0.5)
+    assert keras.with_plateau(None) == keras and keras.with_plateau(0).plateau is False
