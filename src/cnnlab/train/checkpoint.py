@@ -50,7 +50,8 @@ class Checkpoint:
     best_epoch: int = 0
     stale: int = 0
     torch_version: str = field(default_factory=lambda: str(torch.__version__))
-    _net: Network | None = field(default=None, repr=False, compare=False)
+    _net: Network | None = field(default=None, init=False, repr=False, compare=False)
+    _built: torch.nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
     # --- file form ------------------------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class Checkpoint:
         except CnnlabError as e:
             raise InvalidCheckpoint(f"its network does not build ({e})") from None
         want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        self._built = module  # rebuild() reuses it: a large network is built once
         got = {k: tuple(v.shape) for k, v in self.model.items()}
         if want.keys() != got.keys():
             missing, extra = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
@@ -165,7 +167,7 @@ class Checkpoint:
 
     def rebuild(self) -> tuple[Network, torch.nn.Module, Preprocess]:
         """The network, its module with the saved weights (eval mode) and the input map."""
-        model = self._module()
+        model, self._built = self._built or self._module(), None
         model.load_state_dict(self.model)
         return self.net, model.eval(), self.preprocess
 
