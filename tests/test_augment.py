@@ -167,12 +167,14 @@ def test_normalisation_helpers_match_direct_computation() -> None:
     assert torch.allclose(std.double(), xf.permute(1, 0, 2, 3).reshape(3, -1).std(1, unbiased=False), atol=1e-5)
     pm = A.pixel_mean(x, chunk=7)
     assert pm.shape == (3, 5, 7) and torch.allclose(pm.double(), xf.mean(0), atol=1e-6)
-    per_pixel = A.Normalize.per_pixel(x)(x)
+    from cnnlab.train.preprocess import Preprocess
+
+    per_pixel = Preprocess.fit(x, "pixel")(x)
     assert per_pixel.dtype == torch.float32 and per_pixel.mean(0).abs().max() < 1e-5
-    per_channel = A.Normalize.per_channel(x)(x)
+    per_channel = Preprocess.fit(x, "channel")(x)
     assert torch.allclose(per_channel.mean((0, 2, 3)), torch.zeros(3), atol=1e-5)
     assert torch.allclose(per_channel.std((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-4)
-    assert torch.allclose(A.Normalize.unit(3)(x), x.float() / 255)
+    assert torch.allclose(Preprocess.fit(x, "scale")(x), x.float() / 255)
 
 
 def test_config_validation_presets_and_repr() -> None:

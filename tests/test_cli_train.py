@@ -126,7 +126,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, capsys) -> None:
     assert rc == 2
     assert "loss became NaN/inf at epoch 2" in err and f"last good checkpoint {out / 'last.pt'} (epoch 1)" in err
     assert (out / "last.pt").read_bytes() == before and (out / "metrics.json").read_text() == rows
-    assert checkpoint.load(out / "last.pt")["trainer"]["epoch"] == 1
+    assert checkpoint.load(out / "last.pt").epoch == 1
 
 
 def test_train_refuses_to_overwrite_a_run(tmp_path, capsys) -> None:
@@ -158,7 +158,7 @@ def test_resume_continues_with_the_checkpoint_recipe(tmp_path, capsys) -> None:
     rc, _, err = run(capsys, *TRAIN, "--data", data, "--epochs", "2", "--out", out, "--resume")
     assert rc == 0, err
     ck = checkpoint.load(out / "last.pt")
-    assert ck["trainer"]["epoch"] == 2 and ck["recipe"]["optimizer"] == "sgd" and ck["recipe"]["lr"] == 0.02
+    assert ck.epoch == 2 and ck.recipe["optimizer"] == "sgd" and ck.recipe["lr"] == 0.02
     rc, _, err = run(capsys, *TRAIN, "--data", data, "--epochs", "3", "--optimizer", "adam", "--out", out, "--resume")
     assert rc == 2 and "does not fit optimizer 'adam'" in err
 
@@ -176,8 +176,8 @@ def test_torchrun_two_processes_match_one(tmp_path, capsys) -> None:
     assert "x 2 processes" in proc.stdout
     assert run(capsys, *args, "--out", tmp_path / "one")[0] == 0
     a, b = (checkpoint.load(tmp_path / d / "last.pt") for d in ("ddp", "one"))
-    for k in a["model"]:
-        assert torch.allclose(a["model"][k], b["model"][k], atol=1e-5), k
+    for k in a.model:
+        assert torch.allclose(a.model[k], b.model[k], atol=1e-5), k
     ra, rb = (json.loads((tmp_path / d / "metrics.json").read_text())[0] for d in ("ddp", "one"))
     assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
     assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-4) and ra["val_acc"] == rb["val_acc"]

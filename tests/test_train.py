@@ -174,8 +174,8 @@ def test_learns_and_writes_the_contract(tmp_path) -> None:
     assert all(r["images_per_s"] > 0 for r in rows)
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     ck = checkpoint.load(tmp_path / "best.pt")
-    net, model, prep = checkpoint.rebuild(ck)
-    assert ck["classes"] == train.classes and net.name == "tiny"
+    net, model, prep = ck.rebuild()
+    assert ck.classes == train.classes and net.name == "tiny"
     res = evaluate(model, val.images, val.labels, prep, torch.device("cpu"))
     best = max(rows, key=lambda r: -r["val_loss"])
     assert res["n"] == 64 and res["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
@@ -199,7 +199,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path) -> Non
     with pytest.raises(KeyboardInterrupt):
         Trainer(tiny_net(), train, val, recipe,
                 quiet(out=tmp_path / "cut", seed=3, augment=aug, on_epoch=interrupt)).fit()
-    assert checkpoint.load(tmp_path / "cut" / "last.pt")["trainer"]["epoch"] == 2
+    assert checkpoint.load(tmp_path / "cut" / "last.pt").epoch == 2
     resumed = Trainer(tiny_net(), train, val, recipe, quiet(out=tmp_path / "cut", seed=3, augment=aug, resume=True))
     assert resumed.state.epoch == 2
     resumed.fit()
@@ -226,8 +226,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path) -> None:
     with pytest.raises(TrainingDiverged, match=r"NaN/inf at epoch 2, step 1 .*last good checkpoint .*last.pt"):
         trainer.fit()
     ck = checkpoint.load(before)
-    assert ck["trainer"]["epoch"] == 1
-    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    assert ck.epoch == 1
+    assert all(torch.isfinite(v).all() for v in ck.model.values() if v.is_floating_point())
     assert len(json.loads((tmp_path / "metrics.json").read_text())) == 1
 
 
@@ -240,8 +240,8 @@ def test_early_stopping_keeps_best(tmp_path) -> None:
     hist = Trainer(tiny_net(dropout=False), train, val, recipe, quiet(out=tmp_path)).fit()
     assert [r["epoch"] for r in hist] == [1, 2, 3]
     assert hist[0]["val_loss"] < hist[1]["val_loss"] < hist[2]["val_loss"]
-    assert checkpoint.load(tmp_path / "best.pt")["trainer"]["epoch"] == 1
-    assert checkpoint.load(tmp_path / "last.pt")["trainer"]["epoch"] == 3
+    assert checkpoint.load(tmp_path / "best.pt").epoch == 1
+    assert checkpoint.load(tmp_path / "last.pt").epoch == 3
 
 
 def test_evaluation_is_the_same_in_any_chunk_size() -> None:
@@ -295,7 +295,7 @@ def test_bf16_autocast_and_fp16_needs_cuda(tmp_path) -> None:
     trainer = Trainer(tiny_net(dropout=False), train, train, recipe, quiet(out=tmp_path, amp="bf16"))
     hist = trainer.fit()
     assert all(math.isfinite(r["train_loss"]) for r in hist) and hist[-1]["val_acc"] > 0.5
-    _, model, prep = checkpoint.rebuild(checkpoint.load(tmp_path / "last.pt"))
+    _, model, prep = checkpoint.load(tmp_path / "last.pt").rebuild()
     assert next(model.parameters()).dtype == torch.float32  # autocast leaves the master weights in fp32
     if not torch.cuda.is_available():
         with pytest.raises(CnnlabError, match="fp16 needs a CUDA device"):

@@ -29,7 +29,7 @@ def test_lenet5_relu_one_epoch_on_mnist(tmp_path, one_thread) -> None:
     hist = Trainer(zoo.get("lenet5-relu"), train, test, recipe,
                    Options(out=tmp_path, progress=False, log=lambda s: None)).fit()
     assert len(hist) == 1 and hist[0]["val_acc"] >= 0.97
-    _, model, prep = checkpoint.rebuild(checkpoint.load(tmp_path / "best.pt"))
+    _, model, prep = checkpoint.load(tmp_path / "best.pt").rebuild()
     import torch
 
     res = evaluate(model, test.images, test.labels, prep, torch.device("cpu"))

@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from ..train.trainer import resolve_device
 
     ck = checkpoint.load(args.checkpoint)
-    _, model, prep = checkpoint.rebuild(ck)
-    classes = list(ck["classes"])
+    ck.check_finite(args.checkpoint)
+    _, model, prep = ck.rebuild()
+    classes = ck.classes
     c, h, w = prep.data_shape
     batch = torch.stack([read_image(p, c, (h, w)) for p in args.images])
     device = resolve_device(args.device)

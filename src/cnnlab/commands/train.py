@@ -93,7 +93,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--out", metavar="DIR", help="output folder (default runs/MODEL-DATA)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     r.add_argument("--overwrite", action="store_true", help="start a new run in an OUT that already holds one")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int,
+                   help="seed of weights, batches, augmentation and a folder's split (default 0; with --resume "
+                        "the checkpoint's)")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     r.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off", help="mixed precision (default off)")
     r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
@@ -108,34 +110,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def recipe_from_args(args: argparse.Namespace, out: Path) -> Any:
+def recipe_from_args(args: argparse.Namespace, out: Path, resumed: Any = None) -> Any:
     """The named preset (or the resumed run's own recipe) with the options given on the command line."""
     from ..train import checkpoint
     from ..train.recipes import Recipe, get_recipe
 
-    if args.recipe is None and args.resume and (out / "last.pt").is_file():
-        base = Recipe.from_dict(checkpoint.load(out / "last.pt")["recipe"])
+    if resumed is None and args.recipe is None and args.resume and (out / "last.pt").is_file():
+        resumed = checkpoint.load(out / "last.pt")
+    if args.recipe is None and resumed is not None:
+        base = Recipe.from_dict(resumed.recipe)
     elif args.recipe in (None, "default"):
         base = Recipe(name="default")
     else:
         base = get_recipe(args.recipe)
     kw = {f: getattr(args, f) for f in RECIPE_FIELDS if f != "milestones"}
     kw["milestones"] = parse_milestones(args.milestones)
-    if args.plateau is not None:
-        if args.plateau < 0:
-            raise CnnlabError(f"--plateau must be >= 0 (0: off), got {args.plateau}")
-        kw.update(plateau=args.plateau > 0, plateau_patience=args.plateau or base.plateau_patience)
-    kw["plateau_factor"] = args.plateau_factor
-    return base.with_overrides(**kw)
+    return base.with_overrides(**kw).with_plateau(args.plateau, args.plateau_factor)
 
 
 def run(args: argparse.Namespace) -> int:
     data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.model).stem}-{data_name}"
-    from ..train.trainer import check_out
+    from ..train import checkpoint
+    from ..train.trainer import check_out, check_seed
 
     check_out(out, args.resume, args.overwrite)
-    recipe = recipe_from_args(args, out)  # bad options fail before any data is read
+    resumed = checkpoint.load(out / "last.pt") if args.resume and (out / "last.pt").is_file() else None
+    # A resumed run keeps its seed: the same batches, and the same train/validation split of a folder.
+    seed = check_seed(args.seed if args.seed is not None else resumed.seed if resumed else 0)
+    recipe = recipe_from_args(args, out, resumed)  # bad options fail before any data is read
     size = parse_size(args.size)
     if args.eval_batch_size < 1:
         raise CnnlabError(f"--eval-batch-size must be >= 1, got {args.eval_batch_size}")
@@ -154,8 +157,8 @@ def run(args: argparse.Namespace) -> int:
 
     augment = preset(recipe.augment)
     train = load(args.data, "train", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction,
-                 seed=args.seed)
-    val = load(args.data, "val", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction, seed=args.seed)
+                 seed=seed)
+    val = load(args.data, "val", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction, seed=seed)
     if len(val) == 0:
         val = None
     c = train.images.shape[1]
@@ -165,9 +168,11 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--in-channels {args.in_channels} but {args.data} images have {c} channels")
     args.num_classes, args.in_channels = len(train.classes), c
     net = load_network(args)
-    aug = augment.fit(train.images, torch.Generator().manual_seed(args.seed)) if augment.active else None
+    aug = augment.fit(train.images, torch.Generator().manual_seed(seed)) if augment.active else None
+    folder = Path(args.data).is_dir()
     opts = Options(out=out, device=args.device, amp=args.amp, channels_last=args.channels_last,
-                   compile=args.compile, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
+                   compile=args.compile, seed=seed, val_fraction=args.val_fraction if folder else None,
+                   resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress,
                    eval_batch_size=args.eval_batch_size, target_acc=args.target_acc, fit=args.fit, augment=aug)
     trainer = Trainer(net, train, val, recipe, opts, data_name=data_name)
@@ -183,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
     if trainer.main and history:
         st = trainer.state
         print(f"best epoch {st.best_epoch}: {_best_text(history[st.best_epoch - 1])}")
-        print(f"wrote {out}/metrics.json, {out}/curves.png, {out}/last.pt, {out}/best.pt")
+        if trainer.ran:
+            print(f"wrote {out}/metrics.json, {out}/curves.png, {out}/last.pt, {out}/best.pt")
     return 0
 
 

@@ -10,7 +10,8 @@ Sources: Keras ``ImageDataGenerator`` (rotation/shift/shear/zoom as one affine m
 fractions of the size, degrees, ``[1-z, 1+z]``); CIFAR pad-and-crop (He et al. 2016); random erasing
 (Zhong et al. 2017, with seed 003's parameters p=0.5, area 0.02-0.4, aspect 0.3-1/0.3, per-pixel values);
 RGB intensity / PCA colour jitter (Krizhevsky et al. 2012, section 4.1, alpha ~ N(0, 0.1)); per-channel
-and per-pixel mean normalisation (seed 003's ``subtract_pixel_mean``).
+and per-pixel statistics (seed 003's ``subtract_pixel_mean``; the normalising map itself is
+``train/preprocess.py``, which travels in checkpoints).
 """
 
 from __future__ import annotations
@@ -245,36 +246,6 @@ def pixel_mean(images: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     return (total / (len(images) * scale)).float()
 
 
-@dataclass
-class Normalize:
-    """uint8 (or 0-1 float) batch -> float32 ``(x - mean) / std``; mean is per channel ``(C,)`` or per pixel ``(C, H, W)``."""
-
-    mean: torch.Tensor
-    std: torch.Tensor | None = None
-
-    @classmethod
-    def per_channel(cls, images: torch.Tensor) -> Normalize:
-        """Mean and std of each channel over the training images."""
-        return cls(*channel_stats(images))
-
-    @classmethod
-    def per_pixel(cls, images: torch.Tensor) -> Normalize:
-        """Subtract the training set's mean image, no division (seed 003, ResNet on CIFAR-10)."""
-        return cls(pixel_mean(images))
-
-    @classmethod
-    def unit(cls, channels: int) -> Normalize:
-        """Only scale uint8 to 0-1."""
-        return cls(torch.zeros(channels))
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        _check(x)
-        mean = self.mean.to(x.device)
-        out = (x.float() / 255.0 if x.dtype == torch.uint8 else x.float()) - (mean if mean.dim() == 3 else
-                                                                              mean.view(-1, 1, 1))
-        return out / self.std.to(x.device).view(-1, 1, 1) if self.std is not None else out
-
-
 @dataclass(frozen=True)
 class AugmentConfig:
     """What :class:`Augment` does; a zero disables a step. Units as in Keras' ImageDataGenerator."""
@@ -397,5 +368,5 @@ def describe() -> dict[str, str]:
     return {k: v[1] for k, v in PRESETS.items()}
 
 
-__all__ = ["PRESETS", "Augment", "AugmentConfig", "Normalize", "affine", "channel_stats", "describe", "hflip",
+__all__ = ["PRESETS", "Augment", "AugmentConfig", "affine", "channel_stats", "describe", "hflip",
            "pca_basis", "pca_jitter", "pixel_mean", "preset", "random_crop", "random_erasing", "vflip", "warp"]

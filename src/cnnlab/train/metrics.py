@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from ..errors import CnnlabError
+
 
 class Meter:
     """Running loss sum, top-1 hits and count of one pass."""
@@ -42,7 +44,17 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomic write: readers see the old file or the new one, never half of one."""
+    """Atomic write: readers see the old file or the new one, never half of one; a failed write
+    (a full disk) leaves no temporary file behind."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(obj, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise CnnlabError(f"cannot write {path}: {e.strerror or e}") from None
+        raise

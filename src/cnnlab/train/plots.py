@@ -18,8 +18,12 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, path: Path) -> None:
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not keep a partial image
+        raise
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> None:

@@ -85,4 +85,33 @@ class Preprocess:
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> Preprocess:
-        return cls(d["mode"], tuple(d["data_shape"]), tuple(d["pad"]), d["scale"], d["shift"])
+        """The map saved by :meth:`state_dict`, checked: it comes from a file."""
+        if not isinstance(d, dict):
+            raise CnnlabError("the input map is not a dict")
+        mode, shape, pad = d.get("mode"), d.get("data_shape"), d.get("pad")
+        if mode not in MODES:
+            raise CnnlabError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        if not _ints(shape, 3, 1):
+            raise CnnlabError(f"data_shape {shape!r} is not three positive integers")
+        if not _ints(pad, 4, 0):
+            raise CnnlabError(f"pad {pad!r} is not four integers >= 0")
+        prep = cls(mode, tuple(shape), tuple(pad), d.get("scale"), d.get("shift"))  # type: ignore[arg-type]
+        c, h, w = prep.input_shape
+        for name in ("scale", "shift"):
+            t = getattr(prep, name)
+            if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+                raise CnnlabError(f"{name} is not a float tensor")
+            if t.dim() != 3 or t.shape[0] != c or tuple(t.shape[1:]) not in ((1, 1), (h, w)):
+                raise CnnlabError(f"{name} has shape {tuple(t.shape)}; the input {c}x{h}x{w} needs ({c}, 1, 1) "
+                                  f"or ({c}, {h}, {w})")
+            if not bool(torch.isfinite(t).all()):
+                raise CnnlabError(f"{name} holds NaN or infinite values")
+        return prep
+
+
+MODES = ("scale", "channel", "pixel")
+
+
+def _ints(v: Any, n: int, low: int) -> bool:
+    return (isinstance(v, (list, tuple)) and len(v) == n
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= low for x in v))

@@ -60,6 +60,10 @@ class Recipe:
                  (math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}"),
                  (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
                  (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+                 (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+                 (self.aux_weight >= 0 and math.isfinite(self.aux_weight),
+                  f"--aux-weight must be a number >= 0, got {self.aux_weight}"),
+                 (self.min_lr >= 0 and math.isfinite(self.min_lr), f"min_lr must be >= 0, got {self.min_lr}"),
                  (self.monitor in ("val_loss", "val_acc"), f"monitor '{self.monitor}': val_loss or val_acc"),
                  (self.milestone_unit in ("epoch", "iter"), "milestone_unit: epoch or iter"),
                  (self.early_stop >= 0, f"--early-stop must be >= 0, got {self.early_stop}"),
@@ -86,6 +90,15 @@ class Recipe:
     def with_overrides(self, **kw: Any) -> Recipe:
         """The recipe with the given fields changed; ``None`` values leave a field as it is."""
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+    def with_plateau(self, patience: int | None, factor: float | None = None) -> Recipe:
+        """``--plateau PATIENCE`` (0: off) and ``--plateau-factor``; ``None`` keeps the recipe's own."""
+        if patience is not None and patience < 0:
+            raise CnnlabError(f"--plateau must be >= 0 (0: off), got {patience}")
+        kw: dict[str, Any] = {"plateau_factor": factor}
+        if patience is not None:
+            kw.update(plateau=patience > 0, plateau_patience=patience or self.plateau_patience)
+        return self.with_overrides(**kw)
 
 
 PRESETS: dict[str, Recipe] = {r.name: r for r in (
@@ -176,6 +189,12 @@ def make_optimizer(recipe: Recipe, params: Iterable[Any], device_type: str = "cp
 
 # --- learning-rate schedule ---------------------------------------------------------------------
 
+def learning_rate(recipe: Recipe, step: int, steps_per_epoch: int, plateau_scale: float = 1.0) -> float:
+    """The rate the optimizer uses at iteration ``step``: the schedule, times the plateau scale,
+    floored at ``min_lr`` (Keras' ReduceLROnPlateau ``min_lr``)."""
+    return max(recipe.min_lr, scheduled_lr(recipe, step, steps_per_epoch) * plateau_scale)
+
+
 def scheduled_lr(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     """Learning rate of the deterministic schedule at iteration ``step`` (0-based), before plateaus."""
     r = recipe
@@ -200,10 +219,12 @@ def scheduled_lr(recipe: Recipe, step: int, steps_per_epoch: int) -> float:
     if r.schedule == "cosine":
         t = min(1.0, (step - r.warmup_epochs * steps_per_epoch) / max(1.0, total - r.warmup_epochs * steps_per_epoch))
         return r.min_lr + (r.lr - r.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
-    # keras-resnet: the notebook's lr_schedule(epoch), scaled to the recipe's base rate.
-    e = int(epoch)
-    factor = 0.5e-3 if e > 180 else 1e-3 if e > 160 else 1e-2 if e > 120 else 1e-1 if e > 80 else 1.0
-    return r.lr * factor
+    if r.schedule == "keras-resnet":
+        # The notebook's lr_schedule(epoch), scaled to the recipe's base rate.
+        e = int(epoch)
+        factor = 0.5e-3 if e > 180 else 1e-3 if e > 160 else 1e-2 if e > 120 else 1e-1 if e > 80 else 1.0
+        return r.lr * factor
+    raise CnnlabError(f"schedule '{r.schedule}': choose from {', '.join(SCHEDULES)}")
 
 
 @dataclass

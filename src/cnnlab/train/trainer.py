@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,9 +26,10 @@ from torch import nn
 from ..errors import CnnlabError
 from ..network import Network, network_to_spec
 from . import checkpoint, distributed
+from .checkpoint import Checkpoint
 from .metrics import Meter, confusion_matrix, topk_correct, write_json
 from .preprocess import Preprocess, fit_padding
-from .recipes import Plateau, Recipe, make_optimizer, scheduled_lr
+from .recipes import Plateau, Recipe, learning_rate, make_optimizer
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -45,7 +47,8 @@ class Options:
     amp: str = "off"                 # off | bf16 | fp16
     channels_last: bool = True       # NHWC: faster convolutions on CPU (oneDNN) and on tensor cores
     compile: bool = False
-    seed: int = 0
+    seed: int | None = None          # None: 0, or a resumed run's own seed
+    val_fraction: float | None = None  # recorded in checkpoints, so evaluation finds the same split
     resume: bool = False
     overwrite: bool = False          # start afresh in an OUT that already holds a run
     progress: bool = True
@@ -73,11 +76,30 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.json")
+TMP_FILES = ("last.pt.tmp", "best.pt.tmp", "metrics.json.tmp", "curves.tmp.png")
+
+
+def check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise CnnlabError(f"--seed must be an integer in [0, 2**63), got {seed}")
+    return seed
 
 
 def check_out(out: Path | None, resume: bool, overwrite: bool) -> None:
-    """Refuse to start a new run over an earlier one: its checkpoints and metrics would be replaced."""
-    if out is None or resume or overwrite:
+    """Refuse an OUT that cannot hold a run, before any data is read: a file, a read-only place, or
+    (without --resume or --overwrite) an earlier run whose checkpoints and metrics would be replaced."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise CnnlabError(f"--out {out} is a file, not a folder: give a folder for the run's files")
+    place = out
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise CnnlabError(f"--out {out}: {place} is a file, so the folder cannot be made there")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise CnnlabError(f"--out {out}: {place} is not writable; give a folder you can write to")
+    if resume or overwrite:
         return
     held = [f for f in RUN_FILES if (out / f).is_file()]
     if held:
@@ -109,42 +131,66 @@ class Trainer:
         self.net, self.train_set, self.val_set, self.recipe = net, train, val, recipe
         self.opts = opts or Options()
         self.data_name = data_name or getattr(train, "name", "")
-        self.ctx = distributed.setup("cuda" if "cuda" in self.opts.device or (
-            self.opts.device == "auto" and torch.cuda.is_available()) else "cpu")
-        self.device = resolve_device(self.opts.device, self.ctx.local_rank)
-        self.main = self.ctx.main
-        check_out(self.opts.out, self.opts.resume, self.opts.overwrite)
-        self._check_data()
-        self.classes = list(train.classes)
-        self.log = self.opts.log or (print if self.main else (lambda s: None))
+        resumed = self._setup_run()
+        self._setup_data()
+        self._setup_model()
+        self.state = State()
+        if resumed is not None:
+            self._resume(resumed)
+        self._place()
+
+    # --- set-up ---------------------------------------------------------------------------------
+
+    def _setup_run(self) -> Checkpoint | None:
+        """Processes, device, precision, the output folder and the seed (a resumed run's own by default)."""
         o = self.opts
+        self.ctx = distributed.setup("cuda" if "cuda" in o.device or (
+            o.device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.device = resolve_device(o.device, self.ctx.local_rank)
+        self.main = self.ctx.main
+        self.log = o.log or (print if self.main else (lambda s: None))
         if o.amp not in ("off", "bf16", "fp16"):
             raise CnnlabError(f"--amp must be off, bf16 or fp16, got '{o.amp}'")
         if o.amp == "fp16" and self.device.type != "cuda":
             raise CnnlabError("--amp fp16 needs a CUDA device; use --amp bf16 on CPU")
         self.channels_last = o.channels_last
+        check_out(o.out, o.resume, o.overwrite)
+        resumed = self._read_resume() if o.resume else None
+        self.seed = check_seed(o.seed if o.seed is not None else resumed.seed if resumed else 0)
+        self.ran = 0  # epochs run by fit()
+        self._plotted_at, self._plotted_epoch = time.perf_counter(), 0
+        return resumed
 
-        torch.manual_seed(o.seed)
+    def _setup_data(self) -> None:
+        """Check the sets, fit the input map on the training images, match the output to the classes."""
+        self._check_data()
+        train, net = self.train_set, self.net
+        self.classes = list(train.classes)
         c, h, w = train.images.shape[1:]
         if net.input_shape[0] != c:
             raise CnnlabError(f"{net.name} is built for {net.input_shape[0]} input channels but the data has {c}")
-        pad = fit_padding((h, w), tuple(net.input_shape[1:]), o.fit)
-        self.prep = Preprocess.fit(train.images, recipe.normalize, pad)
+        pad = fit_padding((h, w), tuple(net.input_shape[1:]), self.opts.fit)
+        self.prep = Preprocess.fit(train.images, self.recipe.normalize, pad)
         from ..analysis import analyze
-        from ..torch_backend import build
 
         out_shape = tuple(analyze(net, self.prep.input_shape).output_shape)
         if out_shape != (len(self.classes),):
             raise CnnlabError(f"{net.name} outputs {'x'.join(map(str, out_shape))} values but the data has "
                               f"{len(self.classes)} classes; build it with --num-classes {len(self.classes)}")
-        self.model = build(net, self.prep.input_shape, logits=True)
-        self.optimizer = make_optimizer(recipe, self.model.parameters(), self.device.type)
-        self.plateau = Plateau(recipe.plateau_factor, recipe.plateau_patience,
-                               "min" if recipe.monitor == "val_loss" else "max")
-        self.state = State()
-        self._plotted_at, self._plotted_epoch = time.perf_counter(), 0
-        if o.resume:
-            self._resume()
+
+    def _setup_model(self) -> None:
+        """The module (seeded initial weights), its optimizer and the plateau rule."""
+        from ..torch_backend import build
+
+        r = self.recipe
+        torch.manual_seed(self.seed)
+        self.model = build(self.net, self.prep.input_shape, logits=True)
+        self.optimizer = make_optimizer(r, self.model.parameters(), self.device.type)
+        self.plateau = Plateau(r.plateau_factor, r.plateau_patience, "min" if r.monitor == "val_loss" else "max")
+
+    def _place(self) -> None:
+        """Move model, optimizer state and (small) data to the device; wrap for DDP and compile."""
+        o, train = self.opts, self.train_set
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -166,8 +212,6 @@ class Trainer:
         self.images = train.images.to(self.device) if on_dev else train.images
         self.labels = train.labels.to(self.device) if on_dev else train.labels
 
-    # --- set-up ---------------------------------------------------------------------------------
-
     def _check_data(self) -> None:
         t = self.train_set
         if t.images.dtype != torch.uint8 or t.images.dim() != 4:
@@ -183,27 +227,59 @@ class Trainer:
         if per_rank < 1 or self.recipe.batch_size % self.ctx.world:
             raise CnnlabError(f"--batch-size {self.recipe.batch_size} does not split over {self.ctx.world} processes")
 
-    def _resume(self) -> None:
+    # --- resume ---------------------------------------------------------------------------------
+
+    def _read_resume(self) -> Checkpoint:
         out = self.opts.out
         path = out / "last.pt" if out else None
         if path is None or not path.is_file():
             raise CnnlabError(f"--resume: no last.pt in {out} to resume from")
-        ck = checkpoint.load(path)
-        if ck["network"]["layers"] != network_to_spec(self.net)["layers"]:
-            raise CnnlabError(f"--resume: {path} holds a different network ({ck['network']['name']})")
-        if list(ck["classes"]) != self.classes:
-            raise CnnlabError(f"--resume: {path} was trained on other classes")
-        self.prep = Preprocess.from_state(ck["preprocess"])
-        self.model.load_state_dict(ck["model"])
+        return checkpoint.load(path)
+
+    def _resume(self, ck: Checkpoint) -> None:
+        """Restore weights, optimizer, plateau and counters; then make the folder agree with last.pt."""
+        path = self.opts.out / "last.pt"  # type: ignore[operator]
+        if len(ck.classes) != len(self.classes):
+            raise CnnlabError(f"--resume: {path} was trained on {len(ck.classes)} classes but the data has "
+                              f"{len(self.classes)}; resume with the data it was trained on")
+        if ck.classes != self.classes:
+            raise CnnlabError(f"--resume: {path} was trained on other classes ({', '.join(ck.classes[:4])}, ...)")
+        if ck.network["layers"] != network_to_spec(self.net)["layers"]:
+            raise CnnlabError(f"--resume: {path} holds a different network ({ck.network.get('name')})")
+        self.prep = ck.preprocess
+        self.model.load_state_dict(ck.model)
+        was = ck.recipe.get("optimizer")
+        if was != self.recipe.optimizer:
+            raise CnnlabError(f"--resume: the optimizer state in {path} does not fit optimizer "
+                              f"'{self.recipe.optimizer}' (it was trained with '{was}'); resume with the recipe it "
+                              "was trained with")
         try:
-            self.optimizer.load_state_dict(ck["optimizer"])
+            self.optimizer.load_state_dict(ck.optimizer)
         except (ValueError, KeyError, RuntimeError):
             raise CnnlabError(f"--resume: the optimizer state in {path} does not fit optimizer "
                               f"'{self.recipe.optimizer}'; resume with the recipe it was trained with") from None
-        self.plateau.load_state_dict(ck["plateau"])
-        s = ck["trainer"]
-        self.state = State(int(s["epoch"]), int(s["step"]), list(ck["metrics"]), s["best"], int(s["best_epoch"]),
-                           int(s["stale"]))
+        self.plateau.load_state_dict(ck.plateau)
+        self.state = State(ck.epoch, ck.step, list(ck.metrics), ck.best, ck.best_epoch, ck.stale)
+        if self.main:
+            self._repair(ck)
+
+    def _repair(self, last: Checkpoint) -> None:
+        """After a kill: drop half-written temporary files, restore a best.pt that is missing or older
+        than the best epoch last.pt records, and rewrite metrics.json from last.pt's history."""
+        out = self.opts.out
+        assert out is not None
+        for name in TMP_FILES:
+            (out / name).unlink(missing_ok=True)
+        best = out / "best.pt"
+        if last.best_epoch and checkpoint.epoch_of(best) != last.best_epoch:
+            if last.epoch == last.best_epoch:
+                checkpoint.copy(out / "last.pt", best)
+                self.log(f"restored {best} from last.pt (epoch {last.epoch}): the earlier write was interrupted")
+            else:
+                self.log(f"warning: {best} does not hold epoch {last.best_epoch}, the best one; it is rewritten at "
+                         "the next improvement")
+        if last.metrics:
+            write_json(out / "metrics.json", last.metrics)
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -253,11 +329,15 @@ class Trainer:
         try:
             for epoch in range(st.epoch + 1, r.epochs + 1):
                 row = self._epoch(epoch, steps, per_rank)
+                self.ran += 1
                 stop = self._end_epoch(row)
                 if distributed.broadcast_flag(stop, self.ctx):
                     break
-        finally:
-            self._curves(force=True)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error in flight is the one to report
+                self._curves(force=True)
+            raise
+        self._curves(force=True)
         if self.ctx.active:
             # DDP's reducer holds the group's gloo threads; release it before the group goes.
             self.train_model = self.eval_model
@@ -275,12 +355,16 @@ class Trainer:
         if force or now - self._plotted_at >= 20.0:
             from .plots import plot_curves
 
-            plot_curves(self.state.history, self.opts.out / "curves.png", f"{self.net.name} on {self.data_name}")
+            path = self.opts.out / "curves.png"
+            try:
+                plot_curves(self.state.history, path, f"{self.net.name} on {self.data_name}")
+            except OSError as e:
+                raise CnnlabError(f"cannot write {path}: {e.strerror or e}") from None
             self._plotted_at, self._plotted_epoch = time.perf_counter(), self.state.epoch
 
     def _epoch(self, epoch: int, steps: int, per_rank: int) -> dict[str, Any]:
         r, o, st = self.recipe, self.opts, self.state
-        seed = _seed_for(o.seed, epoch)
+        seed = _seed_for(self.seed, epoch)
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed + 1)  # dropout and anything else drawing from the global generator
         order = distributed.shard(torch.randperm(len(self.images), generator=gen), self.ctx)
@@ -296,7 +380,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         try:
             for i in range(steps):
-                lr = max(r.min_lr, scheduled_lr(r, st.step, steps_per_epoch) * self.plateau.scale)
+                lr = learning_rate(r, st.step, steps_per_epoch, self.plateau.scale)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
                 x, y = self._batch(order[i * per_rank:(i + 1) * per_rank], aug_gen)
@@ -358,12 +442,16 @@ class Trainer:
             st.stale += 1
         self.log(_format_row(row, r.epochs, improved))
         if self.main and o.out is not None:
-            ck = self._checkpoint()
-            checkpoint.save(o.out / "last.pt", ck)
-            if improved:
-                checkpoint.save(o.out / "best.pt", ck)
-            write_json(o.out / "metrics.json", st.history)
-            self._curves(force=False)
+            try:
+                ck = self._checkpoint()
+                checkpoint.save(o.out / "last.pt", ck)
+                if improved:
+                    checkpoint.save(o.out / "best.pt", ck)
+                write_json(o.out / "metrics.json", st.history)
+                self._curves(force=False)
+            except CnnlabError as e:  # a full disk, a folder removed under the run
+                raise CnnlabError(f"{e}; training stopped at epoch {st.epoch} and {o.out / 'last.pt'} holds the "
+                                  "last complete epoch") from None
         if o.on_epoch is not None:
             o.on_epoch(row)
         if r.early_stop and st.stale >= r.early_stop:
@@ -375,23 +463,15 @@ class Trainer:
             return True
         return False
 
-    def _checkpoint(self) -> dict[str, Any]:
+    def _checkpoint(self) -> Checkpoint:
         st = self.state
-        return {
-            "network": network_to_spec(self.net),
-            "preprocess": self.prep.state_dict(),
-            "classes": self.classes,
-            "data": self.data_name,
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "optimizer": _cpu(self.optimizer.state_dict()),
-            "plateau": self.plateau.state_dict(),
-            "recipe": self.recipe.to_dict(),
-            "seed": self.opts.seed,
-            "metrics": st.history,
-            "trainer": {"epoch": st.epoch, "step": st.step, "best": st.best, "best_epoch": st.best_epoch,
-                        "stale": st.stale},
-            "torch": str(torch.__version__),
-        }
+        return Checkpoint(
+            network=network_to_spec(self.net), preprocess=self.prep, classes=list(self.classes),
+            model={k: v.detach().cpu() for k, v in self.model.state_dict().items()}, data=self.data_name,
+            optimizer=_cpu(self.optimizer.state_dict()), plateau=self.plateau.state_dict(),
+            recipe=self.recipe.to_dict(), seed=self.seed, val_fraction=self.opts.val_fraction,
+            metrics=list(st.history), epoch=st.epoch, step=st.step, best=st.best, best_epoch=st.best_epoch,
+            stale=st.stale)
 
     # --- evaluation -----------------------------------------------------------------------------
 
