@@ -372,3 +372,18 @@ def test_forward_backward(name: str, with_aux: bool, one_thread: None) -> None:
     with torch.no_grad():
         assert model(x[:1]).shape == (1, 10)  # auxiliary heads are silent at inference
     print(f"{name}: forward+backward {elapsed:.1f}s")
+
+
+def test_zoo_command_and_summary_know_the_alias(capsys) -> None:
+    from cnnlab.cli import main
+
+    assert main(["zoo", "--format", "json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["inception-resnet-v2"]["aliases"] == ["inception-resnet-v2-tf"]
+    assert "inception-resnet-v2-tf" not in rows
+    assert (rows["inception-resnet-v2-paper"]["params"], rows["bn-inception"]["params"]) == (32_433_928, 11_278_528)
+    assert main(["zoo"]) == 0
+    assert "inception-resnet-v2-tf: another name for inception-resnet-v2" in capsys.readouterr().out
+    assert main(["summary", "inception-resnet-v2-tf", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["model"], d["totals"]["params"]) == ("inception-resnet-v2", 55_843_464)
