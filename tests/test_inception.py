@@ -14,6 +14,7 @@ import torch
 
 from cnnlab import zoo
 from cnnlab.analysis import analyze
+from cnnlab.errors import CnnlabError
 from cnnlab.network import Residual, children
 from cnnlab.torch_backend import build
 from verify import verify
@@ -26,18 +27,21 @@ COUNTS = {
     "googlenet": (6_998_552, 1_582_671_872),
     # torchvision GoogLeNet_Weights.IMAGENET1K_V1: num_params 6624904, GFLOPS 1.50 (its "FLOPs" are MACs).
     "googlenet-tv": (6_624_904, 1_498_376_192),
-    # pytorchcv (osmr/imgclsmob) bninception: 11,295,240 with a bias on every convolution; see below.
-    "bn-inception": (11_285_224, 2_032_600_064),
+    # Ioffe & Szegedy 2015, Appendix: the first layer a separable 7x7/2 convolution, depth multiplier 8.
+    "bn-inception": (11_278_528, 1_948_605_440),
+    # pytorchcv (osmr/imgclsmob) bninception, the Caffe port: 11,295,240 (plain 7x7, a bias on every conv).
+    "bn-inception-caffe": (11_295_240, 2_032_600_064),
     # torchvision Inception_V3_Weights.IMAGENET1K_V1: num_params 27161264 with the aux head, GFLOPS 5.71;
     # timm's inception_v3 (no aux head) has 23.8M.
     "inception-v3": (23_834_568, 5_713_216_096),
     # Keras-Hub preset inception_v4_imagenet and pytorchcv inceptionv4: 42,679,816; timm model card: 12.3 GMACs.
     "inception-v4": (42_679_816, 12_253_974_624),
-    # The papers' figures; no reference implementation builds these two as drawn (see test_inception_resnet_cost).
+    # The papers' figures (see test_facenet_inception_resnet_v1 for the 23,995,624 some ports count).
     "inception-resnet-v1": (22_756_328, 6_206_361_696),
-    "inception-resnet-v2": (32_433_928, 9_257_953_632),
+    # Figures 15-19 as drawn; no reference implementation builds it (see test_inception_resnet_cost).
+    "inception-resnet-v2-paper": (32_433_928, 9_257_953_632),
     # pytorchcv inceptionresnetv2: 55,843,464 (timm / Cadene build the same network); timm model card: 13.2 GMACs.
-    "inception-resnet-v2-tf": (55_843_464, 13_155_794_016),
+    "inception-resnet-v2": (55_843_464, 13_155_794_016),
 }
 
 # name -> (params, MACs) of the auxiliary heads alone.
@@ -83,12 +87,84 @@ def test_reference_figures() -> None:
     assert round(COUNTS["inception-v3"][1] / 1e9, 2) == 5.71
     # timm's model cards give GMACs to one decimal.
     assert round(COUNTS["inception-v4"][1] / 1e9, 1) == 12.3
-    assert round(COUNTS["inception-resnet-v2-tf"][1] / 1e9, 1) == 13.2
-    # pytorchcv's bninception gives every convolution a bias (Caffe conversion); BN-Inception as
-    # published drops it (BatchNorm's beta takes its place), otherwise the networks are the same.
+    assert round(COUNTS["inception-resnet-v2"][1] / 1e9, 1) == 13.2
+    # pytorchcv's bninception gives every convolution a bias (Caffe conversion) and a plain 7x7 first
+    # layer; BN-Inception as published drops the biases (BatchNorm's beta takes their place) and makes
+    # the first layer separable. Otherwise the networks are the same.
     a = analyze(zoo.get("bn-inception"))
-    conv_biases = sum(ly.output_shape[0] for ly in a.layers if ly.type == "Conv")
-    assert a.totals["params"] + conv_biases == 11_295_240
+    conv_biases = sum(ly.output_shape[0] for ly in a.layers if ly.type == "Conv" and ly.name != "conv1_depthwise")
+    plain, separable = 7 * 7 * 3 * 64, 7 * 7 * 1 * 24 + 24 * 64  # 9,408 and 1,176 + 1,536
+    assert a.totals["params"] - separable + plain + conv_biases == COUNTS["bn-inception-caffe"][0] == 11_295_240
+    # MACs at 112x112: (9,408 - 2,712) * 112 * 112 = 83,994,624 fewer than the Caffe port.
+    assert COUNTS["bn-inception-caffe"][1] - a.totals["macs"] == (plain - separable) * 112 * 112 == 83_994_624
+
+
+def test_inception_resnet_v2_names() -> None:
+    """The bare name is the released network; "-tf" is another name for it; the figures' reconstruction
+    is "-paper". An alias adds no row to the zoo and builds the network under its registered name."""
+    assert zoo.get("inception-resnet-v2-tf") == zoo.get("inception-resnet-v2")
+    assert zoo.get("inception-resnet-v2-tf").name == "inception-resnet-v2"
+    a = analyze(zoo.get("inception-resnet-v2-tf"))
+    assert (a.totals["params"], a.totals["macs"]) == COUNTS["inception-resnet-v2"]
+    assert "inception-resnet-v2-tf" not in zoo.names() and "inception-resnet-v2-paper" in zoo.names()
+    assert zoo.aliases("inception-resnet-v2") == ["inception-resnet-v2-tf"] and zoo.aliases("inception-v4") == []
+    assert zoo.info("inception-resnet-v2-tf") is zoo.info("inception-resnet-v2")
+    assert zoo.info("inception-resnet-v2-paper").accuracy is None  # no trained network of that shape
+    assert zoo.get("inception-resnet-v2-tf", num_classes=10).layers[-2].units == 10
+    desc = zoo.info("inception-resnet-v2-paper").description
+    assert "1154" in desc and "1152" in desc and "2048" in desc and "2144" in desc
+
+
+def test_alias_is_a_close_match_and_cannot_shadow() -> None:
+    with pytest.raises(CnnlabError, match="inception-resnet-v2-tf"):
+        zoo.info("inception-resnet-v2-tff")
+    with pytest.raises(ValueError, match="registered twice"):
+        zoo.alias("inception-v4", "inception-resnet-v2")
+    with pytest.raises(ValueError, match="no model"):
+        zoo.alias("inception-v9", "inception-v8")
+
+
+def test_keras_counts_inception_resnet_v2_without_gamma() -> None:
+    """Keras/TF report 55,813,192 trainable parameters: TF-Slim's BatchNorm has a beta but no gamma,
+    one weight per BatchNorm channel fewer than the PyTorch ports' affine BatchNorm."""
+    a = analyze(zoo.get("inception-resnet-v2"))
+    gammas = sum(ly.output_shape[0] for ly in a.layers if ly.type == "BatchNorm")
+    assert gammas == 30_272
+    assert a.totals["params"] - gammas == 55_813_192
+
+
+def test_facenet_inception_resnet_v1() -> None:
+    """Ports counting 23,995,624 build FaceNet's Inception-ResNet-v1: Figure 15 plus a sixth
+    Inception-ResNet-C block, then 1792 -> 512 (no bias) with an affine BatchNorm before the classes."""
+    a = analyze(zoo.get("inception-resnet-v1"))
+    c_block = a.blocks["inception_resnet_c5"].params
+    fc = a.layer("fc").params
+    assert fc == 1792 * 1000 + 1000
+    facenet = a.totals["params"] + c_block - fc + 1792 * 512 + 2 * 512 + 512 * 1000 + 1000
+    assert facenet == 23_995_624
+
+
+def test_bn_inception_first_layer() -> None:
+    """Appendix: "separable convolution with depth multiplier 8 on the first convolutional layer":
+    7x7/2 depthwise (3 -> 24, one group per input channel), then 1x1 to 64, no biases, nothing between."""
+    layers = analyze(zoo.get("bn-inception")).layers
+    first = [(ly.name, ly.type, ly.output_shape, ly.params, ly.macs) for ly in layers[:4]]
+    assert first == [
+        ("conv1_depthwise", "Conv", (24, 112, 112), 7 * 7 * 24, 7 * 7 * 24 * 112 * 112),
+        ("conv1", "Conv", (64, 112, 112), 24 * 64, 24 * 64 * 112 * 112),
+        ("bn1", "BatchNorm", (64, 112, 112), 128, 0),
+        ("relu1", "ReLU", (64, 112, 112), 0, 0),
+    ]
+    assert zoo.get("bn-inception").layers[0].groups == 3
+    # One input channel: still 8 maps per channel.
+    assert analyze(zoo.get("bn-inception", in_channels=1)).layers[0].output_shape == (8, 112, 112)
+    caffe = analyze(zoo.get("bn-inception-caffe")).layers
+    assert (caffe[0].name, caffe[0].params) == ("conv1", 7 * 7 * 3 * 64 + 64)
+    convs = [ly for ly in caffe if ly.type == "Conv"]
+    assert all(ly.params == ly.macs // (ly.output_shape[1] * ly.output_shape[2]) + ly.output_shape[0]
+               for ly in convs)  # weights + one bias per filter, everywhere
+    desc = zoo.info("bn-inception").description
+    assert all(m in desc for m in ("3c", "4c", "4d", "4e")) and "filter columns are followed" in desc
 
 
 def _shapes(fixture: dict[str, list[int]], params_only: bool) -> int:
@@ -185,8 +261,8 @@ def test_inception_v3_grid() -> None:
 @pytest.mark.parametrize("name, stem, red_a, red_b", [
     ("inception-v4", (384, 35, 35), (1024, 17, 17), (1536, 8, 8)),         # Figures 3, 7, 8, 9
     ("inception-resnet-v1", (256, 35, 35), (896, 17, 17), (1792, 8, 8)),   # Figures 14, 7, 12, 15
-    ("inception-resnet-v2", (384, 35, 35), (1152, 17, 17), (2144, 8, 8)),  # Figures 3, 7, 18, 15
-    ("inception-resnet-v2-tf", (320, 35, 35), (1088, 17, 17), (2080, 8, 8)),
+    ("inception-resnet-v2-paper", (384, 35, 35), (1152, 17, 17), (2144, 8, 8)),  # Figures 3, 7, 18, 15
+    ("inception-resnet-v2", (320, 35, 35), (1088, 17, 17), (2080, 8, 8)),
 ])
 def test_inception_v4_family_grid(name: str, stem: tuple[int, ...], red_a: tuple[int, ...],
                                   red_b: tuple[int, ...]) -> None:
@@ -206,6 +282,7 @@ def test_inception_v4_stem_figure3() -> None:
     # Table 1 of the Inception-v4 paper: the k, l, m, n filter banks of Reduction-A.
     ("inception-v4", (192, 224, 256, 384)),
     ("inception-resnet-v1", (192, 192, 256, 384)),
+    ("inception-resnet-v2-paper", (256, 256, 384, 384)),
     ("inception-resnet-v2", (256, 256, 384, 384)),
 ])
 def test_reduction_a_table1(name: str, klmn: tuple[int, int, int, int]) -> None:
@@ -215,8 +292,8 @@ def test_reduction_a_table1(name: str, klmn: tuple[int, int, int, int]) -> None:
 
 
 @pytest.mark.parametrize("name, blocks", [
-    ("inception-resnet-v1", (5, 10, 5)), ("inception-resnet-v2", (5, 10, 5)),  # Figure 15
-    ("inception-resnet-v2-tf", (10, 20, 10)),
+    ("inception-resnet-v1", (5, 10, 5)), ("inception-resnet-v2-paper", (5, 10, 5)),  # Figure 15
+    ("inception-resnet-v2", (10, 20, 10)),
 ])
 def test_residual_blocks_and_scaling(name: str, blocks: tuple[int, int, int]) -> None:
     net = zoo.get(name)
@@ -226,7 +303,7 @@ def test_residual_blocks_and_scaling(name: str, blocks: tuple[int, int, int]) ->
     # Section 3.3: residuals scaled "between 0.1 and 0.3" (0.17, 0.10, 0.20 in the TF-Slim release);
     # the release's very last block is unscaled and has no ReLU.
     scales = [{r.scale for r in g} for g in by_grid]
-    if name.endswith("-tf"):
+    if name == "inception-resnet-v2":
         assert scales[:2] == [{0.17}, {0.10}] and by_grid[2][-1].scale == 1.0 and not by_grid[2][-1].post
         assert {r.scale for r in by_grid[2][:-1]} == {0.20}
     else:
@@ -238,11 +315,12 @@ def test_residual_blocks_and_scaling(name: str, blocks: tuple[int, int, int]) ->
 
 def test_inception_resnet_cost() -> None:
     """Section 3.2: Inception-ResNet-v1 costs about as much as Inception-v3. As drawn (5/10/5 blocks)
-    Inception-ResNet-v2 is cheaper than Inception-v4; the released 10/20/10 network matches it."""
+    Inception-ResNet-v2 is cheaper than Inception-v4 (0.76x); the released 10/20/10 network matches it."""
     macs = {n: COUNTS[n][1] for n in COUNTS}
     assert 1.0 < macs["inception-resnet-v1"] / macs["inception-v3"] < 1.1
-    assert 0.7 < macs["inception-resnet-v2"] / macs["inception-v4"] < 0.8
-    assert 1.0 < macs["inception-resnet-v2-tf"] / macs["inception-v4"] < 1.1
+    assert round(macs["inception-resnet-v2-paper"] / macs["inception-v4"], 2) == 0.76
+    assert 1.0 < macs["inception-resnet-v2"] / macs["inception-v4"] < 1.1
+    assert round(macs["inception-v4"] / 1e9, 2) == 12.25
 
 
 def test_hierarchical_names() -> None:
@@ -254,9 +332,9 @@ def test_hierarchical_names() -> None:
 
 
 # Every model trains: a real forward and backward pass, batch of 2, default input, CPU.
-TRAIN = [("googlenet", True), ("googlenet-tv", True), ("bn-inception", False), ("inception-v3", True),
-         ("inception-v4", False), ("inception-resnet-v1", False), ("inception-resnet-v2", False),
-         ("inception-resnet-v2-tf", False)]
+TRAIN = [("googlenet", True), ("googlenet-tv", True), ("bn-inception", False), ("bn-inception-caffe", False),
+         ("inception-v3", True), ("inception-v4", False), ("inception-resnet-v1", False),
+         ("inception-resnet-v2", False), ("inception-resnet-v2-paper", False)]
 
 
 @pytest.fixture
@@ -294,3 +372,18 @@ def test_forward_backward(name: str, with_aux: bool, one_thread: None) -> None:
     with torch.no_grad():
         assert model(x[:1]).shape == (1, 10)  # auxiliary heads are silent at inference
     print(f"{name}: forward+backward {elapsed:.1f}s")
+
+
+def test_zoo_command_and_summary_know_the_alias(capsys) -> None:
+    from cnnlab.cli import main
+
+    assert main(["zoo", "--format", "json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["inception-resnet-v2"]["aliases"] == ["inception-resnet-v2-tf"]
+    assert "inception-resnet-v2-tf" not in rows
+    assert (rows["inception-resnet-v2-paper"]["params"], rows["bn-inception"]["params"]) == (32_433_928, 11_278_528)
+    assert main(["zoo"]) == 0
+    assert "inception-resnet-v2-tf: another name for inception-resnet-v2" in capsys.readouterr().out
+    assert main(["summary", "inception-resnet-v2-tf", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["model"], d["totals"]["params"]) == ("inception-resnet-v2", 55_843_464)

@@ -118,6 +118,13 @@ class Analysis:
         return {k: self._sum(k, aux=True) for k in ("params", "buffers", "macs", "connections", "activation_size")}
 
     @property
+    def training_totals(self) -> dict[str, int]:
+        """The module as trained: the network plus its auxiliary heads (``totals`` when it has none),
+        what ``sum(p.numel() for p in model.parameters())`` counts."""
+        return {k: sum(getattr(ly, k) for ly in self.layers)
+                for k in ("params", "buffers", "macs", "connections", "activation_size")}
+
+    @property
     def split(self) -> dict[str, dict[str, int]]:
         """Parameters and MACs of conv layers vs dense layers (seed 003's last row), the rest apart."""
         out: dict[str, dict[str, int]] = {k: {"params": 0, "macs": 0} for k in ("conv", "dense", "other")}
@@ -128,8 +135,9 @@ class Analysis:
 
     @property
     def memory(self) -> dict[str, int]:
+        """Training memory: weights and the activations of a batch, auxiliary heads included."""
         b = self.bytes_per_value
-        t = self.totals
+        t = self.training_totals
         return {
             "bytes_per_value": b, "batch": self.batch,
             "param_bytes": t["params"] * b, "buffer_bytes": t["buffers"] * b,
@@ -150,6 +158,7 @@ class Analysis:
         d: dict[str, Any] = {
             "model": self.model, "input_shape": list(self.input_shape),
             "layers": [ly.to_dict() for ly in self.layers], "totals": self.totals,
+            "training_totals": self.training_totals,
             "output_shape": list(self.output_shape), "split": self.split, "memory": self.memory,
             "findings": self.findings, "blocks": [b.to_dict() for b in self.blocks.values()],
         }

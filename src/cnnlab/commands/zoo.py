@@ -1,4 +1,5 @@
-"""List the model zoo: name, paper, year, design input, parameters, MACs and the paper's reported accuracy."""
+"""List the model zoo: name, paper, year, design input, parameters, MACs and the paper's reported accuracy;
+then the other names some models answer to."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
         mi = zoo.info(name)
         t = analyze(zoo.get(name)).totals
         rows.append({"name": name, "paper": mi.paper, "year": mi.year, "input": list(mi.input),
-                     "params": t["params"], "macs": t["macs"], "accuracy": mi.accuracy, "description": mi.description})
+                     "params": t["params"], "macs": t["macs"], "accuracy": mi.accuracy, "description": mi.description,
+                     "aliases": zoo.aliases(name)})
     if args.format == "json":
         print_json(rows)
         return 0
@@ -51,4 +53,7 @@ def run(args: argparse.Namespace) -> int:
     for r, c in zip(rows, cells):
         t.add_row(*c, r["paper"], r["accuracy"] or "-")
     con.print(t)
+    for r in rows:
+        for other in r["aliases"]:
+            con.print(f"{other}: another name for {r['name']}")
     return 0

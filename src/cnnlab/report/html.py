@@ -107,11 +107,14 @@ def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = Non
     t, sp = a.totals, a.split
     meta = a.meta
     paper = f"{escape(str(meta.get('paper', '')))} ({meta.get('year', '')})" if meta.get("paper") else ""
-    cards = [("parameters", _human(t["params"]), f"{t['params']:,}"),
-             ("MACs", _human(t["macs"]), f"{_human(2 * t['macs'])} FLOPs"),
+    tr = a.training_totals
+    train = (lambda k: f" · training, with auxiliary heads: {tr[k]:,}") if a.aux_totals else (lambda k: "")
+    cards = [("parameters", _human(t["params"]), f"{t['params']:,}{train('params')}"),
+             ("MACs", _human(t["macs"]), f"{_human(2 * t['macs'])} FLOPs{train('macs')}"),
              ("buffers", _human(t["buffers"]), "BatchNorm statistics"),
              ("conv / dense params", f"{_human(sp['conv']['params'])} / {_human(sp['dense']['params'])}", ""),
-             ("activations", _human(t["activation_size"]), f"{a.memory['activation_bytes'] / 2**20:.1f} MiB fp32"),
+             ("activations", _human(t["activation_size"]),
+              f"{a.memory['activation_bytes'] / 2**20:.1f} MiB fp32{' in training' if a.aux_totals else ''}"),
              ("output", fmt_shape(a.output_shape), "")]
     rows = []
     for ly in a.layers:

@@ -67,14 +67,20 @@ def summary_table(a: Analysis) -> Table:
     return t
 
 
+def _training(a: Analysis, key: str, note: str = "") -> str:
+    """The figure of the module as trained, beside the inference one, when auxiliary heads add to it."""
+    return f"; {a.training_totals[key]:,} in training{note}" if a.aux_totals else ""
+
+
 def render_summary(a: Analysis, explain: bool = False, con: Console | None = None) -> None:
     con = con or console()
     con.print(summary_table(a))
     tot, sp, mem = a.totals, a.split, a.memory
     pct = lambda x, n: f"{100 * x / n:.1f}%" if n else "0%"  # noqa: E731
     con.print(
-        f"Params {tot['params']:,} ({_human(tot['params'])}), buffers {tot['buffers']:,}; "
-        f"MACs {tot['macs']:,} ({_human(tot['macs'])}, {_human(2 * tot['macs'])} FLOPs)"
+        f"Params {tot['params']:,} ({_human(tot['params'])}{_training(a, 'params', ' with the auxiliary heads')}), "
+        f"buffers {tot['buffers']:,}; "
+        f"MACs {tot['macs']:,} ({_human(tot['macs'])}, {_human(2 * tot['macs'])} FLOPs{_training(a, 'macs')})"
     )
     con.print(
         f"Conv vs dense: params {_human(sp['conv']['params'])} ({pct(sp['conv']['params'], tot['params'])}) / "
@@ -83,7 +89,8 @@ def render_summary(a: Analysis, explain: bool = False, con: Console | None = Non
         f"{_human(sp['dense']['macs'])} ({pct(sp['dense']['macs'], tot['macs'])})"
     )
     con.print(
-        f"Memory (fp{8 * mem['bytes_per_value']}): params {_bytes(mem['param_bytes'])}, "
+        f"Memory (fp{8 * mem['bytes_per_value']}{', network and auxiliary heads' if a.aux_totals else ''}): "
+        f"params {_bytes(mem['param_bytes'])}, "
         f"activations {_bytes(mem['activation_bytes'])} for a batch of {mem['batch']}"
     )
     if a.meta.get("paper"):

@@ -1,7 +1,7 @@
 """Model registry: every architecture is a function returning a :class:`Network`.
 
-Zoo modules register their builders with :func:`register`; every module in this package is
-loaded on first lookup (plain Python, no torch).
+Zoo modules register their builders with :func:`register` and other spellings of a name with
+:func:`alias`; every module in this package is loaded on first lookup (plain Python, no torch).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+_ALIASES: dict[str, str] = {}  # alias -> registered name
 _loaded = False
 
 
@@ -39,12 +40,28 @@ def register(name: str, *, paper: str, year: int, input: Shape, description: str
     """Register ``fn`` under ``name``; ``kwargs`` are fixed arguments for variants of one builder."""
 
     def deco(fn: Callable[..., Network]) -> Callable[..., Network]:
-        if name in _REGISTRY:
+        if name in _REGISTRY or name in _ALIASES:
             raise ValueError(f"model '{name}' registered twice")
         _REGISTRY[name] = ModelInfo(name, fn, paper, year, tuple(input), description, accuracy, kwargs)
         return fn
 
     return deco
+
+
+def alias(name: str, of: str) -> None:
+    """Accept ``name`` for the registered model ``of``: a name users know from elsewhere, or a
+    model's former name, resolves to the same builder without a second row in the zoo."""
+    if name in _REGISTRY or name in _ALIASES:
+        raise ValueError(f"model '{name}' registered twice")
+    if of not in _REGISTRY:
+        raise ValueError(f"alias '{name}': no model '{of}'")
+    _ALIASES[name] = of
+
+
+def aliases(name: str) -> list[str]:
+    """The other names of the registered model ``name``."""
+    _load()
+    return [a for a, of in _ALIASES.items() if of == name]
 
 
 def _load() -> None:
@@ -56,14 +73,17 @@ def _load() -> None:
 
 
 def names() -> list[str]:
+    """Registered models, one name each (aliases apart: see :func:`aliases`)."""
     _load()
     return list(_REGISTRY)
 
 
 def info(name: str) -> ModelInfo:
+    """The registered model ``name`` (or the one it is an alias of)."""
     _load()
+    name = _ALIASES.get(name, name)
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, [*_REGISTRY, *_ALIASES], n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "run 'cnnlab zoo' for the list"
         raise CnnlabError(f"unknown model '{name}': {hint}")
     return _REGISTRY[name]
@@ -71,8 +91,9 @@ def info(name: str) -> ModelInfo:
 
 def get(name: str, **kwargs: Any) -> Network:
     """Build the description of a zoo model; ``kwargs`` such as ``num_classes`` or ``in_channels``
-    go to its builder."""
+    go to its builder. An alias builds the model under its registered name."""
     mi = info(name)
+    name = mi.name
     try:
         net = mi.fn(**{**mi.kwargs, **kwargs})
     except TypeError as e:

@@ -4,7 +4,10 @@
   (LRN, 5x5 branches, biases, dropout 0.4, two auxiliary classifiers of Section 5).
 - ``googlenet-tv``: torchvision's ``googlenet``: BatchNorm units, 3x3 where the paper has 5x5,
   named so that its ``state_dict`` is torchvision's, key for key.
-- ``bn-inception``: Ioffe & Szegedy 2015, "Batch Normalization", Figure 5 (Appendix).
+- ``bn-inception``: Ioffe & Szegedy 2015, "Batch Normalization", Figure 5 and the Appendix's text
+  (the first layer a separable convolution with depth multiplier 8).
+- ``bn-inception-caffe``: the widely used Caffe port: a plain 7x7 first layer, a bias on every
+  convolution before its BatchNorm.
 """
 
 from __future__ import annotations
@@ -185,41 +188,63 @@ BN_INCEPTION_FIG5: dict[str, tuple[int, int, int, int, int, str, int]] = {
 }
 
 
-def _cbr(i: int, filters: int, kernel: int = 1, stride: int = 1) -> list[Node]:
-    """Conv (no bias: BatchNorm's beta replaces it, Section 3.2), BatchNorm, ReLU. 'same' padding
-    keeps the stride-2 branches of 3c/4e the size of their pool at odd sizes too."""
-    return [Conv(name=f"conv{i}", filters=filters, kernel=kernel, stride=stride, padding="same", bias=False),
+def _cbr(i: int, filters: int, kernel: int = 1, stride: int = 1, bias: bool = False) -> list[Node]:
+    """Conv (no bias as published: BatchNorm's beta replaces it, Section 3.2), BatchNorm, ReLU. 'same'
+    padding keeps the stride-2 branches of 3c/4e the size of their pool at odd sizes too."""
+    return [Conv(name=f"conv{i}", filters=filters, kernel=kernel, stride=stride, padding="same", bias=bias),
             BatchNorm(name=f"bn{i}", eps=1e-3), ReLU(name=f"relu{i}")]
 
 
-def _bn_module(name: str, c1: int, r3: int, c3: int, rd: int, cd: int, pool: str, proj: int) -> Node:
+def _bn_module(name: str, c1: int, r3: int, c3: int, rd: int, cd: int, pool: str, proj: int,
+               bias: bool = False) -> Node:
     stride = 1 if c1 else 2
     branches: list[Node] = []
     if c1:
-        branches.append(seq("branch1x1", *_cbr(1, c1)))
-    branches.append(seq("branch3x3", *_cbr(1, r3), *_cbr(2, c3, 3, stride)))
-    branches.append(seq("branch3x3dbl", *_cbr(1, rd), *_cbr(2, cd, 3), *_cbr(3, cd, 3, stride)))
+        branches.append(seq("branch1x1", *_cbr(1, c1, bias=bias)))
+    branches.append(seq("branch3x3", *_cbr(1, r3, bias=bias), *_cbr(2, c3, 3, stride, bias)))
+    branches.append(seq("branch3x3dbl", *_cbr(1, rd, bias=bias), *_cbr(2, cd, 3, bias=bias),
+                        *_cbr(3, cd, 3, stride, bias)))
     if stride == 2:
         branches.append(seq("branch_pool", _same_pool("pool")))
     else:
         p = (AvgPool(name="pool", kernel=3, stride=1, padding="same", count_include_pad=False) if pool == "avg"
              else _same_pool("pool", 1))
-        branches.append(seq("branch_pool", p, *_cbr(1, proj)))
+        branches.append(seq("branch_pool", p, *_cbr(1, proj, bias=bias)))
     return concat(f"inception_{name}", *branches)
 
 
+def _separable_conv1(in_channels: int) -> list[Node]:
+    """Figure 5's "convolution*" row, as the Appendix words it: "separable convolution with depth
+    multiplier 8 on the first convolutional layer". A 7x7/2 depthwise convolution gives each input
+    channel 8 maps (3 -> 24), a 1x1 convolution mixes them to 64; nothing sits between the two (as
+    in a separable convolution), and BatchNorm and ReLU follow the pair. No biases."""
+    return [Conv(name="conv1_depthwise", filters=8 * in_channels, kernel=7, stride=2, padding="same",
+                 groups=in_channels, bias=False),
+            *_cbr(1, 64)]
+
+
+_BN_DESCRIPTION = ("Inception v2: BatchNorm after every conv, 5x5 as two 3x3, stride-2 modules 3c/4e, no dropout. "
+                   "Figure 5's output-size column contradicts its filter columns at 3c, 4c, 4d and 4e "
+                   "(3c: 28x28x576 for a stride-2 module; 4c, 4d: 576 where the filters give 608; "
+                   "4e: 14x14x1024 for 7x7x1056); the filter columns are followed")
+
+
+@register("bn-inception-caffe", paper=PAPER_BN + " (Caffe port)", year=2015, input=(3, 224, 224), caffe=True,
+          description=_BN_DESCRIPTION + ". The widely used Caffe port: a plain 7x7/2 first layer and a bias on "
+                                        "every convolution before its BatchNorm")
 @register("bn-inception", paper=PAPER_BN, year=2015, input=(3, 224, 224),
           accuracy="ensemble of 6 BN-Inception networks: 4.9% top-5 validation error",
-          description="Inception v2: BatchNorm after every conv, 5x5 as two 3x3, stride-2 modules 3c/4e, no dropout")
-def bn_inception(num_classes: int = 1000, in_channels: int = 3) -> Network:
+          description=_BN_DESCRIPTION + ". First layer: a separable 7x7/2 convolution, depth multiplier 8 "
+                                        "(3 -> 24 depthwise, 1x1 to 64), as the Appendix says")
+def bn_inception(num_classes: int = 1000, in_channels: int = 3, caffe: bool = False) -> Network:
+    """Ioffe & Szegedy 2015, Appendix and Figure 5; ``caffe`` builds the Caffe port's variant."""
     f = BN_INCEPTION_FIG5
-    # The first row is a plain 7x7/2 convolution here (as in the widely used Caffe BN-Inception);
-    # Google's TensorFlow release makes it a depthwise-separable one.
+    conv1 = _cbr(1, 64, 7, 2, bias=True) if caffe else _separable_conv1(in_channels)
     layers: list[Node] = [
-        *_cbr(1, 64, 7, 2), _same_pool("pool1"),
-        *_cbr(2, 64), *_cbr(3, 192, 3), _same_pool("pool2"),
-        *(_bn_module(k, *v) for k, v in f.items()),
+        *conv1, _same_pool("pool1"),
+        *_cbr(2, 64, bias=caffe), *_cbr(3, 192, 3, bias=caffe), _same_pool("pool2"),
+        *(_bn_module(k, *v, bias=caffe) for k, v in f.items()),
         AvgPool(name="avgpool", kernel=7, stride=1), Flatten(name="flatten"),
         Dense(name="fc", units=num_classes), Softmax(name="softmax"),
     ]
-    return Network("bn-inception", tuple(layers), (in_channels, 224, 224))
+    return Network("bn-inception-caffe" if caffe else "bn-inception", tuple(layers), (in_channels, 224, 224))

@@ -1,5 +1,5 @@
 """Inception-v4, Inception-ResNet-v1 and Inception-ResNet-v2 (Szegedy, Ioffe, Vanhoucke & Alemi 2016,
-"Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning"), figure by figure.
+"Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning").
 
 Every convolution is conv + BatchNorm + ReLU ("V" in the figures: no padding, else 'same'), except
 the 1x1 "Linear" convolution closing each residual block: it has a bias and no BatchNorm, because
@@ -7,16 +7,20 @@ the paper normalizes "on top of the traditional layers, but not on top of the su
 Residuals are scaled before the addition (Sec. 3.3, "between 0.1 and 0.3"); the factors are those
 of the authors' TensorFlow-Slim release: 0.17 (35x35 blocks), 0.10 (17x17), 0.20 (8x8).
 
-``inception-resnet-v2-tf`` is that TensorFlow-Slim release (the network behind the published
-weights, also built by timm, Cadene's pretrainedmodels and pytorchcv): a different stem (a Mixed_5b
-module, 320 channels), 10/20/10 blocks, 1088 and 2080 channels, a final 1x1 conv to 1536.
+``inception-resnet-v2`` (alias ``inception-resnet-v2-tf``) is that TensorFlow-Slim release: the
+network behind the published weights, built under this name by Keras, timm, Cadene's
+pretrainedmodels and pytorchcv, and the one that fits Section 3.2's statement that
+Inception-ResNet-v2 matches the raw cost of Inception-v4 (12.25G MACs here, 13.16G for it). It has a
+different stem (a Mixed_5b module, 320 channels), 10/20/10 blocks, 1088 and 2080 channels and a
+final 1x1 conv to 1536. ``inception-resnet-v2-paper`` reconstructs Figures 15-19 as drawn (5/10/5
+blocks, 9.26G MACs, 0.76x Inception-v4); no trained network of that shape has been published.
 """
 
 from __future__ import annotations
 
 from ..layers import AvgPool, BatchNorm, Conv, Dense, Dropout, GlobalAvgPool, MaxPool, ReLU, Softmax
 from ..network import Network, Node, Sequential, concat, residual, seq
-from . import register
+from . import alias, register
 
 PAPER = "Szegedy et al., Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning"
 
@@ -195,7 +199,9 @@ def inception_v4(num_classes: int = 1000, in_channels: int = 3) -> Network:
 
 @register("inception-resnet-v1", paper=PAPER, year=2016, input=(3, 299, 299),
           accuracy="single crop top-1 21.3% / top-5 5.5% error (Table 2)",
-          description="Figure 15 with Figures 14, 10, 7, 11, 12, 13: 5/10/5 scaled residual Inception blocks, 1792 at 8x8")
+          description="Figure 15 with Figures 14, 10, 7, 11, 12, 13: 5/10/5 scaled residual Inception blocks, "
+                      "1792 at 8x8, a 1792 -> classes head. Ports that count 23,995,624 parameters build FaceNet's "
+                      "variant: a sixth, unscaled Inception-ResNet-C block and a 512-wide embedding before the classes")
 def inception_resnet_v1(num_classes: int = 1000, in_channels: int = 3) -> Network:
     a, b, c = SCALES
     layers: list[Node] = [
@@ -210,29 +216,15 @@ def inception_resnet_v1(num_classes: int = 1000, in_channels: int = 3) -> Networ
     return Network("inception-resnet-v1", tuple(layers), (in_channels, 299, 299))
 
 
-@register("inception-resnet-v2", paper=PAPER, year=2016, input=(3, 299, 299),
-          accuracy="single crop top-1 19.9% / top-5 4.9% error (Table 2)",
-          description="Figure 15 with Figures 3, 16, 7, 17, 18, 19: 5/10/5 scaled residual blocks, 1152 / 2144 channels")
+@register("inception-resnet-v2", paper=PAPER + " (TensorFlow-Slim release)", year=2016, input=(3, 299, 299),
+          accuracy="single crop top-1 19.9% / top-5 4.9% error (Table 2); released weights: top-1 80.4%, top-5 95.3%",
+          description="the released Inception-ResNet-v2 (TF-Slim, Keras, timm, the PyTorch ports): Mixed_5b stem, "
+                      "10/20/10 blocks, 1088/2080 channels, 1x1 to 1536. Keras/TF count 55,813,192 trainable "
+                      "parameters because TF-Slim's BatchNorm has no gamma (30,272 fewer); cnnlab counts the "
+                      "PyTorch ports' affine BatchNorm")
 def inception_resnet_v2(num_classes: int = 1000, in_channels: int = 3) -> Network:
-    a, b, c = SCALES
-    # Figure 17 labels its 1x1 "1154" and Figure 19 "2048"; the sum needs the input's width,
-    # which Reduction-A (Table 1: 384 + 384 + 384 = 1152) and Figure 18 (1152 + 384 + 288 + 320 = 2144) set.
-    layers: list[Node] = [
-        _stem_v4(),
-        *(_block_a(f"inception_resnet_a{i}", 384, (32, 32, 32, 32, 48, 64), a) for i in range(1, 6)),
-        _reduction_a(256, 256, 384, 384),  # Table 1, Inception-ResNet-v2: 384 + 384 + 384 = 1152
-        *(_block_b(f"inception_resnet_b{i}", 1152, (192, 128, 160, 192), b) for i in range(1, 11)),
-        _reduction_b_resnet(384, 288, (288, 320)),
-        *(_block_c(f"inception_resnet_c{i}", 2144, (192, 192, 224, 256), c) for i in range(1, 6)),
-        *_head(num_classes),
-    ]
-    return Network("inception-resnet-v2", tuple(layers), (in_channels, 299, 299))
-
-
-@register("inception-resnet-v2-tf", paper=PAPER + " (TensorFlow-Slim release)", year=2016, input=(3, 299, 299),
-          accuracy="released weights: top-1 80.4%, top-5 95.3%",
-          description="the released Inception-ResNet-v2: Mixed_5b stem, 10/20/10 blocks, 1088/2080 channels, 1x1 to 1536")
-def inception_resnet_v2_tf(num_classes: int = 1000, in_channels: int = 3) -> Network:
+    """The network of the authors' TensorFlow-Slim release, which its maintainers describe as the one
+    the paper intended; Section 3.2 says Inception-ResNet-v2 costs about as much as Inception-v4."""
     a, b, c = SCALES
     layers: list[Node] = [
         _stem_tf(),
@@ -245,4 +237,28 @@ def inception_resnet_v2_tf(num_classes: int = 1000, in_channels: int = 3) -> Net
         seq("conv_7b", *_convs((1536, 1))),
         *_head(num_classes),
     ]
-    return Network("inception-resnet-v2-tf", tuple(layers), (in_channels, 299, 299))
+    return Network("inception-resnet-v2", tuple(layers), (in_channels, 299, 299))
+
+
+alias("inception-resnet-v2-tf", "inception-resnet-v2")
+
+
+@register("inception-resnet-v2-paper", paper=PAPER + " (figures as drawn)", year=2016, input=(3, 299, 299),
+          description="Figure 15 with Figures 3, 16, 7, 17, 18, 19 as drawn: 5/10/5 scaled residual blocks. "
+                      "Two widths are forced: Figure 17's '1154 Linear' is built as 1152 and Figure 19's "
+                      "'2048 Linear' as 2144, because an identity residual needs its input's width. "
+                      "No trained network of this shape exists, so no accuracy is given")
+def inception_resnet_v2_paper(num_classes: int = 1000, in_channels: int = 3) -> Network:
+    a, b, c = SCALES
+    # Figure 17 labels its 1x1 "1154" and Figure 19 "2048"; the sum needs the input's width,
+    # which Reduction-A (Table 1: 384 + 384 + 384 = 1152) and Figure 18 (1152 + 384 + 288 + 320 = 2144) set.
+    layers: list[Node] = [
+        _stem_v4(),
+        *(_block_a(f"inception_resnet_a{i}", 384, (32, 32, 32, 32, 48, 64), a) for i in range(1, 6)),
+        _reduction_a(256, 256, 384, 384),  # Table 1, Inception-ResNet-v2: 384 + 384 + 384 = 1152
+        *(_block_b(f"inception_resnet_b{i}", 1152, (192, 128, 160, 192), b) for i in range(1, 11)),
+        _reduction_b_resnet(384, 288, (288, 320)),
+        *(_block_c(f"inception_resnet_c{i}", 2144, (192, 192, 224, 256), c) for i in range(1, 6)),
+        *_head(num_classes),
+    ]
+    return Network("inception-resnet-v2-paper", tuple(layers), (in_channels, 299, 299))
