@@ -150,3 +150,16 @@ def test_zoo_get_lets_a_bug_inside_a_builder_propagate(monkeypatch: pytest.Monke
         zoo.get("broken-net")
     with pytest.raises(CnnlabError, match="model 'broken-net'"):
         zoo.get("broken-net", depth=3)
+
+
+def test_every_zoo_model_is_named_in_the_module_that_registers_it() -> None:
+    """Models registered in loops stay greppable: each name is written out in its module's source."""
+    import inspect
+    import re
+
+    missing = []
+    for name in zoo.names():
+        source = inspect.getsource(sys.modules[zoo.info(name).fn.__module__])
+        if not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", source):
+            missing.append(name)
+    assert not missing, f"write these names in their zoo module (a docstring table will do): {missing}"

@@ -13,6 +13,7 @@ from ..errors import CnnlabError
 from ..layers import fmt_shape
 from ..network import Network
 from .diagram import svg
+from .numbers import count, human
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#111;max-width:1400px}
@@ -30,18 +31,6 @@ tr.find td:first-child{color:#b45309}
 .diagram{overflow:auto;max-height:1200px;border:1px solid #eee;border-radius:8px;padding:8px}
 .conv{font-size:12px;color:#6b7280;margin-top:24px}
 """
-
-
-def _n(v: int) -> str:
-    return f"{v:,}" if v else "-"
-
-
-def _human(v: float) -> str:
-    for unit in ("", "K", "M", "G", "T"):
-        if abs(v) < 1000:
-            return f"{v:.3g}{unit}"
-        v /= 1000
-    return f"{v:.3g}P"
 
 
 def line_chart(title: str, series: dict[str, list[tuple[float, float]]], w: int = 420, h: int = 240) -> str:
@@ -107,11 +96,11 @@ def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = Non
     t, sp = a.totals, a.split
     meta = a.meta
     paper = f"{escape(str(meta.get('paper', '')))} ({meta.get('year', '')})" if meta.get("paper") else ""
-    cards = [("parameters", _human(t["params"]), f"{t['params']:,}"),
-             ("MACs", _human(t["macs"]), f"{_human(2 * t['macs'])} FLOPs"),
-             ("buffers", _human(t["buffers"]), "BatchNorm statistics"),
-             ("conv / dense params", f"{_human(sp['conv']['params'])} / {_human(sp['dense']['params'])}", ""),
-             ("activations", _human(t["activation_size"]), f"{a.memory['activation_bytes'] / 2**20:.1f} MiB fp32"),
+    cards = [("parameters", human(t["params"]), f"{t['params']:,}"),
+             ("MACs", human(t["macs"]), f"{human(2 * t['macs'])} FLOPs"),
+             ("buffers", human(t["buffers"]), "BatchNorm statistics"),
+             ("conv / dense params", f"{human(sp['conv']['params'])} / {human(sp['dense']['params'])}", ""),
+             ("activations", human(t["activation_size"]), f"{a.memory['activation_bytes'] / 2**20:.1f} MiB fp32"),
              ("output", fmt_shape(a.output_shape), "")]
     rows = []
     for ly in a.layers:
@@ -119,11 +108,11 @@ def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = Non
         cls = ' class="find"' if ly.findings else ""
         name = "&nbsp;" * 2 * ly.depth + escape(ly.name) + (" (aux)" if ly.aux else "")
         rows.append(f"<tr{cls}><td>{name}</td><td>{ly.type}</td><td>{fmt_shape(ly.output_shape)}</td>"
-                    f"<td>{_n(ly.activation_size)}</td><td>{_n(ly.params)}</td><td>{_n(ly.buffers)}</td>"
-                    f"<td>{_n(ly.macs)}</td><td>{_n(ly.connections)}</td><td>{rh}x{rw}</td><td>{jh}x{jw}</td></tr>")
+                    f"<td>{count(ly.activation_size)}</td><td>{count(ly.params)}</td><td>{count(ly.buffers)}</td>"
+                    f"<td>{count(ly.macs)}</td><td>{count(ly.connections)}</td><td>{rh}x{rw}</td><td>{jh}x{jw}</td></tr>")
     rows.append(f"<tr><td><b>total</b></td><td></td><td>{fmt_shape(a.output_shape)}</td>"
-                f"<td>{_n(t['activation_size'])}</td><td><b>{_n(t['params'])}</b></td><td>{_n(t['buffers'])}</td>"
-                f"<td><b>{_n(t['macs'])}</b></td><td>{_n(t['connections'])}</td><td></td><td></td></tr>")
+                f"<td>{count(t['activation_size'])}</td><td><b>{count(t['params'])}</b></td><td>{count(t['buffers'])}</td>"
+                f"<td><b>{count(t['macs'])}</b></td><td>{count(t['connections'])}</td><td></td><td></td></tr>")
     findings = "".join(f"<li><b>{escape(f['layer'])}</b>: {escape(f['detail'])}</li>" for f in a.findings)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
