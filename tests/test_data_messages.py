@@ -54,7 +54,7 @@ def test_fetch_says_each_source_then_where_the_data_came_from(mirror: str, tmp_p
     assert len(train) == 7
     lines = _said(capsys.readouterr().err)
     cache = tmp_path / "cache" / "mnist"
-    assert lines[0] == f"cnnlab: MNIST: 4 of its 4 files are not in the cache {cache}; fetching them (about 11 MB)"
+    assert lines[0] == f"cnnlab: MNIST: not in the cache {cache}; fetching its 4 files (about 11 MB)"
     assert lines[1] == f"cnnlab: MNIST: fetching {DEAD}train-images-idx3-ubyte.gz"
     assert re.fullmatch(rf"cnnlab: MNIST: {re.escape(DEAD)} failed \(.+\); trying the next source", lines[2])
     fetched = [ln.removeprefix(f"cnnlab: MNIST: fetching {mirror}") for ln in lines[3:7]]
@@ -63,6 +63,15 @@ def test_fetch_says_each_source_then_where_the_data_came_from(mirror: str, tmp_p
 
     data.load("mnist", "test")  # the cache serves: nothing to say
     assert _said(capsys.readouterr().err) == []
+
+    for f in ("test.pt", "train.pt", "t10k-labels-idx1-ubyte"):  # one raw file lost: only it is fetched
+        (cache / f).unlink()
+    data.load("mnist", "test")
+    lines = _said(capsys.readouterr().err)
+    assert lines[:2] == [f"cnnlab: MNIST: 1 of its 4 files missing from the cache {cache}; fetching them",
+                         f"cnnlab: MNIST: fetching {DEAD}t10k-labels-idx1-ubyte.gz"]
+    assert lines[3:] == [f"cnnlab: MNIST: fetching {mirror}t10k-labels-idx1-ubyte.gz",
+                         f"cnnlab: MNIST: files from {mirror}; MD5 checksums passed; cached in {cache}"]
 
 
 def test_a_mirror_serving_a_wrong_file_is_named_and_the_next_one_used(mirror: str, server: tuple[str, Path],  # noqa: F811

@@ -48,6 +48,9 @@ def test_public_names_resolve_to_their_modules() -> None:
                                    "list_models"}
     assert cnnlab.analyze is analysis.analyze and cnnlab.diagnose is adapt.diagnose and cnnlab.apply is adapt.apply
     assert cnnlab.load_model is models.load_model
+    from cnnlab import torch_backend
+
+    assert cnnlab.build is torch_backend.build
     assert cnnlab.list_models() == zoo.names() and "lenet5" in cnnlab.list_models()
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         cnnlab.nope  # noqa: B018

@@ -178,8 +178,9 @@ def _fill(root: Path, attempts: Attempts) -> dict[str, dict[str, Any]] | None:
     for _ in range(2):  # a second round replaces a cached file that failed its checksum
         missing = [n for n in RAW_MD5 if not (root / n).is_file()]
         if missing:
-            sources.say(f"MNIST: {len(missing)} of its 4 files are not in the cache {root}; fetching them "
-                        "(about 11 MB)")
+            sources.say(f"MNIST: not in the cache {root}; fetching its 4 files (about 11 MB)"
+                        if len(missing) == len(RAW_MD5) else
+                        f"MNIST: {len(missing)} of its 4 files missing from the cache {root}; fetching them")
             _from_mirrors(root, missing, attempts)
             missing = [n for n in missing if not (root / n).is_file()]
             if missing:
