@@ -29,9 +29,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def make_parser() -> Parser:
-    from . import commands
+    from . import __version__, commands
 
     parser = Parser(prog="cnnlab", description="A workbench for convolutional neural networks.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     mods = [importlib.import_module(f"{commands.__name__}.{m.name}")
             for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]

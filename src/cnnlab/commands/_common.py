@@ -82,72 +82,19 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_network(args: argparse.Namespace) -> Any:
-    """The network named by MODEL: a spec file when it looks like one, else a zoo model."""
-    from pathlib import Path
+    """The network named by MODEL and its options (see :func:`cnnlab.models.load_model`)."""
+    from ..models import load_model
 
-    from .. import zoo
-    from ..network import load_spec
-
-    model = args.model
-    shortcut = getattr(args, "shortcut", None)
-    spec = model.lower().endswith((".yaml", ".yml", ".json")) or Path(model).is_file()
-    if shortcut is not None and (spec or ":" in model):
-        raise CnnlabError(f"--shortcut applies to the zoo's ResNets, not to {model}: a spec file or a module "
-                          "keeps the shortcuts it describes")
-    if spec:
-        return load_spec(model)
-    if ":" in model:
-        return _trace_module(model, getattr(args, "input", None), getattr(args, "layout", "chw"))
-    kw: dict[str, Any] = {}
-    if shortcut is not None:
-        if "shortcut" not in _builder_parameters(model):
-            takers = [n for n in zoo.names() if "shortcut" in _builder_parameters(n)]
-            raise CnnlabError(f"model '{model}' has no shortcut option: --shortcut applies to the ResNets "
-                              f"({', '.join(takers[:3])}, ...: {len(takers)} models)")
-        kw["shortcut"] = shortcut
-    for opt, key in (("num_classes", "num_classes"), ("in_channels", "in_channels"), ("aux", "aux_logits")):
-        v = getattr(args, opt, None)
-        if v is not None:
-            if isinstance(v, int) and not isinstance(v, bool) and v < 1:
-                raise CnnlabError(f"--{opt.replace('_', '-')} must be >= 1, got {v}")
-            kw[key] = v
-    return zoo.get(model, **kw)
+    return load_model(args.model, num_classes=getattr(args, "num_classes", None),
+                      in_channels=getattr(args, "in_channels", None), aux=getattr(args, "aux", None),
+                      shortcut=getattr(args, "shortcut", None), input_shape=trace_input(args))
 
 
-def _builder_parameters(name: str) -> Any:
-    """The parameters the registered builder of zoo model ``name`` takes (for options that only
-    some models have)."""
-    import inspect
+def trace_input(args: argparse.Namespace) -> tuple[int, int, int] | None:
+    """``--input`` when MODEL is a module to trace (which has no design input of its own), else None."""
+    from ..models import is_spec
 
-    from .. import zoo
-
-    return inspect.signature(zoo.info(name).fn).parameters
-
-
-def _trace_module(ref: str, input_text: str | None, layout: str) -> Any:
-    """``pkg.module:Class`` or ``file.py:Class`` -> instantiate with no arguments and trace it."""
-    import importlib
-    import importlib.util
-    from pathlib import Path
-
-    from ..trace import trace
-
-    where, _, attr = ref.rpartition(":")
-    if not input_text:
-        raise CnnlabError(f"tracing {ref} needs --input CxHxW (a module has no design input)")
-    try:
-        if where.endswith(".py"):
-            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
-            if spec is None or spec.loader is None or not Path(where).is_file():
-                raise ImportError(f"no file {where}")
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(where)
-        obj = getattr(mod, attr)
-    except (ImportError, AttributeError) as e:
-        raise CnnlabError(f"cannot load {ref}: {e}; give file.py:Class or package.module:Class") from None
-    from torch import nn
-
-    model = obj if isinstance(obj, nn.Module) else obj()  # an instance, a class or a factory function
-    return trace(model, parse_shape(input_text, layout), name=attr)
+    text = getattr(args, "input", None)
+    if not text or ":" not in args.model or is_spec(args.model):
+        return None
+    return parse_shape(text, getattr(args, "layout", "chw"))

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from ..errors import CnnlabError
-from ._common import add_format_arg, add_input_args, add_model_args, load_network, model_input, print_json
+from ._common import add_format_arg, add_input_args, add_model_args, model_input, print_json, trace_input
 
 NAME = "adapt"
 HELP = "diagnose a model at a new input, channel or class count, and rank concrete fixes"
@@ -52,13 +52,14 @@ def _shape(args: argparse.Namespace, design: tuple[int, ...]) -> tuple[int, int,
 
 def run(args: argparse.Namespace) -> int:
     from ..adapt import apply, diagnose
+    from ..models import load_model
 
     if (args.save or args.check) and not args.apply:
         raise CnnlabError("--save and --check need --apply N: pick a fix first")
     if args.num_classes is not None and args.num_classes < 1:
         raise CnnlabError(f"--num-classes must be >= 1, got {args.num_classes}")
     # The design: the model as published; channels and classes are changes the diagnosis prices.
-    net = load_network(argparse.Namespace(**{**vars(args), "num_classes": None, "in_channels": None}))
+    net = load_model(args.model, aux=args.aux, shortcut=args.shortcut, input_shape=trace_input(args))
     report = diagnose(net, _shape(args, net.input_shape), num_classes=args.num_classes, rounding=args.rounding)
     if args.apply:
         fix = report.fix(int(args.apply) if args.apply.isdigit() else args.apply)

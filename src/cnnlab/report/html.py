@@ -13,6 +13,7 @@ from ..errors import CnnlabError
 from ..layers import fmt_shape
 from ..network import Network
 from .diagram import svg
+from .numbers import count, human
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#111;max-width:1400px}
@@ -32,30 +33,40 @@ tr.find td:first-child{color:#b45309}
 """
 
 
-def _n(v: int) -> str:
-    return f"{v:,}" if v else "-"
+def _legend_rows(names: list[str], x0: float, x1: float) -> list[list[tuple[float, str]]]:
+    """Legend entries packed left to right in rows between ``x0`` and ``x1`` (about 5.6 px a character)."""
+    rows: list[list[tuple[float, str]]] = [[]]
+    x = x0
+    for name in names:
+        width = 22 + 5.6 * len(name)
+        if rows[-1] and x + width > x1:
+            rows.append([])
+            x = x0
+        rows[-1].append((x, name))
+        x += width + 10
+    return rows
 
 
-def _human(v: float) -> str:
-    for unit in ("", "K", "M", "G", "T"):
-        if abs(v) < 1000:
-            return f"{v:.3g}{unit}"
-        v /= 1000
-    return f"{v:.3g}P"
-
-
-def line_chart(title: str, series: dict[str, list[tuple[float, float]]], w: int = 420, h: int = 240) -> str:
-    """A small SVG line chart with axes and a legend."""
+def line_chart(title: str, series: dict[str, list[tuple[float, float]]], w: int = 420, h: int = 240,
+               guides: dict[str, float] | None = None) -> str:
+    """A small SVG line chart with axes, dashed horizontal ``guides`` and a legend in rows below the
+    ``w`` x ``h`` chart, where it cannot cover the curves."""
+    guides = guides or {}
     pts = [p for s in series.values() for p in s]
     if not pts:
         return ""
     x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
-    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    y0 = min([p[1] for p in pts] + list(guides.values()))
+    y1 = max([p[1] for p in pts] + list(guides.values()))
     if x1 == x0:
         x1 = x0 + 1
     if y1 == y0:
         y1 = y0 + 1
     ml, mr, mt, mb = 48, 12, 24, 30
+    colors = ["#2563eb", "#dc2626", "#059669", "#d97706"]
+    entries = [(name, colors[i % len(colors)], False) for i, name in enumerate(series)]
+    entries += [(name, "#6b7280", True) for name in guides]
+    rows = _legend_rows([e[0] for e in entries], ml, w - mr)
 
     def sx(x: float) -> float:
         return ml + (x - x0) / (x1 - x0) * (w - ml - mr)
@@ -63,21 +74,28 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], w: int 
     def sy(y: float) -> float:
         return h - mb - (y - y0) / (y1 - y0) * (h - mt - mb)
 
-    colors = ["#2563eb", "#dc2626", "#059669", "#d97706"]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="system-ui" font-size="10">',
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 6 + 13 * len(rows)}" '
+           'font-family="system-ui" font-size="10">',
            f'<text x="{ml}" y="14" font-size="12" font-weight="600">{escape(title)}</text>',
            f'<path d="M{ml},{mt} L{ml},{h - mb} L{w - mr},{h - mb}" stroke="#9ca3af" fill="none"/>']
+    placed = [(x, h + 4 + 13 * r, name) for r, row in enumerate(rows) for x, name in row]
+    for (x, y, name), (_, c, dashed) in zip(placed, entries):
+        dash = ' stroke-dasharray="4 3"' if dashed else ""
+        out.append(f'<path d="M{x:.1f},{y - 3} l16,0" stroke="{c}" stroke-width="2"{dash}/>')
+        out.append(f'<text x="{x + 20:.1f}" y="{y}" fill="{c}">{escape(name)}</text>')
     for i in range(5):
         yv = y0 + (y1 - y0) * i / 4
         out.append(f'<text x="{ml - 4}" y="{sy(yv) + 3:.1f}" text-anchor="end" fill="#6b7280">{yv:.3g}</text>')
     out.append(f'<text x="{ml}" y="{h - 12}" fill="#6b7280">epoch {x0:g}</text>')
     out.append(f'<text x="{w - mr}" y="{h - 12}" text-anchor="end" fill="#6b7280">{x1:g}</text>')
-    for i, (name, s) in enumerate(series.items()):
+    for name, yv in guides.items():
+        out.append(f'<path d="M{ml},{sy(yv):.1f} L{w - mr},{sy(yv):.1f}" stroke="#6b7280" stroke-width="1" '
+                   f'stroke-dasharray="4 3"><title>{escape(name)}</title></path>')
+    for i, (_name, s) in enumerate(series.items()):
         c = colors[i % len(colors)]
         d = " ".join(f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(s))
         out.append(f'<path d="{d}" stroke="{c}" stroke-width="2" fill="none"/>')
         out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{c}"/>' for x, y in s]
-        out.append(f'<text x="{w - mr - 90}" y="{mt + 12 * i}" fill="{c}">{escape(name)}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -95,11 +113,21 @@ def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return data
 
 
-def curves(metrics: list[dict[str, Any]]) -> str:
+def curves(metrics: list[dict[str, Any]], label_smoothing: float | None = None,
+           num_classes: int | None = None) -> str:
+    """Loss and accuracy charts; a label-smoothed training loss is named as such, with its floor."""
+    from ..train.plots import loss_setup, smoothing_floor, train_loss_label
+
     def series(key: str) -> list[tuple[float, float]]:
         return [(m["epoch"], m[key]) for m in metrics if m.get(key) is not None]
 
-    return line_chart("loss", {"train": series("train_loss"), "validation": series("val_loss")}) + \
+    ls, k = loss_setup(metrics, label_smoothing, num_classes)
+    note = train_loss_label(ls)
+    loss = {f"train ({note})" if note else "train": series("train_loss"),
+            "validation (plain cross-entropy)" if note else "validation": series("val_loss")}
+    guides = {f"least training loss with smoothing ({smoothing_floor(ls, k):.2f})": smoothing_floor(ls, k)} \
+        if note and k else {}
+    return line_chart("loss", loss, guides=guides) + \
         line_chart("accuracy", {"train": series("train_acc"), "validation": series("val_acc")})
 
 
@@ -109,11 +137,11 @@ def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = Non
     paper = f"{escape(str(meta.get('paper', '')))} ({meta.get('year', '')})" if meta.get("paper") else ""
     tr = a.training_totals
     train = (lambda k: f" · training, with auxiliary heads: {tr[k]:,}") if a.aux_totals else (lambda k: "")
-    cards = [("parameters", _human(t["params"]), f"{t['params']:,}{train('params')}"),
-             ("MACs", _human(t["macs"]), f"{_human(2 * t['macs'])} FLOPs{train('macs')}"),
-             ("buffers", _human(t["buffers"]), "BatchNorm statistics"),
-             ("conv / dense params", f"{_human(sp['conv']['params'])} / {_human(sp['dense']['params'])}", ""),
-             ("activations", _human(t["activation_size"]),
+    cards = [("parameters", human(t["params"]), f"{t['params']:,}{train('params')}"),
+             ("MACs", human(t["macs"]), f"{human(2 * t['macs'])} FLOPs{train('macs')}"),
+             ("buffers", human(t["buffers"]), "BatchNorm statistics"),
+             ("conv / dense params", f"{human(sp['conv']['params'])} / {human(sp['dense']['params'])}", ""),
+             ("activations", human(t["activation_size"]),
               f"{a.memory['activation_bytes'] / 2**20:.1f} MiB fp32{' in training' if a.aux_totals else ''}"),
              ("output", fmt_shape(a.output_shape), "")]
     rows = []
@@ -122,11 +150,11 @@ def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = Non
         cls = ' class="find"' if ly.findings else ""
         name = "&nbsp;" * 2 * ly.depth + escape(ly.name) + (" (aux)" if ly.aux else "")
         rows.append(f"<tr{cls}><td>{name}</td><td>{ly.type}</td><td>{fmt_shape(ly.output_shape)}</td>"
-                    f"<td>{_n(ly.activation_size)}</td><td>{_n(ly.params)}</td><td>{_n(ly.buffers)}</td>"
-                    f"<td>{_n(ly.macs)}</td><td>{_n(ly.connections)}</td><td>{rh}x{rw}</td><td>{jh}x{jw}</td></tr>")
+                    f"<td>{count(ly.activation_size)}</td><td>{count(ly.params)}</td><td>{count(ly.buffers)}</td>"
+                    f"<td>{count(ly.macs)}</td><td>{count(ly.connections)}</td><td>{rh}x{rw}</td><td>{jh}x{jw}</td></tr>")
     rows.append(f"<tr><td><b>total</b></td><td></td><td>{fmt_shape(a.output_shape)}</td>"
-                f"<td>{_n(t['activation_size'])}</td><td><b>{_n(t['params'])}</b></td><td>{_n(t['buffers'])}</td>"
-                f"<td><b>{_n(t['macs'])}</b></td><td>{_n(t['connections'])}</td><td></td><td></td></tr>")
+                f"<td>{count(t['activation_size'])}</td><td><b>{count(t['params'])}</b></td><td>{count(t['buffers'])}</td>"
+                f"<td><b>{count(t['macs'])}</b></td><td>{count(t['connections'])}</td><td></td><td></td></tr>")
     findings = "".join(f"<li><b>{escape(f['layer'])}</b>: {escape(f['detail'])}</li>" for f in a.findings)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",

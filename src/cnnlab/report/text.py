@@ -10,23 +10,12 @@ from rich.table import Table
 
 from ..analysis import CONVENTIONS, Analysis
 from ..layers import fmt_shape
+from .numbers import count, human
 
 
 def console() -> Console:
     width = shutil.get_terminal_size((160, 40)).columns if sys.stdout.isatty() else 160
     return Console(width=max(width, 100), highlight=False)
-
-
-def _n(v: int) -> str:
-    return f"{v:,}" if v else "-"
-
-
-def _human(v: float) -> str:
-    for unit in ("", "K", "M", "G", "T"):
-        if abs(v) < 1000:
-            return f"{v:.3g}{unit}"
-        v /= 1000
-    return f"{v:.3g}P"
 
 
 def _bytes(v: float) -> str:
@@ -50,20 +39,20 @@ def summary_table(a: Analysis) -> Table:
     for i, ly in enumerate(a.layers):
         for b in starts.get(i, []):
             t.add_row(f"[bold cyan]{'  ' * b.depth}{b.name}[/]", f"[cyan]{b.type}[/]", f"[cyan]{fmt_shape(b.output_shape)}[/]",
-                      "", f"[cyan]{_n(b.params)}[/]", "", f"[cyan]{_n(b.macs)}[/]", "", "", "")
+                      "", f"[cyan]{count(b.params)}[/]", "", f"[cyan]{count(b.macs)}[/]", "", "", "")
         (rh, jh), (rw, jw) = ly.rf
         flag = " [yellow]![/]" if ly.findings else ""
         name = "  " * ly.depth + ly.name + (" [dim](aux)[/]" if ly.aux else "") + flag
-        t.add_row(name, ly.type, fmt_shape(ly.output_shape), _n(ly.activation_size), _n(ly.params),
-                  _n(ly.buffers), _n(ly.macs), _n(ly.connections), f"{rh}x{rw}", f"{jh}x{jw}")
+        t.add_row(name, ly.type, fmt_shape(ly.output_shape), count(ly.activation_size), count(ly.params),
+                  count(ly.buffers), count(ly.macs), count(ly.connections), f"{rh}x{rw}", f"{jh}x{jw}")
     tot = a.totals
     t.add_section()
-    t.add_row("[bold]total[/]", "", fmt_shape(a.output_shape), _n(tot["activation_size"]), _n(tot["params"]),
-              _n(tot["buffers"]), _n(tot["macs"]), _n(tot["connections"]), "", "")
+    t.add_row("[bold]total[/]", "", fmt_shape(a.output_shape), count(tot["activation_size"]), count(tot["params"]),
+              count(tot["buffers"]), count(tot["macs"]), count(tot["connections"]), "", "")
     if a.aux_totals:
         x = a.aux_totals
-        t.add_row("[dim]auxiliary heads[/]", "", "", _n(x["activation_size"]), _n(x["params"]), _n(x["buffers"]),
-                  _n(x["macs"]), _n(x["connections"]), "", "")
+        t.add_row("[dim]auxiliary heads[/]", "", "", count(x["activation_size"]), count(x["params"]), count(x["buffers"]),
+                  count(x["macs"]), count(x["connections"]), "", "")
     return t
 
 
@@ -78,15 +67,15 @@ def render_summary(a: Analysis, explain: bool = False, con: Console | None = Non
     tot, sp, mem = a.totals, a.split, a.memory
     pct = lambda x, n: f"{100 * x / n:.1f}%" if n else "0%"  # noqa: E731
     con.print(
-        f"Params {tot['params']:,} ({_human(tot['params'])}{_training(a, 'params', ' with the auxiliary heads')}), "
+        f"Params {tot['params']:,} ({human(tot['params'])}{_training(a, 'params', ' with the auxiliary heads')}), "
         f"buffers {tot['buffers']:,}; "
-        f"MACs {tot['macs']:,} ({_human(tot['macs'])}, {_human(2 * tot['macs'])} FLOPs{_training(a, 'macs')})"
+        f"MACs {tot['macs']:,} ({human(tot['macs'])}, {human(2 * tot['macs'])} FLOPs{_training(a, 'macs')})"
     )
     con.print(
-        f"Conv vs dense: params {_human(sp['conv']['params'])} ({pct(sp['conv']['params'], tot['params'])}) / "
-        f"{_human(sp['dense']['params'])} ({pct(sp['dense']['params'], tot['params'])}); "
-        f"MACs {_human(sp['conv']['macs'])} ({pct(sp['conv']['macs'], tot['macs'])}) / "
-        f"{_human(sp['dense']['macs'])} ({pct(sp['dense']['macs'], tot['macs'])})"
+        f"Conv vs dense: params {human(sp['conv']['params'])} ({pct(sp['conv']['params'], tot['params'])}) / "
+        f"{human(sp['dense']['params'])} ({pct(sp['dense']['params'], tot['params'])}); "
+        f"MACs {human(sp['conv']['macs'])} ({pct(sp['conv']['macs'], tot['macs'])}) / "
+        f"{human(sp['dense']['macs'])} ({pct(sp['dense']['macs'], tot['macs'])})"
     )
     con.print(
         f"Memory (fp{8 * mem['bytes_per_value']}{', network and auxiliary heads' if a.aux_totals else ''}): "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -91,13 +92,18 @@ def info(name: str) -> ModelInfo:
 
 def get(name: str, **kwargs: Any) -> Network:
     """Build the description of a zoo model; ``kwargs`` such as ``num_classes`` or ``in_channels``
-    go to its builder. An alias builds the model under its registered name."""
+    go to its builder. An alias builds the model under its registered name. Arguments the builder
+    does not take are the caller's mistake (one line); a TypeError raised inside the builder is a bug
+    and propagates."""
     mi = info(name)
     name = mi.name
+    args = {**mi.kwargs, **kwargs}
     try:
-        net = mi.fn(**{**mi.kwargs, **kwargs})
+        inspect.signature(mi.fn).bind(**args)
     except TypeError as e:
-        raise CnnlabError(f"model '{name}': {e}") from None
+        takes = ", ".join(p for p in inspect.signature(mi.fn).parameters if p not in mi.kwargs) or "no options"
+        raise CnnlabError(f"model '{name}': {e} (it takes: {takes})") from None
+    net = mi.fn(**args)
     meta = {"paper": mi.paper, "year": mi.year, "description": mi.description, **net.meta}
     if mi.accuracy:
         meta["accuracy"] = mi.accuracy

@@ -13,6 +13,17 @@ One residual-unit builder serves every variant; the differences are parameters:
 
 Every model uses torchvision's names (``conv1``, ``bn1``, ``layer1.0.conv1``,
 ``layer1.0.downsample.0``, ``fc``), so the ``-tv`` models load torchvision weights unchanged.
+
+Registered models (in loops over the depths, at the end of each section):
+
+- ImageNet, paper layout: ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``resnet152``
+- ImageNet, torchvision layout: ``resnet18-tv``, ``resnet34-tv``, ``resnet50-tv``, ``resnet101-tv``,
+  ``resnet152-tv``
+- ImageNet, pre-activation: ``resnet18-v2``, ``resnet34-v2``, ``resnet50-v2``, ``resnet101-v2``,
+  ``resnet152-v2``, ``resnet200-v2``
+- CIFAR-10 (Sec. 4.2): ``resnet20``, ``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``, ``resnet1202``
+- CIFAR-10, Keras pre-activation bottlenecks: ``resnet20-v2``, ``resnet29-v2``, ``resnet56-v2``,
+  ``resnet110-v2``, ``resnet164-v2``, ``resnet1001-v2``
 """
 
 from __future__ import annotations

@@ -6,6 +6,15 @@ out ``vgg11`` ... ``vgg19_bn``: ``features.N`` (convs, [BatchNorm], ReLUs, pools
 order), an adaptive 7x7 ``avgpool`` (the identity at the paper's 224x224 input; it keeps the
 classifier's 25088 inputs at other sizes), and ``classifier.N``. Configurations A-LRN and C are
 not in torchvision and follow the same naming.
+
+Registered models (the loop at the end registers each configuration plain and with BatchNorm):
+
+- A: ``vgg11``, ``vgg11-bn``
+- A-LRN: ``vgg11-lrn``, ``vgg11-lrn-bn``
+- B: ``vgg13``, ``vgg13-bn``
+- C: ``vgg16-c``, ``vgg16-c-bn``
+- D: ``vgg16``, ``vgg16-bn``
+- E: ``vgg19``, ``vgg19-bn``
 """
 
 from __future__ import annotations

@@ -1,0 +1,101 @@
+"""One way from a reference to a network, for Python and the CLI alike.
+
+A reference is a zoo name, a YAML/JSON spec file, or a PyTorch module written ``file.py:NAME`` or
+``package.module:NAME`` (traced at ``input_shape``). Only tracing imports torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import zoo
+from .errors import CnnlabError
+from .layers import Shape
+from .network import Network, load_spec
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def list_models() -> list[str]:
+    """The zoo's model names, in registration order."""
+    return zoo.names()
+
+
+def is_spec(ref: str) -> bool:
+    """A spec file is named like one or exists as a file (a zoo name never contains a suffix)."""
+    return ref.lower().endswith(SPEC_SUFFIXES) or Path(ref).is_file()
+
+
+def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | None = None,
+               aux: bool | None = None, shortcut: str | None = None, input_shape: Shape | None = None) -> Network:
+    """The network ``ref`` names.
+
+    ``num_classes``, ``in_channels``, ``aux`` (auxiliary classifiers) and ``shortcut`` (ResNet A/B/C)
+    are passed to a zoo builder; a spec file or a module keeps what it describes. ``input_shape``
+    (C, H, W) is required to trace a module, which has no design input.
+    """
+    if not isinstance(ref, str) or not ref:
+        raise CnnlabError(f"model reference {ref!r}: give a zoo name, a YAML/JSON spec file or file.py:NAME")
+    spec = is_spec(ref)
+    module = not spec and ":" in ref
+    if shortcut is not None and (spec or module):
+        raise CnnlabError(f"--shortcut applies to the zoo's ResNets, not to {ref}: a spec file or a module "
+                          "keeps the shortcuts it describes")
+    if spec:
+        return load_spec(ref)
+    if module:
+        return trace_module(ref, input_shape)
+    kw: dict[str, Any] = {}
+    if shortcut is not None:
+        if "shortcut" not in _builder_parameters(ref):
+            takers = [n for n in zoo.names() if "shortcut" in _builder_parameters(n)]
+            raise CnnlabError(f"model '{ref}' has no shortcut option: --shortcut applies to the ResNets "
+                              f"({', '.join(takers[:3])}, ...: {len(takers)} models)")
+        kw["shortcut"] = shortcut
+    for opt, key, v in (("num_classes", "num_classes", num_classes), ("in_channels", "in_channels", in_channels),
+                        ("aux", "aux_logits", aux)):
+        if v is not None:
+            if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+                raise CnnlabError(f"--{opt.replace('_', '-')} must be >= 1, got {v}")
+            kw[key] = v
+    return zoo.get(ref, **kw)
+
+
+def _builder_parameters(name: str) -> Mapping[str, inspect.Parameter]:
+    """The parameters of zoo model ``name``'s builder (for options that only some models have)."""
+    return inspect.signature(zoo.info(name).fn).parameters
+
+
+def trace_module(ref: str, input_shape: Shape | None) -> Network:
+    """``package.module:NAME`` or ``file.py:NAME`` (a module instance, a class or a factory taking no
+    arguments) traced at ``input_shape``."""
+    import importlib
+    import importlib.util
+
+    where, _, attr = ref.rpartition(":")
+    if input_shape is None:
+        raise CnnlabError(f"tracing {ref} needs --input CxHxW (input_shape=(C, H, W) in Python): "
+                          "a module has no design input")
+    if len(input_shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in input_shape):
+        raise CnnlabError(f"input_shape {input_shape!r}: give (C, H, W) as three positive integers")
+    try:
+        if where.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+            if spec is None or spec.loader is None or not Path(where).is_file():
+                raise ImportError(f"no file {where}")
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(where)
+        obj = getattr(mod, attr)
+    except (ImportError, AttributeError) as e:
+        raise CnnlabError(f"cannot load {ref}: {e}; give file.py:Class or package.module:Class") from None
+    from torch import nn
+
+    from .trace import trace
+
+    model = obj if isinstance(obj, nn.Module) else obj()  # an instance, a class or a factory function
+    return trace(model, tuple(input_shape), name=attr)
