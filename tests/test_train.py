@@ -172,6 +172,8 @@ def test_learns_and_writes_the_contract(tmp_path) -> None:
     assert rows == json.loads(json.dumps(hist))
     assert rows[-1]["val_acc"] >= 0.95 and rows[-1]["val_loss"] < rows[0]["val_loss"]
     assert all(r["images_per_s"] > 0 for r in rows)
+    # what the training loss measured, so curves and reports can label it against the validation loss
+    assert {(r["label_smoothing"], r["num_classes"]) for r in rows} == {(0.0, len(train.classes))}
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     ck = checkpoint.load(tmp_path / "best.pt")
     net, model, prep = ck.rebuild()

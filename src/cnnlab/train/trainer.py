@@ -416,7 +416,8 @@ class Trainer:
             row.update(val_loss=ev["loss"], val_acc=ev["top1"])
         else:
             row.update(val_loss=None, val_acc=None)
-        row.update(lr=lr, seconds=round(time.perf_counter() - t0, 3), images_per_s=round(sums[2] / train_s, 1))
+        row.update(lr=lr, seconds=round(time.perf_counter() - t0, 3), images_per_s=round(sums[2] / train_s, 1),
+                   label_smoothing=self.recipe.label_smoothing, num_classes=len(self.classes))
         return row
 
     def _diverged(self, epoch: int, step: int, lr: float) -> None:
