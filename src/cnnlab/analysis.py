@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from .errors import ShapeError
-from .layers import Calc, Explain, Layer, Shape, fmt_shape
+from .layers import Explain, Layer, LayerFigures, Shape, fmt_shape
 from .network import Aux, Concat, Network, Node, Residual, Sequential, is_inline
 
 CONVENTIONS = (
@@ -208,7 +208,7 @@ class _Walker:
         # Running totals after each row: a block's params and MACs are two subtractions.
         self.cum_params: list[int] = [0]
         self.cum_macs: list[int] = [0]
-        self.memo: dict[Any, Calc] = {}
+        self.memo: dict[Any, LayerFigures] = {}
 
     def node(self, node: Node, shape: Shape, rf: RF, prefix: str, depth: int, aux: bool) -> tuple[Shape, RF]:
         path = f"{prefix}.{node.name}" if prefix else node.name
@@ -265,8 +265,8 @@ class _Walker:
             return shape, rf
         raise TypeError(f"not a network node: {node!r}")
 
-    def calc(self, layer: Layer, shape: Shape, path: str) -> Calc:
-        """``layer.calc(shape)``, once per configuration and input: ResNet-152's 36 middle units
+    def figures(self, layer: Layer, shape: Shape, path: str) -> LayerFigures:
+        """``layer.figures(shape)``, once per configuration and input: ResNet-152's 36 middle units
         repeat the same three convolutions, which differ only in their names."""
         key: Any = (type(layer), _config(layer), shape)
         try:
@@ -276,10 +276,10 @@ class _Walker:
         if c is not None:
             return c
         try:
-            c = layer.calc(shape)
+            c = layer.figures(shape)
         except ShapeError:
             try:
-                layer.with_name(path).calc(shape)  # same error, with the full dotted name
+                layer.with_name(path).figures(shape)  # same error, with the full dotted name
             except ShapeError as e:
                 msg = str(e) if str(e).startswith("layer '") else f"layer '{path}' ({type(layer).__name__}): {e}"
                 raise ShapeError(msg) from None
@@ -289,7 +289,7 @@ class _Walker:
         return c
 
     def leaf(self, layer: Layer, shape: Shape, rf: RF, path: str, depth: int, aux: bool) -> tuple[Shape, RF]:
-        c = self.calc(layer, shape, path)
+        c = self.figures(layer, shape, path)
         rf2 = _rf_step(rf, c.rf)
         if c.rf is None and len(c.out) == 1 and len(shape) == 3:  # flattening: the whole map is seen
             h, w = shape[1], shape[2]

@@ -276,7 +276,7 @@ def _collect(nodes: tuple[Node, ...], shape: Shape) -> tuple[OrderedDict[str, nn
 
 def build_node(node: Node, shape: Shape) -> tuple[nn.Module, Shape]:
     if isinstance(node, Layer):
-        return node.build(shape), node.calc(shape).out
+        return node.build(shape), node.figures(shape).out
     if isinstance(node, Aux):
         mods, plan, _ = _collect(node.head, shape)
         return AuxModule(mods, plan), shape
