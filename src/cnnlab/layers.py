@@ -101,6 +101,7 @@ class LayerFigures:
     rf: RFStep | None = None
     explain: Explain | None = field(default=None, repr=False, compare=False)
     findings: tuple[tuple[str, str], ...] = ()  # (kind, detail)
+    axes: tuple[Axis, Axis] | None = None  # a sliding window's geometry, per spatial axis
 
     @property
     def notes(self) -> list[str]:
@@ -215,14 +216,15 @@ class Window(Layer):
         _, _, sh, pbh, _, _, _, span_h, _, oh, rem_h = ah  # one unpacking: cheaper than ten attribute reads
         _, _, sw, pbw, _, _, _, span_w, _, ow, rem_w = aw
         if oh < 1 or ow < 1:
-            for ax, dim in ((ah, "height"), (aw, "width")):
+            for i, (ax, dim) in enumerate(((ah, "height"), (aw, "width"))):
                 if ax.out < 1:
+                    hint = "use a larger input or less downsampling before it"
                     raise ShapeError(
                         f"layer '{self.name}': output {dim} {ax.expr()}: the {fmt_shape(s)} input is too small "
-                        f"for a {ax.span}-wide window; use a larger input or less downsampling before it"
+                        f"for a {ax.span}-wide window; {hint}", layer=self.name, axis=i, reason="too-small", hint=hint,
                     )
         fig = LayerFigures((channels, oh, ow), rf=((span_h, sh, pbh), (span_w, sw, pbw)),
-                    explain=lambda: [f"H: {ah.expr()}", f"W: {aw.expr()}"])
+                           explain=lambda: [f"H: {ah.expr()}", f"W: {aw.expr()}"], axes=(ah, aw))
         if rem_h or rem_w:  # every finding below is an inexact division
             fig.findings = self._findings(ah, aw)
         return fig
