@@ -26,12 +26,11 @@ def _classes_edits(net: Network, a: Analysis, num_classes: int) -> list[Edit]:
             groups.append([])
         last_aux = ly.aux
         (groups[-1] if ly.aux else groups[0]).append(ly)
-    lv = leaves(net)
     edits = []
     for g in groups:
-        outs = [ly.name for ly in g if type(ly.layer) in CLASSIFIERS]
-        if outs and getattr(lv[outs[-1]], "units", num_classes) != num_classes:
-            edits.append(Edit("set", outs[-1], {"units": num_classes}))
+        outs = [ly for ly in g if type(ly.layer) in CLASSIFIERS]
+        if outs and getattr(outs[-1].layer, "units", num_classes) != num_classes:
+            edits.append(Edit("set", outs[-1].name, {"units": num_classes}))
     if not any(type(ly.layer) in CLASSIFIERS for ly in groups[0]):
         raise CnnlabError(f"{net.name} has no dense output layer to resize to {num_classes} classes; "
                           "leave --num-classes out")
