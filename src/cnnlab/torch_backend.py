@@ -182,16 +182,16 @@ class _TorchFlow:
 
 
 class NodeModule(nn.Module):
-    """A composite node: the modules of its namespace, run as its kind says. While the owning
-    network trains, side outputs (auxiliary heads) go to ``sink``."""
+    """A composite node: the modules of its namespace, run as its kind says. ``side``: it has side
+    outputs (an auxiliary head), which go to ``sink`` while the owning network trains."""
 
     sink: list[torch.Tensor] | None = None
 
-    def __init__(self, node: Node, children: OrderedDict[str, nn.Module]) -> None:
+    def __init__(self, node: Node, children: OrderedDict[str, nn.Module], side: bool = False) -> None:
         super().__init__()
         for k, m in children.items():
             self.add_module(k, m)
-        self.node = node
+        self.node, self.side = node, side
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return kind_of(self.node).run(self.node, x, _TorchFlow(self._modules, self))
@@ -203,14 +203,17 @@ class CnnModule(nn.Sequential):
     sink: list[torch.Tensor] | None = None
 
     def __init__(self, modules: OrderedDict[str, nn.Module], name: str, input_shape: Shape,
-                 negate: bool = False, nodes: tuple[Node, ...] = ()) -> None:
+                 negate: bool = False, nodes: tuple[Node, ...] = (), side: bool = False) -> None:
         super().__init__(modules)
         self.name, self.input_shape, self.negate, self.nodes = name, input_shape, negate, nodes
-        self.composites = [m for m in self.modules() if isinstance(m, NodeModule)]
+        self.aux_heads: list[NodeModule | CnnModule] = [m for m in self.modules()
+                                                        if isinstance(m, NodeModule) and m.side]
+        if side:
+            self.aux_heads.append(self)
 
     def forward(self, x: torch.Tensor) -> Any:  # type: ignore[override]
-        sink: list[torch.Tensor] | None = [] if self.training else None
-        for m in self.composites:
+        sink: list[torch.Tensor] | None = [] if self.training and self.aux_heads else None
+        for m in self.aux_heads:
             m.sink = sink
         x = _TorchFlow(self._modules, self).chain(self.nodes, x)
         if self.negate:
@@ -223,6 +226,7 @@ class _BuildFlow:
 
     def __init__(self) -> None:
         self.mods: OrderedDict[str, nn.Module] = OrderedDict()
+        self.side_outputs = False
 
     def chain(self, nodes: tuple[Node, ...], shape: Shape) -> Shape:
         for n in nodes:
@@ -239,6 +243,7 @@ class _BuildFlow:
         return body
 
     def side(self, nodes: tuple[Node, ...], shape: Shape) -> None:
+        self.side_outputs = True
         self.chain(nodes, shape)
 
 
@@ -250,7 +255,7 @@ def build_node(node: Node, shape: Shape) -> tuple[nn.Module, Shape]:
     out = kind_of(node).run(node, shape, f)
     if type(node) is Sequential and not any(is_inline(c) for c in node.children):
         return nn.Sequential(f.mods), out
-    return NodeModule(node, f.mods), out
+    return NodeModule(node, f.mods, f.side_outputs), out
 
 
 def build(net: Network, input_shape: Shape | None = None, *, logits: bool = False) -> CnnModule:
@@ -272,7 +277,7 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
         negate = True
     f = _BuildFlow()
     f.chain(tuple(nodes), shape)
-    model = CnnModule(f.mods, net.name, shape, negate=negate, nodes=tuple(nodes))
+    model = CnnModule(f.mods, net.name, shape, negate=negate, nodes=tuple(nodes), side=f.side_outputs)
     init_weights(model)
     return model
 
