@@ -35,16 +35,16 @@ def test_conv_matches_torch(cfg) -> None:
     mod = nn.Conv2d(cin, cout, k, s, p, d, groups, bias)
     x = torch.zeros(1, cin, h, w)
     try:
-        calc = layer.calc((cin, h, w))
+        fig = layer.figures((cin, h, w))
     except ShapeError:
         with pytest.raises(RuntimeError):
             mod(x)
         return
     with FlopCounterMode(display=False) as fc:
         y = mod(x)
-    assert tuple(y.shape[1:]) == calc.out
-    assert sum(t.numel() for t in mod.parameters()) == calc.params
-    assert fc.get_total_flops() == 2 * calc.macs
+    assert tuple(y.shape[1:]) == fig.out
+    assert sum(t.numel() for t in mod.parameters()) == fig.params
+    assert fc.get_total_flops() == 2 * fig.macs
 
 
 @st.composite
@@ -71,13 +71,13 @@ def test_pool_matches_torch(cfg) -> None:
         mod = nn.MaxPool2d(k, s, p, d, ceil_mode=ceil)
     x = torch.zeros(1, 2, h, w)
     try:
-        calc = layer.calc((2, h, w))
+        fig = layer.figures((2, h, w))
     except ShapeError:
         with pytest.raises(RuntimeError):
             mod(x)
         return
-    assert tuple(mod(x).shape[1:]) == calc.out
-    assert calc.params == 0
+    assert tuple(mod(x).shape[1:]) == fig.out
+    assert fig.params == 0
 
 
 @settings(max_examples=100, deadline=None)
@@ -85,12 +85,12 @@ def test_pool_matches_torch(cfg) -> None:
 def test_same_padding_matches_tensorflow_rule(h, w, k, s, d) -> None:
     """TensorFlow 'same': output = ceil(n / s); the built module agrees with the analysis."""
     layer = Conv(name="c", filters=2, kernel=k, stride=s, padding="same", dilation=d)
-    calc = layer.calc((1, h, w))
-    assert calc.out == (2, -(-h // s), -(-w // s))
+    fig = layer.figures((1, h, w))
+    assert fig.out == (2, -(-h // s), -(-w // s))
     y = layer.build((1, h, w))(torch.zeros(1, 1, h, w))
-    assert tuple(y.shape[1:]) == calc.out
+    assert tuple(y.shape[1:]) == fig.out
     pool = MaxPool(name="p", kernel=k, stride=s, padding="same")
-    assert tuple(pool.build((1, h, w))(torch.zeros(1, 1, h, w)).shape[1:]) == pool.calc((1, h, w)).out
+    assert tuple(pool.build((1, h, w))(torch.zeros(1, 1, h, w)).shape[1:]) == pool.figures((1, h, w)).out
 
 
 @settings(max_examples=40, deadline=None)
@@ -104,4 +104,4 @@ def test_lenet_layers_honour_padding(pt, pl, s, n) -> None:
                   PartialConv(name="c", filters=16, kernel=5, stride=s, padding=(pt, pt, pl, pl + 1), table=C3_TABLE)):
         shape = (6, n, n + 3)
         y = layer.build(shape)(torch.zeros(1, *shape))
-        assert tuple(y.shape[1:]) == layer.calc(shape).out
+        assert tuple(y.shape[1:]) == layer.figures(shape).out

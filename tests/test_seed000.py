@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnnlab import calc, zoo
+from cnnlab import calculator, zoo
 from cnnlab.analysis import analyze
 
 
@@ -15,9 +15,9 @@ def _hwc(r: dict) -> tuple[tuple[int, int, int], int, int]:
 
 
 def test_valid_same_and_strided_convolutions() -> None:
-    assert calc.conv((1, 6, 6), 3, 1)["output_shape"][1:] == [4, 4]  # dim_valid_convolution -> (4, 4)
-    assert calc.conv((1, 6, 6), 3, 1, padding=1)["output_shape"][1:] == [6, 6]  # same convolution
-    assert calc.conv((1, 7, 7), 3, 1, stride=2)["output_shape"][1:] == [3, 3]  # strided -> (3.0, 3.0)
+    assert calculator.conv((1, 6, 6), 3, 1)["output_shape"][1:] == [4, 4]  # dim_valid_convolution -> (4, 4)
+    assert calculator.conv((1, 6, 6), 3, 1, padding=1)["output_shape"][1:] == [6, 6]  # same convolution
+    assert calculator.conv((1, 7, 7), 3, 1, stride=2)["output_shape"][1:] == [3, 3]  # strided -> (3.0, 3.0)
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ def test_valid_same_and_strided_convolutions() -> None:
     ],
 )
 def test_rgb_convolutions(inp, kernel, stride, filters, shape, size, params) -> None:
-    assert _hwc(calc.conv(inp, kernel, filters, stride=stride)) == (shape, size, params)
+    assert _hwc(calculator.conv(inp, kernel, filters, stride=stride)) == (shape, size, params)
 
 
 @pytest.mark.parametrize(
@@ -40,11 +40,11 @@ def test_rgb_convolutions(inp, kernel, stride, filters, shape, size, params) -> 
      ((8, 28, 28), 2, 2, (14, 14, 8), 1568), ((16, 10, 10), 2, 2, (5, 5, 16), 400)],
 )
 def test_pooling(inp, kernel, stride, shape, size) -> None:
-    assert _hwc(calc.pool(inp, kernel, stride)) == (shape, size, 0)
+    assert _hwc(calculator.pool(inp, kernel, stride)) == (shape, size, 0)
 
 
 def test_pool_7x7_drops_a_row_and_says_so() -> None:
-    r = calc.pool((1000, 7, 7), 2, 2)
+    r = calculator.pool((1000, 7, 7), 2, 2)
     assert [f["kind"] for f in r["findings"]] == ["inexact", "inexact"]
     assert "(7 + 2*0 - 2)/2 + 1 = 3.5 -> 3 (floor)" in r["arithmetic"][0]
 
@@ -53,7 +53,7 @@ def test_pool_7x7_drops_a_row_and_says_so() -> None:
                                                         (9216, 4096, 37752832), (4096, 4096, 16781312),
                                                         (4096, 1000, 4097000), (23296, 4096, 95424512)])
 def test_fully_connected(n_in, n_out, params) -> None:
-    r = calc.dense(n_in, n_out)
+    r = calculator.dense(n_in, n_out)
     assert (r["output_shape"], r["activation_size"], r["params"]) == ([n_out], n_out, params)
 
 
@@ -108,11 +108,11 @@ def test_alexnet_270x480_flags_dropped_pixels() -> None:
 
 def test_division_that_skips_only_padding_is_flagged() -> None:
     # (8 + 2*1 - 3)/2 + 1 = 4.5: the half window falls on the bottom padding row, no input is lost.
-    r = calc.conv((1, 8, 8), 3, 2, stride=2, padding=1)
+    r = calculator.conv((1, 8, 8), 3, 2, stride=2, padding=1)
     assert r["output_shape"] == [2, 4, 4]
     assert [f["kind"] for f in r["findings"]] == ["padding", "padding"]
     assert "4.5 -> 4 (floor); the last padding row is never read (no input is lost)" in r["findings"][0]["detail"]
-    assert calc.conv((1, 9, 9), 3, 2, stride=2, padding=1)["findings"] == []  # (9 + 2 - 3)/2 + 1 = 5 exactly
+    assert calculator.conv((1, 9, 9), 3, 2, stride=2, padding=1)["findings"] == []  # (9 + 2 - 3)/2 + 1 = 5 exactly
 
 
 def test_memory_of_the_270x480_alexnet() -> None:

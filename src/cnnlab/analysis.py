@@ -16,8 +16,8 @@ from operator import attrgetter
 from typing import Any
 
 from .errors import ShapeError
-from .layers import Calc, Explain, Layer, Shape, fmt_shape
-from .network import Aux, Concat, Network, Node, Residual, Sequential, is_inline
+from .layers import Axis, Explain, Layer, LayerFigures, Shape, fmt_shape
+from .network import Network, Node, join, kind_of
 
 CONVENTIONS = (
     "Shapes are channels-first: C x H x W (vectors: N). "
@@ -47,6 +47,8 @@ class LayerStats:
     findings: tuple[tuple[str, str], ...] = ()
     aux: bool = False
     explain: Explain | None = field(default=None, repr=False, compare=False)
+    layer: Layer | None = field(default=None, repr=False, compare=False)  # the description's layer
+    axes: tuple[Axis, Axis] | None = field(default=None, repr=False, compare=False)  # a window's geometry
 
     @property
     def notes(self) -> list[str]:
@@ -217,65 +219,26 @@ class _Walker:
         # Running totals after each row: a block's params and MACs are two subtractions.
         self.cum_params: list[int] = [0]
         self.cum_macs: list[int] = [0]
-        self.memo: dict[Any, Calc] = {}
+        self.memo: dict[Any, LayerFigures] = {}
 
     def node(self, node: Node, shape: Shape, rf: RF, prefix: str, depth: int, aux: bool) -> tuple[Shape, RF]:
-        path = f"{prefix}.{node.name}" if prefix else node.name
+        path = join(prefix, node.name)
         if isinstance(node, Layer):
             return self.leaf(node, shape, rf, path, depth, aux)
-        if is_inline(node):
-            return self.composite(node, shape, rf, prefix, path, depth, aux)
+        kind = kind_of(node)
+        if kind.inline(node):
+            return kind.run(node, (shape, rf), _Flow(self, node, path, prefix, depth, aux))
         block = Block(path, type(node).__name__, depth, shape, len(self.out), 0)
         self.blocks[path] = block
-        out, rf = self.composite(node, shape, rf, prefix, path, depth, aux)
+        out, rf = kind.run(node, (shape, rf), _Flow(self, node, path, path, depth + 1, aux))
         block.end = len(self.out)
-        block.output_shape = shape if isinstance(node, Aux) else out
+        block.output_shape = out
         block.params = self.cum_params[block.end] - self.cum_params[block.start]
         block.macs = self.cum_macs[block.end] - self.cum_macs[block.start]
         return out, rf
 
-    def composite(self, node: Node, shape: Shape, rf: RF, prefix: str, path: str, depth: int,
-                  aux: bool) -> tuple[Shape, RF]:
-        if isinstance(node, Sequential):
-            sub = prefix if node.inline else path
-            for ch in node.children:
-                shape, rf = self.node(ch, shape, rf, sub, depth + (0 if node.inline else 1), aux)
-            return shape, rf
-        if isinstance(node, Concat):
-            sub, d = (prefix, depth) if node.inline else (path, depth + 1)
-            outs = [self.node(b, shape, rf, sub, d, aux) for b in node.branches]
-            shapes = [s for s, _ in outs]
-            if any(len(s) != 3 for s in shapes) or len({s[1:] for s in shapes}) != 1:
-                raise ShapeError(
-                    f"concat '{path}': branch outputs {', '.join(fmt_shape(s) for s in shapes)} differ in H x W; "
-                    "give the branches the same stride and padding"
-                )
-            return (sum(s[0] for s in shapes), *shapes[0][1:]), _rf_max([r for _, r in outs])
-        if isinstance(node, Residual):
-            b_shape, b_rf = shape, rf
-            for ch in node.body:
-                b_shape, b_rf = self.node(ch, b_shape, b_rf, path, depth + 1, aux)
-            s_shape, s_rf = shape, rf
-            if node.shortcut is not None:
-                s_shape, s_rf = self.node(node.shortcut, shape, rf, path, depth + 1, aux)
-            if b_shape != s_shape:
-                raise ShapeError(
-                    f"residual '{path}': the body gives {fmt_shape(b_shape)} but the shortcut gives "
-                    f"{fmt_shape(s_shape)}; add a projection shortcut that matches"
-                )
-            shape, rf = b_shape, _rf_max([b_rf, s_rf])
-            for ch in node.post:
-                shape, rf = self.node(ch, shape, rf, path, depth + 1, aux)
-            return shape, rf
-        if isinstance(node, Aux):
-            s2, rf2 = shape, rf
-            for ch in node.head:
-                s2, rf2 = self.node(ch, s2, rf2, path, depth + 1, True)
-            return shape, rf
-        raise TypeError(f"not a network node: {node!r}")
-
-    def calc(self, layer: Layer, shape: Shape, path: str) -> Calc:
-        """``layer.calc(shape)``, once per configuration and input: ResNet-152's 36 middle units
+    def figures(self, layer: Layer, shape: Shape, path: str) -> LayerFigures:
+        """``layer.figures(shape)``, once per configuration and input: ResNet-152's 36 middle units
         repeat the same three convolutions, which differ only in their names."""
         key: Any = (type(layer), _config(layer), shape)
         try:
@@ -285,36 +248,76 @@ class _Walker:
         if c is not None:
             return c
         try:
-            c = layer.calc(shape)
+            c = layer.figures(shape)
         except ShapeError:
             try:
-                layer.with_name(path).calc(shape)  # same error, with the full dotted name
+                layer.with_name(path).figures(shape)  # same error, with the full dotted name
             except ShapeError as e:
                 msg = str(e) if str(e).startswith("layer '") else f"layer '{path}' ({type(layer).__name__}): {e}"
-                raise ShapeError(msg) from None
+                raise ShapeError(msg, layer=path, axis=e.axis, reason=e.reason, hint=e.hint) from None
             raise
         if key is not None:
             self.memo[key] = c
         return c
 
     def leaf(self, layer: Layer, shape: Shape, rf: RF, path: str, depth: int, aux: bool) -> tuple[Shape, RF]:
-        c = self.calc(layer, shape, path)
+        c = self.figures(layer, shape, path)
         rf2 = _rf_step(rf, c.rf)
         if c.rf is None and len(c.out) == 1 and len(shape) == 3:  # flattening: the whole map is seen
             h, w = shape[1], shape[2]
             rf2 = ((rf2[0][0] + (h - 1) * rf2[0][1], rf2[0][1]), (rf2[1][0] + (w - 1) * rf2[1][1], rf2[1][1]))
         self.out.append(LayerStats(path, type(layer).__name__, layer.kind, depth, shape, c.out, c.params, c.buffers,
-                                   c.macs, c.connections, rf2, c.findings, aux, c.explain))
+                                   c.macs, c.connections, rf2, c.findings, aux, c.explain, layer, c.axes))
         self.cum_params.append(self.cum_params[-1] + c.params)
         self.cum_macs.append(self.cum_macs[-1] + c.macs)
         return c.out, rf2
+
+
+class _Flow:
+    """Shapes and receptive fields through one composite; its children sit under ``sub`` at ``depth``."""
+
+    __slots__ = ("w", "node", "path", "sub", "depth", "aux")
+
+    def __init__(self, w: _Walker, node: Node, path: str, sub: str, depth: int, aux: bool) -> None:
+        self.w, self.node, self.path, self.sub, self.depth, self.aux = w, node, path, sub, depth, aux
+
+    def chain(self, nodes: tuple[Node, ...], x: tuple[Shape, RF]) -> tuple[Shape, RF]:
+        shape, rf = x
+        for ch in nodes:
+            shape, rf = self.w.node(ch, shape, rf, self.sub, self.depth, self.aux)
+        return shape, rf
+
+    def side(self, nodes: tuple[Node, ...], x: tuple[Shape, RF]) -> None:
+        shape, rf = x
+        for ch in nodes:
+            shape, rf = self.w.node(ch, shape, rf, self.sub, self.depth, True)
+
+    def concat(self, xs: list[tuple[Shape, RF]]) -> tuple[Shape, RF]:
+        shapes = [s for s, _ in xs]
+        if any(len(s) != 3 for s in shapes) or len({s[1:] for s in shapes}) != 1:
+            raise ShapeError(
+                f"{type(self.node).__name__.lower()} '{self.path}': branch outputs "
+                f"{', '.join(fmt_shape(s) for s in shapes)} differ in H x W; give the branches the same stride "
+                "and padding", layer=self.path, reason="concat"
+            )
+        return (sum(s[0] for s in shapes), *shapes[0][1:]), _rf_max([r for _, r in xs])
+
+    def add(self, body: tuple[Shape, RF], shortcut: tuple[Shape, RF], scale: float = 1.0) -> tuple[Shape, RF]:
+        if body[0] != shortcut[0]:
+            raise ShapeError(
+                f"{type(self.node).__name__.lower()} '{self.path}': the body gives {fmt_shape(body[0])} but the "
+                f"shortcut gives {fmt_shape(shortcut[0])}; add a projection shortcut that matches",
+                layer=self.path, reason="sum",
+            )
+        return body[0], _rf_max([body[1], shortcut[1]])
 
 
 def analyze(net: Network, input_shape: Shape | None = None, *, batch: int = 1, bytes_per_value: int = 4) -> Analysis:
     """Walk the description at ``input_shape`` (default: the design input)."""
     shape = tuple(input_shape or net.input_shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ShapeError(f"input {fmt_shape(shape)}: give C x H x W with every size >= 1, e.g. 3x224x224")
+        raise ShapeError(f"input {fmt_shape(shape)}: give C x H x W with every size >= 1, e.g. 3x224x224",
+                         reason="input")
     w = _Walker()
     out: Shape = shape
     rf: RF = ((1, 1), (1, 1))

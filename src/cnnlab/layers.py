@@ -88,7 +88,7 @@ Explain = Callable[[], list[str]]
 
 
 @dataclass(slots=True)
-class Calc:
+class LayerFigures:
     """What a layer does to the shape that reaches it. ``explain`` writes the arithmetic out as
     text; it runs only when someone reads ``notes`` (--explain, ``cnnlab calc``), so an analysis
     that only counts formats no strings."""
@@ -101,6 +101,7 @@ class Calc:
     rf: RFStep | None = None
     explain: Explain | None = field(default=None, repr=False, compare=False)
     findings: tuple[tuple[str, str], ...] = ()  # (kind, detail)
+    axes: tuple[Axis, Axis] | None = None  # a sliding window's geometry, per spatial axis
 
     @property
     def notes(self) -> list[str]:
@@ -165,8 +166,8 @@ class Layer:
     name: str = ""
     kind: ClassVar[str] = "other"
 
-    def calc(self, s: Shape) -> Calc:
-        return Calc(out=s)
+    def figures(self, s: Shape) -> LayerFigures:
+        return LayerFigures(out=s)
 
     def build(self, s: Shape) -> Any:  # torch.nn.Module
         raise NotImplementedError(f"{type(self).__name__} has no PyTorch builder")
@@ -210,22 +211,23 @@ class Window(Layer):
         return (Axis(h, k[0], st[0], ph[0], ph[1], d[0], self.ceil_mode),
                 Axis(w, k[1], st[1], pw[0], pw[1], d[1], self.ceil_mode))
 
-    def geometry(self, s: Shape, channels: int) -> Calc:
+    def geometry(self, s: Shape, channels: int) -> LayerFigures:
         ah, aw = self.axes(s)
         _, _, sh, pbh, _, _, _, span_h, _, oh, rem_h = ah  # one unpacking: cheaper than ten attribute reads
         _, _, sw, pbw, _, _, _, span_w, _, ow, rem_w = aw
         if oh < 1 or ow < 1:
-            for ax, dim in ((ah, "height"), (aw, "width")):
+            for i, (ax, dim) in enumerate(((ah, "height"), (aw, "width"))):
                 if ax.out < 1:
+                    hint = "use a larger input or less downsampling before it"
                     raise ShapeError(
                         f"layer '{self.name}': output {dim} {ax.expr()}: the {fmt_shape(s)} input is too small "
-                        f"for a {ax.span}-wide window; use a larger input or less downsampling before it"
+                        f"for a {ax.span}-wide window; {hint}", layer=self.name, axis=i, reason="too-small", hint=hint,
                     )
-        calc = Calc((channels, oh, ow), rf=((span_h, sh, pbh), (span_w, sw, pbw)),
-                    explain=lambda: [f"H: {ah.expr()}", f"W: {aw.expr()}"])
+        fig = LayerFigures((channels, oh, ow), rf=((span_h, sh, pbh), (span_w, sw, pbw)),
+                           explain=lambda: [f"H: {ah.expr()}", f"W: {aw.expr()}"], axes=(ah, aw))
         if rem_h or rem_w:  # every finding below is an inexact division
-            calc.findings = self._findings(ah, aw)
-        return calc
+            fig.findings = self._findings(ah, aw)
+        return fig
 
     @staticmethod
     def _findings(ah: Axis, aw: Axis) -> tuple[tuple[str, str], ...]:
@@ -286,19 +288,19 @@ class Conv(Window):
         k = pair(self.kernel)
         return k[0] * k[1] * (c // self.groups)
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         c = _need_map(self, s)[0]
         if self.filters < 1 or self.groups < 1 or c % self.groups or self.filters % self.groups:
             raise ShapeError(
                 f"layer '{self.name}': {c} input channels and {self.filters} filters must both divide "
                 f"into {self.groups} groups"
             )
-        calc = self.geometry(s, self.filters)
-        _, oh, ow = calc.out
+        fig = self.geometry(s, self.filters)
+        _, oh, ow = fig.out
         fan_in = self._fan_in(c)
-        params = calc.params = fan_in * self.filters + (self.filters if self.bias else 0)
-        macs = calc.macs = fan_in * self.filters * oh * ow
-        conns = calc.connections = (fan_in + 1) * self.filters * oh * ow
+        params = fig.params = fan_in * self.filters + (self.filters if self.bias else 0)
+        macs = fig.macs = fan_in * self.filters * oh * ow
+        conns = fig.connections = (fan_in + 1) * self.filters * oh * ow
 
         def notes() -> list[str]:
             k = pair(self.kernel)
@@ -308,8 +310,8 @@ class Conv(Window):
                     f"MACs: {k[0]}*{k[1]}*{grp} * {self.filters} * {oh}*{ow} = {macs:,}",
                     f"connections: ({k[0]}*{k[1]}*{grp} + 1) * {self.filters} * {oh}*{ow} = {conns:,}"]
 
-        calc.explain = _then(calc.explain, notes)
-        return calc
+        fig.explain = _then(fig.explain, notes)
+        return fig
 
     def build(self, s: Shape) -> Any:
         from . import torch_backend as tb
@@ -325,22 +327,22 @@ class PartialConv(Conv):
 
     table: tuple[tuple[int, ...], ...] = ()
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         c = _need_map(self, s)[0]
         if len(self.table) != self.filters or any(not t or max(t) >= c or min(t) < 0 for t in self.table):
             raise ShapeError(f"layer '{self.name}': the connection table needs {self.filters} rows of input "
                              f"maps in 0..{c - 1}")
-        calc = self.geometry(s, self.filters)
+        fig = self.geometry(s, self.filters)
         k = pair(self.kernel)
-        _, oh, ow = calc.out
+        _, oh, ow = fig.out
         fan_ins = [len(t) * k[0] * k[1] for t in self.table]
-        params = calc.params = sum(fan_ins) + (self.filters if self.bias else 0)
-        calc.macs = sum(fan_ins) * oh * ow
-        conns = calc.connections = sum(f + 1 for f in fan_ins) * oh * ow
-        calc.explain = _then(calc.explain, lambda: [
+        params = fig.params = sum(fan_ins) + (self.filters if self.bias else 0)
+        fig.macs = sum(fan_ins) * oh * ow
+        conns = fig.connections = sum(f + 1 for f in fan_ins) * oh * ow
+        fig.explain = _then(fig.explain, lambda: [
             f"params: sum over maps of (|inputs|*{k[0]}*{k[1]} + 1) = {params:,}",
             f"connections: {params:,} * {oh}*{ow} = {conns:,}"])
-        return calc
+        return fig
 
     def build(self, s: Shape) -> Any:
         from . import torch_backend as tb
@@ -353,7 +355,7 @@ class PartialConv(Conv):
 class MaxPool(Window):
     kernel: int | tuple[int, int] = 2
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         self.check_pool_padding(s)
         return self.geometry(s, _need_map(self, s)[0])
 
@@ -372,7 +374,7 @@ class AvgPool(Window):
     kernel: int | tuple[int, int] = 2
     count_include_pad: bool = True
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         if pair(self.dilation) != (1, 1):
             raise ShapeError(f"layer '{self.name}': average pooling has no dilation")
         self.check_pool_padding(s)
@@ -392,21 +394,21 @@ class Subsample(Window):
 
     kernel: int | tuple[int, int] = 2
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         c = _need_map(self, s)[0]
         if self.ceil_mode:
             raise ShapeError(f"layer '{self.name}': trainable subsampling has no ceil mode; pad the input instead")
-        calc = self.geometry(s, c)
+        fig = self.geometry(s, c)
         k = pair(self.kernel)
-        _, oh, ow = calc.out
+        _, oh, ow = fig.out
         n = c * oh * ow
-        calc.params = 2 * c
-        calc.macs = k[0] * k[1] * n
-        conns = calc.connections = (k[0] * k[1] + 1) * n
-        calc.explain = _then(calc.explain, lambda: [
+        fig.params = 2 * c
+        fig.macs = k[0] * k[1] * n
+        conns = fig.connections = (k[0] * k[1] + 1) * n
+        fig.explain = _then(fig.explain, lambda: [
             f"params: 2 * {c} (one weight and one bias per map) = {2 * c}",
             f"connections: ({k[0]}*{k[1]} + 1) * {c}*{oh}*{ow} = {conns:,}"])
-        return calc
+        return fig
 
     def build(self, s: Shape) -> Any:
         from . import torch_backend as tb
@@ -421,10 +423,10 @@ class ZeroPad(Layer):
 
     padding: Any = 1
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         c, h, w = _need_map(self, s)
         (t, b), (left, r) = resolve_padding(self.padding, (h, w), (1, 1), (1, 1), (1, 1))
-        return Calc(out=(c, h + t + b, w + left + r), rf=((1, 1, t), (1, 1, left)))
+        return LayerFigures(out=(c, h + t + b, w + left + r), rf=((1, 1, t), (1, 1, left)))
 
     def build(self, s: Shape) -> Any:
         from torch import nn
@@ -440,12 +442,12 @@ class AdaptiveAvgPool(Layer):
     output: int | tuple[int, int] = 1
     op: ClassVar[str] = "avg"
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         c, h, w = _need_map(self, s)
         oh, ow = pair(self.output)
         # Window extents of PyTorch's adaptive pooling: the largest is ceil(n/o) (+1 when o does not divide n).
         kh, kw = -(-h // oh) + (h % oh != 0), -(-w // ow) + (w % ow != 0)
-        return Calc(out=(c, oh, ow), rf=((kh, max(h // oh, 1), 0), (kw, max(w // ow, 1), 0)),
+        return LayerFigures(out=(c, oh, ow), rf=((kh, max(h // oh, 1), 0), (kw, max(w // ow, 1), 0)),
                     explain=lambda: [f"H: {h} -> {oh}, W: {w} -> {ow} (adaptive windows up to {kh}x{kw})"])
 
     def build(self, s: Shape) -> Any:
@@ -464,9 +466,9 @@ class AdaptiveMaxPool(AdaptiveAvgPool):
 class GlobalAvgPool(Layer):
     """Mean over the whole map, giving a vector (Keras' GlobalAveragePooling2D)."""
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         c, h, w = _need_map(self, s)
-        return Calc(out=(c,), rf=((h, h, 0), (w, w, 0)), explain=lambda: [f"{c}x{h}x{w} -> {c}"])
+        return LayerFigures(out=(c,), rf=((h, h, 0), (w, w, 0)), explain=lambda: [f"{c}x{h}x{w} -> {c}"])
 
     def build(self, s: Shape) -> Any:
         from . import torch_backend as tb
@@ -482,13 +484,13 @@ class ChannelPad(Layer):
     channels: int
     stride: int = 1
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         c, h, w = _need_map(self, s)
         if self.channels < c or self.stride < 1:
             raise ShapeError(f"layer '{self.name}': can only pad {c} channels up (got {self.channels}) "
                              f"with stride >= 1")
         st = self.stride
-        return Calc(out=(self.channels, -(-h // st), -(-w // st)), rf=((1, st, 0), (1, st, 0)),
+        return LayerFigures(out=(self.channels, -(-h // st), -(-w // st)), rf=((1, st, 0), (1, st, 0)),
                     explain=lambda: [f"{c}x{h}x{w} -> every {st}th pixel, channels zero-padded to {self.channels}"])
 
     def build(self, s: Shape) -> Any:
@@ -502,9 +504,9 @@ class ChannelPad(Layer):
 
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Layer):
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         n = math.prod(s)
-        return Calc(out=(n,), explain=lambda: [f"{' * '.join(map(str, s))} = {n:,}"] if len(s) > 1 else [])
+        return LayerFigures(out=(n,), explain=lambda: [f"{' * '.join(map(str, s))} = {n:,}"] if len(s) > 1 else [])
 
     def build(self, s: Shape) -> Any:
         from torch import nn
@@ -520,13 +522,13 @@ class Dense(Layer):
     bias: bool = True
     kind: ClassVar[str] = "dense"
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         n = _need_vector(self, s)
         if self.units < 1 or n < 1:
             raise ShapeError(f"layer '{self.name}': inputs and units must be >= 1, got {n} -> {self.units}")
         b = " + 1" if self.bias else ""
         params = n * self.units + (self.units if self.bias else 0)
-        return Calc(
+        return LayerFigures(
             out=(self.units,), params=params, macs=n * self.units, connections=(n + 1) * self.units,
             explain=lambda: [f"params: ({n:,}{b}) * {self.units:,} = {params:,}",
                              f"MACs: {n:,} * {self.units:,} = {n * self.units:,}"],
@@ -545,10 +547,10 @@ class RBF(Layer):
     units: int = 10
     kind: ClassVar[str] = "dense"
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         n = _need_vector(self, s)
         p = n * self.units
-        return Calc(out=(self.units,), params=p, macs=p, connections=p,
+        return LayerFigures(out=(self.units,), params=p, macs=p, connections=p,
                     explain=lambda: [f"params: {n} * {self.units} = {p:,}"])
 
     def build(self, s: Shape) -> Any:
@@ -565,9 +567,9 @@ class BatchNorm(Layer):
     eps: float = 1e-5
     momentum: float = 0.1
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         c = s[0]
-        return Calc(out=s, params=2 * c, buffers=2 * c,
+        return LayerFigures(out=s, params=2 * c, buffers=2 * c,
                     explain=lambda: [f"params: 2 * {c} (gamma, beta); buffers: 2 * {c}"])
 
     def build(self, s: Shape) -> Any:
@@ -587,9 +589,9 @@ class LRN(Layer):
     beta: float = 0.75
     k: float = 2.0
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         _need_map(self, s)
-        return Calc(out=s)
+        return LayerFigures(out=s)
 
     def build(self, s: Shape) -> Any:
         from torch import nn
@@ -602,10 +604,10 @@ class LRN(Layer):
 class Dropout(Layer):
     p: float = 0.5
 
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         if not 0 <= self.p < 1:
             raise ShapeError(f"layer '{self.name}': dropout rate must be in [0, 1), got {self.p}")
-        return Calc(out=s)
+        return LayerFigures(out=s)
 
     def build(self, s: Shape) -> Any:
         from torch import nn
@@ -652,9 +654,9 @@ class ScaledTanh(Layer):
 
 @dataclass(frozen=True, kw_only=True)
 class Softmax(Layer):
-    def calc(self, s: Shape) -> Calc:
+    def figures(self, s: Shape) -> LayerFigures:
         _need_vector(self, s)
-        return Calc(out=s)
+        return LayerFigures(out=s)
 
     def build(self, s: Shape) -> Any:
         from torch import nn

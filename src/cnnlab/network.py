@@ -8,9 +8,10 @@ in its ``state_dict``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import CnnlabError
 from .layers import LAYER_TYPES, Layer, Shape
@@ -80,11 +81,6 @@ def concat(name: str, *branches: Node, inline: bool = False) -> Concat:
     return Concat(name, _name_children(tuple(branches), name, prefix="branch"), inline)
 
 
-def is_inline(node: Node) -> bool:
-    """Whether ``node`` registers its children in its parent's namespace instead of its own."""
-    return isinstance(node, (Sequential, Concat)) and node.inline
-
-
 def residual(name: str, body: list[Node] | tuple[Node, ...], shortcut: Node | None = None,
              post: list[Node] | tuple[Node, ...] = (), scale: float = 1.0) -> Residual:
     body_t = _name_children(tuple(body), name, check=False)  # checked below, with the shortcut and post
@@ -100,21 +96,113 @@ def aux(name: str, *head: Node) -> Aux:
     return Aux(name, _name_children(tuple(head), name))
 
 
+# --------------------------------------------------------------------------- the walker
+#
+# Every composite kind is described once, here: the parts that hold its children and how values
+# (shapes in the analysis, tensors in the PyTorch module) flow through it. Analysis, adaptation,
+# the diagram and the PyTorch builder all walk the tree through this table, so a node's path is
+# worked out in one place and a new kind is one ``register_kind`` call.
+
+
+@dataclass(frozen=True)
+class Part:
+    """Children held in one field of a composite: ``chain`` runs them one after another (layers
+    may be inserted there); otherwise each runs on the part's input (a branch). ``single``: the
+    field holds one node, not a tuple (a residual's shortcut)."""
+
+    field: str
+    nodes: tuple[Node, ...]
+    chain: bool = True
+    single: bool = False
+
+
+class Flow(Protocol):
+    """What a composite can do with the values flowing through it (shapes or tensors)."""
+
+    def chain(self, nodes: tuple[Node, ...], x: Any) -> Any:
+        """Run ``nodes`` one after another on ``x``."""
+
+    def concat(self, xs: list[Any]) -> Any:
+        """Concatenate branch outputs along channels."""
+
+    def add(self, body: Any, shortcut: Any, scale: float = 1.0) -> Any:
+        """``shortcut + scale * body``."""
+
+    def side(self, nodes: tuple[Node, ...], x: Any) -> None:
+        """Run ``nodes`` on ``x`` as a side output (an auxiliary head)."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A composite node kind: its parts (in execution order), how it runs, whether it registers
+    its children in its parent's namespace, and whether it feeds an auxiliary output."""
+
+    parts: Callable[[Any], tuple[Part, ...]]
+    run: Callable[[Any, Any, Flow], Any]
+    inline: Callable[[Any], bool] = field(default=lambda node: False)
+
+
+KINDS: dict[type, Kind] = {}
+
+
+def register_kind(cls: type, kind: Kind) -> None:
+    """Make ``cls`` a composite node that every walker (analysis, adapt, diagram, torch) handles."""
+    KINDS[cls] = kind
+
+
+def _residual_run(n: Residual, x: Any, f: Flow) -> Any:
+    y = f.chain(n.body, x)
+    s = f.chain((n.shortcut,), x) if n.shortcut is not None else x
+    return f.chain(n.post, f.add(y, s, n.scale))
+
+
+def _aux_run(n: Aux, x: Any, f: Flow) -> Any:
+    f.side(n.head, x)
+    return x
+
+
+register_kind(Sequential, Kind(lambda n: (Part("children", n.children),), lambda n, x, f: f.chain(n.children, x),
+                               lambda n: n.inline))
+register_kind(Concat, Kind(lambda n: (Part("branches", n.branches, chain=False),),
+                           lambda n, x, f: f.concat([f.chain((b,), x) for b in n.branches]), lambda n: n.inline))
+register_kind(Residual, Kind(lambda n: (Part("body", n.body),
+                                        *((Part("shortcut", (n.shortcut,), False, True),) if n.shortcut else ()),
+                                        Part("post", n.post)), _residual_run))
+register_kind(Aux, Kind(lambda n: (Part("head", n.head),), _aux_run))
+
+
+def kind_of(node: Node) -> Kind:
+    kind = KINDS.get(type(node))
+    if kind is None:
+        raise TypeError(f"not a network node: {node!r}")
+    return kind
+
+
+def is_inline(node: Node) -> bool:
+    """Whether ``node`` registers its children in its parent's namespace instead of its own."""
+    kind = KINDS.get(type(node))
+    return kind is not None and kind.inline(node)
+
+
+def join(prefix: str, name: str) -> str:
+    """The dotted path of ``name`` under ``prefix``: the module path in the built PyTorch module."""
+    return f"{prefix}.{name}" if prefix else name
+
+
+def inner_prefix(node: Node, prefix: str) -> str:
+    """The prefix of ``node``'s children: its own path, or its parent's when it is inline."""
+    return prefix if is_inline(node) else join(prefix, node.name)
+
+
 def children(node: Node) -> tuple[Node, ...]:
     """Direct children in execution order (the shortcut of a residual after its body)."""
-    if isinstance(node, Sequential):
-        return node.children
-    if isinstance(node, Concat):
-        return node.branches
-    if isinstance(node, Residual):
-        return node.body + ((node.shortcut,) if node.shortcut is not None else ()) + node.post
-    if isinstance(node, Aux):
-        return node.head
-    return ()
+    if isinstance(node, Layer):
+        return ()
+    return tuple(n for part in kind_of(node).parts(node) for n in part.nodes)
 
 
 def namespace(node: Node) -> list[Node]:
-    """The nodes registered directly under ``node`` (inline sequences and concats expanded)."""
+    """The nodes registered directly under ``node`` (inline composites expanded)."""
     out: list[Node] = []
     for ch in children(node):
         if is_inline(ch):
@@ -122,6 +210,39 @@ def namespace(node: Node) -> list[Node]:
         else:
             out.append(ch)
     return out
+
+
+def iter_leaves(nodes: tuple[Node, ...], prefix: str = "") -> Iterator[tuple[str, Layer]]:
+    """Every leaf layer under ``nodes`` with its dotted path, in execution order."""
+    for n in nodes:
+        if isinstance(n, Layer):
+            yield join(prefix, n.name), n
+        else:
+            yield from iter_leaves(children(n), inner_prefix(n, prefix))
+
+
+LeafMap = Callable[[str, Layer], tuple[Layer, ...]]
+
+
+def map_leaves(nodes: tuple[Node, ...], fn: LeafMap, prefix: str = "", chain: bool = True) -> tuple[Node, ...]:
+    """``nodes`` with every leaf replaced by the layers ``fn(path, layer)`` gives (none, one, or
+    several in a chain; a branch takes exactly one)."""
+    out: list[Node] = []
+    for n in nodes:
+        if isinstance(n, Layer):
+            path = join(prefix, n.name)
+            new = fn(path, n)
+            if len(new) != 1 and not chain:
+                raise CnnlabError(f"cannot insert a layer at '{path}': it is a branch, not a step of a sequence")
+            out.extend(new)
+            continue
+        sub = inner_prefix(n, prefix)
+        changes: dict[str, Any] = {}
+        for part in kind_of(n).parts(n):
+            mapped = map_leaves(part.nodes, fn, sub, part.chain and not part.single)
+            changes[part.field] = mapped[0] if part.single else mapped
+        out.append(replace(n, **changes))  # type: ignore[type-var]
+    return tuple(out)
 
 
 def _rename(node: Node, name: str) -> Node:

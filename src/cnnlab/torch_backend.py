@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import Layer, Shape, resolve_padding
-from .network import Aux, Concat, Network, Node, Residual, Sequential
+from .network import Network, Node, Sequential, is_inline, kind_of
 
 Pad4 = tuple[int, int, int, int]  # F.pad order: left, right, top, bottom
 
@@ -156,155 +156,106 @@ class GlobalAvgPool(nn.Module):
         return x.mean((2, 3))
 
 
-# A run plan: module names in order; a list of plans in place of a name runs those plans on the
-# same input and concatenates their outputs (a Concat whose branches sit in the parent's namespace).
-Plan = list["str | list[Plan]"]
+class _TorchFlow:
+    """Tensors through one composite whose namespace's modules are ``mods``; inline children run
+    here, from the same namespace (see :func:`cnnlab.network.namespace`)."""
+
+    __slots__ = ("mods", "owner")
+
+    def __init__(self, mods: dict[str, nn.Module], owner: NodeModule | CnnModule) -> None:
+        self.mods, self.owner = mods, owner
+
+    def chain(self, nodes: tuple[Node, ...], x: torch.Tensor) -> torch.Tensor:
+        for n in nodes:
+            x = kind_of(n).run(n, x, self) if is_inline(n) else self.mods[n.name](x)
+        return x
+
+    def concat(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(xs, 1)
+
+    def add(self, body: torch.Tensor, shortcut: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        return shortcut + body * scale if scale != 1.0 else shortcut + body
+
+    def side(self, nodes: tuple[Node, ...], x: torch.Tensor) -> None:
+        if self.owner.sink is not None:
+            self.owner.sink.append(self.chain(nodes, x))
 
 
-def _run(plan: Plan, mods: dict[str, nn.Module], x: torch.Tensor) -> torch.Tensor:
-    for step in plan:
-        x = mods[step](x) if isinstance(step, str) else torch.cat([_run(p, mods, x) for p in step], 1)
-    return x
-
-
-class _Holder(nn.Module):
-    def __init__(self, children: OrderedDict[str, nn.Module]) -> None:
-        super().__init__()
-        for k, m in children.items():
-            self.add_module(k, m)
-
-
-class PlanModule(_Holder):
-    """A sequence whose steps include inline concatenations."""
-
-    def __init__(self, children: OrderedDict[str, nn.Module], plan: Plan) -> None:
-        super().__init__(children)
-        self.plan = plan
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run(self.plan, self._modules, x)
-
-
-class ConcatModule(_Holder):
-    def __init__(self, children: OrderedDict[str, nn.Module], branches: list[Plan]) -> None:
-        super().__init__(children)
-        self.branches = branches
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([_run(p, self._modules, x) for p in self.branches], 1)
-
-
-class ResidualModule(_Holder):
-    def __init__(self, children: OrderedDict[str, nn.Module], body: Plan, shortcut: str | None,
-                 post: Plan, scale: float) -> None:
-        super().__init__(children)
-        self.body, self.shortcut, self.post, self.scale = body, shortcut, post, scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _run(self.body, self._modules, x)
-        s = self._modules[self.shortcut](x) if self.shortcut else x
-        y = s + y * self.scale if self.scale != 1.0 else s + y
-        return _run(self.post, self._modules, y)
-
-
-class AuxModule(nn.Sequential):
-    """Runs its head into the owner's side-output list while training; passes ``x`` on unchanged."""
+class NodeModule(nn.Module):
+    """A composite node: the modules of its namespace, run as its kind says. ``side``: it has side
+    outputs (an auxiliary head), which go to ``sink`` while the owning network trains."""
 
     sink: list[torch.Tensor] | None = None
 
-    def __init__(self, modules: OrderedDict[str, nn.Module], plan: Plan) -> None:
-        super().__init__(modules)
-        self.plan = plan
+    def __init__(self, node: Node, children: OrderedDict[str, nn.Module], side: bool = False) -> None:
+        super().__init__()
+        for k, m in children.items():
+            self.add_module(k, m)
+        self.node, self.side = node, side
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if self.sink is not None:
-            self.sink.append(_run(self.plan, self._modules, x))
-        return x
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return kind_of(self.node).run(self.node, x, _TorchFlow(self._modules, self))
 
 
 class CnnModule(nn.Sequential):
     """The built network. In training mode with auxiliary heads it returns ``(main, *aux)``."""
 
+    sink: list[torch.Tensor] | None = None
+
     def __init__(self, modules: OrderedDict[str, nn.Module], name: str, input_shape: Shape,
-                 negate: bool = False, plan: Plan | None = None) -> None:
+                 negate: bool = False, nodes: tuple[Node, ...] = (), side: bool = False) -> None:
         super().__init__(modules)
-        self.name, self.input_shape, self.negate = name, input_shape, negate
-        self.plan = plan if plan is not None else list(modules)
-        self.aux_heads = [m for m in self.modules() if isinstance(m, AuxModule)]
+        self.name, self.input_shape, self.negate, self.nodes = name, input_shape, negate, nodes
+        self.aux_heads: list[NodeModule | CnnModule] = [m for m in self.modules()
+                                                        if isinstance(m, NodeModule) and m.side]
+        if side:
+            self.aux_heads.append(self)
 
     def forward(self, x: torch.Tensor) -> Any:  # type: ignore[override]
         sink: list[torch.Tensor] | None = [] if self.training and self.aux_heads else None
         for m in self.aux_heads:
             m.sink = sink
-        x = _run(self.plan, self._modules, x)
+        x = _TorchFlow(self._modules, self).chain(self.nodes, x)
         if self.negate:
             x = -x
         return (x, *sink) if sink else x
 
 
-def _items(node: Node, shape: Shape) -> tuple[list[tuple[str, nn.Module]], Plan, Shape]:
-    """Modules to register under the parent (inline nodes flattened), their run plan, out shape."""
-    if isinstance(node, Sequential) and node.inline:
-        items: list[tuple[str, nn.Module]] = []
-        plan: Plan = []
-        for ch in node.children:
-            sub, p, shape = _items(ch, shape)
-            items += sub
-            plan += p
-        return items, plan, shape
-    if isinstance(node, Concat) and node.inline:
-        items, plans, outs = [], [], []
-        for b in node.branches:
-            sub, p, s = _items(b, shape)
-            items += sub
-            plans.append(p)
-            outs.append(s)
-        return items, [plans], (sum(s[0] for s in outs), *outs[0][1:])
-    mod, shape = build_node(node, shape)
-    return [(node.name, mod)], [node.name], shape
+class _BuildFlow:
+    """Shapes through one composite, building the modules of its namespace on the way."""
 
+    def __init__(self) -> None:
+        self.mods: OrderedDict[str, nn.Module] = OrderedDict()
+        self.side_outputs = False
 
-def _collect(nodes: tuple[Node, ...], shape: Shape) -> tuple[OrderedDict[str, nn.Module], Plan, Shape]:
-    mods: OrderedDict[str, nn.Module] = OrderedDict()
-    plan: Plan = []
-    for ch in nodes:
-        items, p, shape = _items(ch, shape)
-        mods.update(items)
-        plan += p
-    return mods, plan, shape
+    def chain(self, nodes: tuple[Node, ...], shape: Shape) -> Shape:
+        for n in nodes:
+            if is_inline(n):
+                shape = kind_of(n).run(n, shape, self)
+            else:
+                self.mods[n.name], shape = build_node(n, shape)
+        return shape
+
+    def concat(self, shapes: list[Shape]) -> Shape:
+        return (sum(s[0] for s in shapes), *shapes[0][1:])
+
+    def add(self, body: Shape, shortcut: Shape, scale: float = 1.0) -> Shape:
+        return body
+
+    def side(self, nodes: tuple[Node, ...], shape: Shape) -> None:
+        self.side_outputs = True
+        self.chain(nodes, shape)
 
 
 def build_node(node: Node, shape: Shape) -> tuple[nn.Module, Shape]:
+    """The module of one node at the input ``shape`` (already checked by the analysis), and its output."""
     if isinstance(node, Layer):
-        return node.build(shape), node.calc(shape).out
-    if isinstance(node, Aux):
-        mods, plan, _ = _collect(node.head, shape)
-        return AuxModule(mods, plan), shape
-    if isinstance(node, Sequential):
-        mods, plan, s = _collect(node.children, shape)
-        return (nn.Sequential(mods) if all(isinstance(p, str) for p in plan) else PlanModule(mods, plan)), s
-    if isinstance(node, Concat):
-        mods = OrderedDict()
-        branches, outs = [], []
-        for b in node.branches:
-            m, p, s = _collect((b,), shape)
-            mods.update(m)
-            branches.append(p)
-            outs.append(s)
-        return ConcatModule(mods, branches), (sum(s[0] for s in outs), *outs[0][1:])
-    if isinstance(node, Residual):
-        mods, body, s = _collect(node.body, shape)
-        sc = None
-        if node.shortcut is not None:
-            m, p, _ = _collect((node.shortcut,), shape)
-            if len(p) != 1 or not isinstance(p[0], str):
-                raise ValueError(f"residual '{node.name}': the shortcut must be a single named node")
-            mods.update(m)
-            sc = p[0]
-        m, post, s = _collect(node.post, s)
-        mods.update(m)
-        return ResidualModule(mods, body, sc, post, node.scale), s
-    raise TypeError(f"not a network node: {node!r}")
+        return node.build(shape), node.figures(shape).out
+    f = _BuildFlow()
+    out = kind_of(node).run(node, shape, f)
+    if type(node) is Sequential and not any(is_inline(c) for c in node.children):
+        return nn.Sequential(f.mods), out
+    return NodeModule(node, f.mods, f.side_outputs), out
 
 
 def build(net: Network, input_shape: Shape | None = None, *, logits: bool = False) -> CnnModule:
@@ -324,8 +275,9 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
         nodes.pop()
     if logits and nodes and isinstance(nodes[-1], RBF):
         negate = True
-    mods, plan, _ = _collect(tuple(nodes), shape)
-    model = CnnModule(mods, net.name, shape, negate=negate, plan=plan)
+    f = _BuildFlow()
+    f.chain(tuple(nodes), shape)
+    model = CnnModule(f.mods, net.name, shape, negate=negate, nodes=tuple(nodes), side=f.side_outputs)
     init_weights(model)
     return model
 

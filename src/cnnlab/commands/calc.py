@@ -52,18 +52,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import calc
+    from .. import calculator
 
     if args.layer == "conv":
-        r = calc.conv(parse_shape(args.input, args.layout), parse_pair(args.kernel, "--kernel"), args.filters,
+        r = calculator.conv(parse_shape(args.input, args.layout), parse_pair(args.kernel, "--kernel"), args.filters,
                       parse_pair(args.stride, "--stride"), _padding(args.padding),
                       parse_pair(args.dilation, "--dilation"), args.groups, not args.no_bias)
     elif args.layer == "pool":
         stride = parse_pair(args.stride, "--stride") if args.stride else None
-        r = calc.pool(parse_shape(args.input, args.layout), parse_pair(args.kernel, "--kernel"), stride,
+        r = calculator.pool(parse_shape(args.input, args.layout), parse_pair(args.kernel, "--kernel"), stride,
                       _padding(args.padding), args.mode, args.ceil)
     else:
-        r = calc.dense(args.inputs, args.units, not args.no_bias)
+        r = calculator.dense(args.inputs, args.units, not args.no_bias)
     if args.format == "json":
         print_json({k: r[k] for k in ("output_shape", "activation_size", "params", "macs", "connections")}
                    | {"arithmetic": r["arithmetic"], "findings": r["findings"]})

@@ -10,11 +10,28 @@ from dataclasses import dataclass, field
 from html import escape
 
 from ..analysis import Analysis, Block, LayerStats
-from ..layers import LRN, BatchNorm, Dropout, Layer, ReLU, ScaledTanh, Sigmoid, Softmax, Tanh, fmt_shape, pair
-from ..network import Aux, Concat, Network, Node, Residual, Sequential
+from ..layers import (
+    LRN,
+    AdaptiveAvgPool,
+    AvgPool,
+    BatchNorm,
+    Dropout,
+    GlobalAvgPool,
+    Layer,
+    MaxPool,
+    ReLU,
+    ScaledTanh,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    fmt_shape,
+    pair,
+)
+from ..network import Aux, Concat, Network, Node, Residual, Sequential, inner_prefix, join, kind_of
 
 BOX_W, BOX_H, GAP, PAD = 230, 34, 12, 16
 FOLD = (ReLU, Tanh, Sigmoid, ScaledTanh, Dropout, BatchNorm, Softmax, LRN)
+POOLS = (MaxPool, AvgPool, AdaptiveAvgPool, GlobalAvgPool)  # AdaptiveMaxPool is an AdaptiveAvgPool
 COLORS = {"conv": "#dbeafe", "dense": "#fde68a", "pool": "#dcfce7", "other": "#f3f4f6"}
 
 
@@ -92,15 +109,14 @@ class _Layout:
         boxes: list[Box] = []
         pending: tuple[str, str, str, list[str]] | None = None
         for n in nodes:
-            path = f"{prefix}.{n.name}" if prefix else n.name
             if isinstance(n, Layer):
-                st = self.stats.get(path)
+                st = self.stats.get(join(prefix, n.name))
                 if isinstance(n, FOLD) and pending is not None:
                     pending[3].append(type(n).__name__)
                     continue
                 if pending:
                     boxes.append(_leaf_box(*pending))
-                kind = "pool" if "Pool" in type(n).__name__ else n.kind
+                kind = "pool" if isinstance(n, POOLS) else n.kind
                 sub = fmt_shape(st.output_shape) + (f" · {st.params:,} params" if st.params else "") if st else ""
                 pending = (f"{n.name}: {label(n)}", sub, kind, [])
                 continue
@@ -113,13 +129,12 @@ class _Layout:
         return boxes
 
     def node(self, n: Node, prefix: str) -> Box:
-        path = f"{prefix}.{n.name}" if prefix else n.name
+        path, sub = join(prefix, n.name), inner_prefix(n, prefix)  # sub: where its children are registered
         if isinstance(n, Sequential):
-            return _stack(self.seq(n.children, prefix if n.inline else path))
+            return _stack(self.seq(n.children, sub))
         if isinstance(n, Concat):
-            base = prefix if n.inline else path  # where the branches are registered
-            cols = [_stack(self.seq(b.children, base if b.inline else f"{base}.{b.name}"))
-                    if isinstance(b, Sequential) else _stack(self.seq((b,), base)) for b in n.branches]
+            cols = [_stack(self.seq(b.children, inner_prefix(b, sub)))
+                    if isinstance(b, Sequential) else _stack(self.seq((b,), sub)) for b in n.branches]
             w = sum(c.w for c in cols) + GAP * (len(cols) - 1)
             h = max(c.h for c in cols) + 14
             row, x = Box(w, h + 2 * GAP + 10), 0
@@ -149,7 +164,22 @@ class _Layout:
             return _frame(_stack([inner, *post]), f"{n.name} (Residual)")
         if isinstance(n, Aux):
             return _frame(_stack(self.seq(n.head, path)), f"{n.name} (auxiliary head)")
-        raise TypeError(n)
+        return self.generic(n, sub)
+
+    def generic(self, n: Node, sub: str) -> Box:
+        """Any other composite kind: chained parts stack downwards, branches sit side by side."""
+        boxes: list[Box] = []
+        for part in kind_of(n).parts(n):
+            if part.chain:
+                boxes += self.seq(part.nodes, sub)
+                continue
+            cols = [_stack(self.seq((b,), sub)) for b in part.nodes]
+            row, x = Box(sum(c.w for c in cols) + GAP * (len(cols) - 1), max(c.h for c in cols)), 0
+            for c in cols:
+                row.parts.append(c.at(x, 0))
+                x += c.w + GAP
+            boxes.append(row)
+        return _frame(_stack(boxes), f"{n.name} ({type(n).__name__})")
 
 
 def svg(net: Network, a: Analysis) -> str:

@@ -9,7 +9,7 @@ from .layers import AvgPool, Conv, Dense, Layer, MaxPool, Shape
 
 
 def _result(layer: Layer, shape: Shape) -> dict[str, Any]:
-    c = layer.calc(shape)
+    c = layer.figures(shape)
     size = 1
     for d in c.out:
         size *= d
