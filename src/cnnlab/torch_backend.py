@@ -141,6 +141,15 @@ class ScaledTanh(nn.Module):
         return self.a * torch.tanh(self.s * x)
 
 
+class ScaleShift(nn.Module):
+    def __init__(self, mul: float, add: float) -> None:
+        super().__init__()
+        self.mul, self.add = mul, add
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mul + self.add
+
+
 class ChannelPad(nn.Module):
     def __init__(self, extra: int, stride: int) -> None:
         super().__init__()
