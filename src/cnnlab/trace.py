@@ -204,7 +204,12 @@ class _Lift:
         self.nodes = list(gm.graph.nodes)
         self.order = {n: i for i, n in enumerate(self.nodes)}
         self.count: dict[str, int] = {}
-        self.calls: Counter[str] = Counter()
+        calls: Counter[str] = Counter()
+        self.call_no: dict[fx.Node, int] = {}  # which call of its module a node is, in forward's order
+        for n in self.nodes:
+            if n.op == "call_module":
+                calls[str(n.target)] += 1
+                self.call_no[n] = calls[str(n.target)]
         self.items: dict[fx.Node, _Item] = {}
         self.unsupported: Counter[str] = Counter()
         self.anc: dict[fx.Node, int] = {}  # ancestors as a bit set over ``order``
@@ -213,11 +218,10 @@ class _Lift:
         self.count[base] = self.count.get(base, 0) + 1
         return f"{base}{self.count[base]}"
 
-    def module_name(self, target: str) -> str:
+    def module_name(self, n: fx.Node) -> str:
         """``layer1.0.relu`` -> ``layer1_0_relu``; later calls of the same module get ``_2``, ``_3``."""
-        self.calls[target] += 1
-        base = target.replace(".", "_")
-        return base if self.calls[target] == 1 else f"{base}_{self.calls[target]}"
+        base, k = str(n.target).replace(".", "_"), self.call_no[n]
+        return base if k == 1 else f"{base}_{k}"
 
     # ------------------------------------------------------------------ classification
 
@@ -240,6 +244,9 @@ class _Lift:
                 if a not in seen:
                     seen.add(a)
                     todo.append(a)
+        if not self.unsupported:  # again in forward's order, so functions are numbered as they run
+            self.count.clear()
+            self.items = {n: self.classify(n) for n in sorted(self.items, key=self.order.__getitem__)}
 
     def classify(self, n: fx.Node) -> _Item:
         if n.op == "placeholder":
@@ -251,7 +258,7 @@ class _Lift:
             if not isinstance(m, LEAVES) and type(m).__name__ not in IDENTITY_NAMES:
                 raise _Unsupported(f"module {type(m).__name__}")
             try:
-                layer = module_layer(m, self.module_name(str(n.target)))
+                layer = module_layer(m, self.module_name(n))
             except CnnlabError as e:
                 raise _Unsupported(f"module {type(m).__name__} ({str(e).split(': ', 1)[-1]})") from None
             return _Item(layer, (n.args[0],))
@@ -291,7 +298,7 @@ class _Lift:
             parts = list(_arg(n, 0, "tensors", ()))
             if _arg(n, 1, "dim", 0) not in (1, -3) or not all(isinstance(p, fx.Node) for p in parts):
                 raise _Unsupported("cat along a dimension other than channels")
-            return _Item(None, tuple(parts), "concat")
+            return _Item(None, tuple(parts), "concat" if len(parts) > 1 else "")
         raise _Unsupported(_describe(n))
 
     def method(self, n: fx.Node) -> _Item:
