@@ -268,5 +268,5 @@ def test_lifted_dag_round_trips_builds_and_adapts() -> None:
     built = build(net).eval()
     assert sum(p.numel() for p in built.parameters()) == sum(p.numel() for p in model.parameters())
     assert tuple(built(torch.zeros(2, 8, 6, 6)).shape) == (2, 20, 6, 6)
-    assert "graph1 (Graph)" in svg(net, analyze(net))
+    assert "graph1 (Graph: 3 merges, concat)" in svg(net, analyze(net))
     assert diagnose(net, (8, 3, 3)) is not None
