@@ -270,3 +270,21 @@ def test_lifted_dag_round_trips_builds_and_adapts() -> None:
     assert tuple(built(torch.zeros(2, 8, 6, 6)).shape) == (2, 20, 6, 6)
     assert "graph1 (Graph: 3 merges, concat)" in svg(net, analyze(net))
     assert diagnose(net, (8, 3, 3)) is not None
+
+
+def test_summary_text_names_unreached_modules() -> None:
+    from rich.console import Console
+
+    from cnnlab.report.text import render_summary
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.aux = nn.Conv2d(3, 4, 3), nn.Linear(10, 5)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    con = Console(record=True, width=200)
+    render_summary(analyze(trace(Head(), (3, 8, 8))), con=con)
+    assert "Not counted: 55 params and 0 buffer values that forward never reaches (aux)" in con.export_text()
