@@ -138,15 +138,17 @@ class DenseNet121(nn.Module):
 
 def test_densenet121_shape_is_lifted_and_analysed_fast() -> None:
     model = DenseNet121()
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: the test machine's other processes do not count
     net = trace(model, (3, 224, 224))
+    w0 = time.perf_counter()
     a = analyze(net)
-    took = time.perf_counter() - t0
+    walk = time.perf_counter() - w0
+    took = time.process_time() - t0
     convs = 1 + 2 * 58 + 3
     assert sum(ly.type == "Conv" for ly in a.layers) == convs == 120
     assert a.totals["params"] == sum(p.numel() for p in model.parameters()) == 7_978_856  # torchvision's count
     assert a.output_shape == (1000,)
-    assert took < 1.0, took
+    assert took < 1.0 and walk < 0.5, (took, walk)
 
 
 class InvertedResidual(nn.Module):
