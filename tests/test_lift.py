@@ -290,3 +290,17 @@ def test_summary_text_names_unreached_modules() -> None:
     con = Console(record=True, width=200)
     render_summary(analyze(trace(Head(), (3, 8, 8))), con=con)
     assert "Not counted: 55 params and 0 buffer values that forward never reaches (aux)" in con.export_text()
+
+
+def test_a_module_with_parameters_called_twice_is_refused_not_counted_twice() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    with pytest.raises(LiftError) as e:
+        trace(Twice(), (4, 8, 8))
+    assert e.value.unsupported == {"module Conv2d with parameters called again (shared weights)": 1}

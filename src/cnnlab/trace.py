@@ -257,6 +257,8 @@ class _Lift:
             m = self.mods[str(n.target)]
             if not isinstance(m, LEAVES) and type(m).__name__ not in IDENTITY_NAMES:
                 raise _Unsupported(f"module {type(m).__name__}")
+            if self.call_no[n] > 1 and any(True for _ in m.parameters()):
+                raise _Unsupported(f"module {type(m).__name__} with parameters called again (shared weights)")
             try:
                 layer = module_layer(m, self.module_name(n))
             except CnnlabError as e:
