@@ -311,6 +311,28 @@ class _Flow:
             )
         return body[0], _rf_max([body[1], shortcut[1]])
 
+    def mul(self, xs: list[tuple[Shape, RF]]) -> tuple[Shape, RF]:
+        out = broadcast([s for s, _ in xs])
+        if out is None:
+            raise ShapeError(
+                f"{type(self.node).__name__.lower()} '{self.path}': cannot multiply "
+                f"{' by '.join(fmt_shape(s) for s, _ in xs)}; give the factors equal sizes or size 1 "
+                "(a 1x1 map scales the channels)", layer=self.path, reason="mul",
+            )
+        return out, _rf_max([r for _, r in xs])
+
+
+def broadcast(shapes: list[Shape]) -> Shape | None:
+    """The shape PyTorch broadcasts ``shapes`` to (aligned on the right), or None if it cannot."""
+    n = max(len(s) for s in shapes)
+    out: list[int] = []
+    for i in range(n):
+        sizes = {s[i - n + len(s)] for s in shapes if i - n + len(s) >= 0} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
 
 def analyze(net: Network, input_shape: Shape | None = None, *, batch: int = 1, bytes_per_value: int = 4) -> Analysis:
     """Walk the description at ``input_shape`` (default: the design input)."""

@@ -504,14 +504,24 @@ class ChannelPad(Layer):
 
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Layer):
+    """Merge the dimensions from ``start_dim`` on (counted as in PyTorch, the batch being dim 0):
+    1 gives a vector; 2 turns C x H x W into C x (H*W) (patch embeddings)."""
+
+    start_dim: int = 1
+
     def figures(self, s: Shape) -> LayerFigures:
-        n = math.prod(s)
-        return LayerFigures(out=(n,), explain=lambda: [f"{' * '.join(map(str, s))} = {n:,}"] if len(s) > 1 else [])
+        k = self.start_dim - 1
+        if not 0 <= k < len(s):
+            raise ShapeError(f"layer '{self.name}': cannot flatten {fmt_shape(s)} from dim {self.start_dim}; "
+                             f"use a start_dim from 1 to {len(s)}")
+        n = math.prod(s[k:])
+        return LayerFigures(out=(*s[:k], n),
+                            explain=lambda: [f"{' * '.join(map(str, s[k:]))} = {n:,}"] if len(s) > k + 1 else [])
 
     def build(self, s: Shape) -> Any:
         from torch import nn
 
-        return nn.Flatten()
+        return nn.Flatten(self.start_dim)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -566,17 +576,22 @@ class BatchNorm(Layer):
 
     eps: float = 1e-5
     momentum: float = 0.1
+    affine: bool = True  # without it there is no gamma and beta
+    track_running_stats: bool = True  # without it there are no running statistics
 
     def figures(self, s: Shape) -> LayerFigures:
         c = s[0]
-        return LayerFigures(out=s, params=2 * c, buffers=2 * c,
-                    explain=lambda: [f"params: 2 * {c} (gamma, beta); buffers: 2 * {c}"])
+        p, b = 2 * c * self.affine, 2 * c * self.track_running_stats
+        return LayerFigures(out=s, params=p, buffers=b,
+                    explain=lambda: [f"params: {'2 * ' + str(c) + ' (gamma, beta)' if p else '0 (not affine)'}; "
+                                     f"buffers: {'2 * ' + str(c) if b else '0 (batch statistics only)'}"])
 
     def build(self, s: Shape) -> Any:
         from torch import nn
 
         cls = nn.BatchNorm2d if len(s) == 3 else nn.BatchNorm1d
-        return cls(s[0], eps=self.eps, momentum=self.momentum)
+        return cls(s[0], eps=self.eps, momentum=self.momentum, affine=self.affine,
+                   track_running_stats=self.track_running_stats)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -664,9 +679,211 @@ class Softmax(Layer):
         return nn.Softmax(dim=1)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Activation(Layer):
+    """An elementwise function with PyTorch's module of the same name and no parameters."""
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return getattr(nn, type(self).__name__)()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiLU(Activation):
+    """``x * sigmoid(x)`` (swish; EfficientNet)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hardswish(Activation):
+    """``x * relu6(x + 3) / 6`` (MobileNet v3)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hardsigmoid(Activation):
+    """``relu6(x + 3) / 6`` (MobileNet v3's squeeze-excitation gate)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReLU6(Activation):
+    """``min(max(x, 0), 6)`` (MobileNet v2)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mish(Activation):
+    """``x * tanh(softplus(x))``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class GELU(Activation):
+    approximate: str = "none"
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.GELU(approximate=self.approximate)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeakyReLU(Activation):
+    slope: float = 0.01
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.LeakyReLU(self.slope)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ELU(Activation):
+    alpha: float = 1.0
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.ELU(self.alpha)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scale(Layer):
+    """``x * mul + add`` with constants (``x + 1.0``, ``x / 6``): no parameters, no MACs."""
+
+    mul: float = 1.0
+    add: float = 0.0
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        return tb.ScaleShift(self.mul, self.add)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerNorm(Layer):
+    """Normalization over the last ``len(shape)`` dimensions, which must equal ``shape``; gamma
+    and beta (when ``affine``; beta only with ``bias``) have that shape."""
+
+    shape: tuple[int, ...]
+    eps: float = 1e-5
+    affine: bool = True
+    bias: bool = True
+
+    def figures(self, s: Shape) -> LayerFigures:
+        k = len(self.shape)
+        if tuple(s[len(s) - k:]) != tuple(self.shape) or k > len(s):
+            raise ShapeError(f"layer '{self.name}': normalizes over {fmt_shape(self.shape)} but gets {fmt_shape(s)}; "
+                             "give the shape of the last dimensions")
+        n = math.prod(self.shape)
+        p = n * (1 + self.bias) if self.affine else 0
+        return LayerFigures(out=s, params=p, explain=lambda: [f"params: {p:,} (gamma{', beta' * self.bias})"])
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.LayerNorm(list(self.shape), eps=self.eps, elementwise_affine=self.affine, bias=self.bias)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupNorm(Layer):
+    """Normalization over groups of channels; gamma and beta per channel when ``affine``."""
+
+    groups: int
+    eps: float = 1e-5
+    affine: bool = True
+
+    def figures(self, s: Shape) -> LayerFigures:
+        c = s[0]
+        if self.groups < 1 or c % self.groups:
+            raise ShapeError(f"layer '{self.name}': {c} channels do not divide into {self.groups} groups; "
+                             "use a divisor of the channels")
+        p = 2 * c if self.affine else 0
+        return LayerFigures(out=s, params=p, explain=lambda: [f"params: {p:,} (gamma, beta)"])
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.GroupNorm(self.groups, s[0], eps=self.eps, affine=self.affine)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvTranspose(Layer):
+    """Transposed convolution: ``out = (n - 1)s - 2p + d(k - 1) + output_padding + 1``. Each input
+    pixel spreads a kernel, so MACs = Cin * Cout/groups * kh*kw * Hin*Win."""
+
+    filters: int
+    kernel: int | tuple[int, int] = 2
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] = 0
+    output_padding: int | tuple[int, int] = 0
+    dilation: int | tuple[int, int] = 1
+    groups: int = 1
+    bias: bool = True
+    kind: ClassVar[str] = "conv"
+
+    def figures(self, s: Shape) -> LayerFigures:
+        c, h, w = _need_map(self, s)
+        if self.filters < 1 or self.groups < 1 or c % self.groups or self.filters % self.groups:
+            raise ShapeError(f"layer '{self.name}': {c} input channels and {self.filters} filters must both divide "
+                             f"into {self.groups} groups")
+        k, st, p, op, d = (pair(v) for v in (self.kernel, self.stride, self.padding, self.output_padding,
+                                             self.dilation))
+        oh, ow = ((n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 for n, ki, si, pi, oi, di in
+                  zip((h, w), k, st, p, op, d))
+        if oh < 1 or ow < 1:
+            raise ShapeError(f"layer '{self.name}': output {oh}x{ow} from {fmt_shape(s)}; use less padding")
+        fan = k[0] * k[1] * (self.filters // self.groups)
+        params = c * fan + (self.filters if self.bias else 0)
+        macs = c * fan * h * w
+        return LayerFigures(out=(self.filters, oh, ow), params=params, macs=macs,
+                            connections=(c * fan + self.filters) * h * w,
+                            explain=lambda: [f"H: ({h} - 1)*{st[0]} - 2*{p[0]} + {d[0]}*({k[0]} - 1) + {op[0]} + 1 = {oh}",
+                                             f"W: ({w} - 1)*{st[1]} - 2*{p[1]} + {d[1]}*({k[1]} - 1) + {op[1]} + 1 = {ow}",
+                                             f"params: {c}*{k[0]}*{k[1]}*{self.filters // self.groups}"
+                                             f"{' + ' + str(self.filters) if self.bias else ''} = {params:,}",
+                                             f"MACs: {c}*{k[0]}*{k[1]}*{self.filters // self.groups} * {h}*{w} = {macs:,}"])
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.ConvTranspose2d(s[0], self.filters, pair(self.kernel), pair(self.stride), pair(self.padding),
+                                  pair(self.output_padding), self.groups, self.bias, pair(self.dilation))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upsample(Layer):
+    """Resize by ``scale`` (output floor(n * scale), as PyTorch) or to ``size``: no parameters."""
+
+    scale: float | tuple[float, float] | None = 2.0
+    size: int | tuple[int, int] | None = None
+    mode: str = "nearest"
+    align_corners: bool | None = None
+
+    def _out(self, h: int, w: int) -> tuple[int, int]:
+        if self.size is not None:
+            return pair(self.size)
+        sh, sw = self.scale if isinstance(self.scale, tuple) else (self.scale, self.scale)
+        if sh is None or sw is None:
+            raise ShapeError(f"layer '{self.name}': give a scale or a size")
+        return math.floor(h * sh), math.floor(w * sw)
+
+    def figures(self, s: Shape) -> LayerFigures:
+        c, h, w = _need_map(self, s)
+        oh, ow = self._out(h, w)
+        if oh < 1 or ow < 1:
+            raise ShapeError(f"layer '{self.name}': resizing {fmt_shape(s)} gives {oh}x{ow}; use a larger scale")
+        return LayerFigures(out=(c, oh, ow), explain=lambda: [f"{h}x{w} -> {oh}x{ow} ({self.mode})"])
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        if self.size is not None:
+            return nn.Upsample(size=pair(self.size), mode=self.mode, align_corners=self.align_corners)
+        return nn.Upsample(scale_factor=self.scale, mode=self.mode, align_corners=self.align_corners)
+
+
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, ChannelPad, AdaptiveAvgPool, AdaptiveMaxPool,
                 GlobalAvgPool, Flatten, Dense, RBF, BatchNorm, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
-                Softmax)
+                Softmax, SiLU, Hardswish, Hardsigmoid, ReLU6, Mish, GELU, LeakyReLU, ELU, Scale, LayerNorm, GroupNorm,
+                ConvTranspose, Upsample)
 }

@@ -57,7 +57,34 @@ class Aux:
     head: tuple[Node, ...]
 
 
-Node = Layer | Sequential | Concat | Residual | Aux
+@dataclass(frozen=True)
+class Merge:
+    """A value of a :class:`Graph` made from several others: ``concat`` along channels, ``add``
+    or ``mul`` (elementwise, broadcasting as PyTorch does: squeeze-excitation's ``x * scale``)."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+
+
+MERGE_OPS = ("concat", "add", "mul")
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A general DAG: ``nodes`` run in order, node ``i`` reading the value named ``inputs[i]``
+    ('' is the graph's input; otherwise a node or a merge). Merges combine several values and are
+    worked out when first read; ``output`` names the result ('' for the last node). A concat whose
+    branches share layers (DenseNet) is a graph: each layer appears once, not once per path."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    inputs: tuple[str, ...]
+    merges: tuple[Merge, ...] = ()
+    output: str = ""
+
+
+Node = Layer | Sequential | Concat | Residual | Aux | Graph
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,49 @@ def aux(name: str, *head: Node) -> Aux:
     return Aux(name, _name_children(tuple(head), name))
 
 
+def graph(name: str, nodes: list[Node] | tuple[Node, ...], inputs: list[str] | tuple[str, ...],
+          merges: list[Merge] | tuple[Merge, ...] = (), output: str = "") -> Graph:
+    """A :class:`Graph`, checked: every edge names an earlier value, names are distinct, merges
+    have a known op and at least two inputs, and the merges form no cycle."""
+    nodes_t = _name_children(tuple(nodes), name)
+    merges_t = tuple(merges)
+    if len(inputs) != len(nodes_t):
+        raise CnnlabError(f"graph '{name}': {len(nodes_t)} nodes but {len(inputs)} inputs; give one input per node")
+    if not nodes_t:
+        raise CnnlabError(f"graph '{name}' has no nodes: give at least one")
+    by_merge = {m.name: m for m in merges_t}
+    node_names = {n.name for n in nodes_t}
+    if len(by_merge) != len(merges_t) or node_names & set(by_merge) or "" in by_merge:
+        raise CnnlabError(f"graph '{name}': merge names must be distinct, non-empty and differ from node names")
+    for m in merges_t:
+        if m.op not in MERGE_OPS or len(m.inputs) < 2:
+            raise CnnlabError(f"graph '{name}': merge '{m.name}' needs an op in {', '.join(MERGE_OPS)} "
+                              "and at least two inputs")
+    seen: set[str] = {""}
+    done: set[str] = set()
+
+    def reach(value: str, reader: str, stack: tuple[str, ...] = ()) -> None:
+        if value in seen or value in done:
+            return
+        m = by_merge.get(value)
+        if m is None:
+            later = "a later node" if value in node_names else "nothing"
+            raise CnnlabError(f"graph '{name}': '{reader}' reads '{value}', which names {later}; "
+                              "read the input (''), an earlier node or a merge")
+        if value in stack:
+            raise CnnlabError(f"graph '{name}': merge '{value}' depends on itself")
+        for v in m.inputs:
+            reach(v, value, (*stack, value))
+        done.add(value)
+
+    for n, src in zip(nodes_t, inputs):
+        reach(src, n.name)
+        seen.add(n.name)
+    if output:
+        reach(output, "output")
+    return Graph(name, nodes_t, tuple(inputs), merges_t, output)
+
+
 # --------------------------------------------------------------------------- the walker
 #
 # Every composite kind is described once, here: the parts that hold its children and how values
@@ -131,6 +201,9 @@ class Flow(Protocol):
     def side(self, nodes: tuple[Node, ...], x: Any) -> None:
         """Run ``nodes`` on ``x`` as a side output (an auxiliary head)."""
 
+    def mul(self, xs: list[Any]) -> Any:
+        """The elementwise product of ``xs``, broadcasting (squeeze-excitation's ``x * scale``)."""
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -161,6 +234,30 @@ def _aux_run(n: Aux, x: Any, f: Flow) -> Any:
     return x
 
 
+def _graph_run(g: Graph, x: Any, f: Flow) -> Any:
+    values: dict[str, Any] = {"": x}
+    merges = {m.name: m for m in g.merges}
+
+    def value(name: str) -> Any:
+        if name not in values:
+            m = merges[name]
+            xs = [value(v) for v in m.inputs]
+            if m.op == "concat":
+                values[name] = f.concat(xs)
+            elif m.op == "mul":
+                values[name] = f.mul(xs)
+            else:
+                y = xs[0]
+                for other in xs[1:]:
+                    y = f.add(other, y)
+                values[name] = y
+        return values[name]
+
+    for node, src in zip(g.nodes, g.inputs):
+        values[node.name] = f.chain((node,), value(src))
+    return value(g.output or g.nodes[-1].name)
+
+
 register_kind(Sequential, Kind(lambda n: (Part("children", n.children),), lambda n, x, f: f.chain(n.children, x),
                                lambda n: n.inline))
 register_kind(Concat, Kind(lambda n: (Part("branches", n.branches, chain=False),),
@@ -169,6 +266,7 @@ register_kind(Residual, Kind(lambda n: (Part("body", n.body),
                                         *((Part("shortcut", (n.shortcut,), False, True),) if n.shortcut else ()),
                                         Part("post", n.post)), _residual_run))
 register_kind(Aux, Kind(lambda n: (Part("head", n.head),), _aux_run))
+register_kind(Graph, Kind(lambda n: (Part("nodes", n.nodes, chain=False),), _graph_run))
 
 
 def kind_of(node: Node) -> Kind:
@@ -323,6 +421,13 @@ def node_to_spec(node: Node) -> dict[str, Any]:
             out["scale"] = node.scale
     elif isinstance(node, Aux):
         out["head"] = [node_to_spec(c) for c in node.head]
+    elif isinstance(node, Graph):
+        out["nodes"] = [node_to_spec(c) for c in node.nodes]
+        out["inputs"] = list(node.inputs)
+        if node.merges:
+            out["merges"] = [{"name": m.name, "op": m.op, "inputs": list(m.inputs)} for m in node.merges]
+        if node.output:
+            out["output"] = node.output
     return out
 
 
@@ -348,6 +453,8 @@ def node_from_spec(d: dict[str, Any], where: str = "spec") -> Node:
                         [node_from_spec(c, where) for c in d.get("post", [])], float(d.get("scale", 1.0)))
     if kind == "Aux":
         return aux(name, *[node_from_spec(c, where) for c in d["head"]])
+    if kind == "Graph":
+        return _graph_from_spec(d, name, where)
     cls = LAYER_TYPES.get(kind)
     if cls is None:
         raise CnnlabError(f"{where}: unknown layer type '{kind}'; use one of {', '.join(sorted(LAYER_TYPES))}")
@@ -356,6 +463,18 @@ def node_from_spec(d: dict[str, Any], where: str = "spec") -> Node:
         return cls(**args)
     except TypeError as e:
         raise CnnlabError(f"{where}: bad fields for {kind}: {e}") from None
+
+
+def _graph_from_spec(d: dict[str, Any], name: str, where: str) -> Graph:
+    nodes, inputs, merges = d.get("nodes"), d.get("inputs"), d.get("merges", [])
+    if not isinstance(nodes, list) or not isinstance(inputs, list) or not isinstance(merges, list):
+        raise CnnlabError(f"{where}: graph '{name}' needs 'nodes' and 'inputs' lists (and optionally 'merges')")
+    try:
+        ms = [Merge(str(m["name"]), str(m["op"]), tuple(str(v) for v in m["inputs"])) for m in merges]
+    except (KeyError, TypeError):
+        raise CnnlabError(f"{where}: each merge of graph '{name}' needs 'name', 'op' and 'inputs'") from None
+    return graph(name, [node_from_spec(c, f"{where}.{name}") for c in nodes], [str(v) for v in inputs], ms,
+                 str(d.get("output", "")))
 
 
 def network_to_spec(net: Network) -> dict[str, Any]:

@@ -141,6 +141,15 @@ class ScaledTanh(nn.Module):
         return self.a * torch.tanh(self.s * x)
 
 
+class ScaleShift(nn.Module):
+    def __init__(self, mul: float, add: float) -> None:
+        super().__init__()
+        self.mul, self.add = mul, add
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mul + self.add
+
+
 class ChannelPad(nn.Module):
     def __init__(self, extra: int, stride: int) -> None:
         super().__init__()
@@ -175,6 +184,12 @@ class _TorchFlow:
 
     def add(self, body: torch.Tensor, shortcut: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         return shortcut + body * scale if scale != 1.0 else shortcut + body
+
+    def mul(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        y = xs[0]
+        for other in xs[1:]:
+            y = y * other
+        return y
 
     def side(self, nodes: tuple[Node, ...], x: torch.Tensor) -> None:
         if self.owner.sink is not None:
@@ -241,6 +256,11 @@ class _BuildFlow:
 
     def add(self, body: Shape, shortcut: Shape, scale: float = 1.0) -> Shape:
         return body
+
+    def mul(self, shapes: list[Shape]) -> Shape:
+        from .analysis import broadcast
+
+        return broadcast(shapes) or shapes[0]
 
     def side(self, nodes: tuple[Node, ...], shape: Shape) -> None:
         self.side_outputs = True

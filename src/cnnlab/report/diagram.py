@@ -12,14 +12,18 @@ from html import escape
 from ..analysis import Analysis, Block, LayerStats
 from ..layers import (
     LRN,
+    Activation,
     AdaptiveAvgPool,
     AvgPool,
     BatchNorm,
     Dropout,
     GlobalAvgPool,
+    GroupNorm,
     Layer,
+    LayerNorm,
     MaxPool,
     ReLU,
+    Scale,
     ScaledTanh,
     Sigmoid,
     Softmax,
@@ -27,10 +31,10 @@ from ..layers import (
     fmt_shape,
     pair,
 )
-from ..network import Aux, Concat, Network, Node, Residual, Sequential, inner_prefix, join, kind_of
+from ..network import Aux, Concat, Graph, Network, Node, Residual, Sequential, inner_prefix, join, kind_of
 
 BOX_W, BOX_H, GAP, PAD = 230, 34, 12, 16
-FOLD = (ReLU, Tanh, Sigmoid, ScaledTanh, Dropout, BatchNorm, Softmax, LRN)
+FOLD = (ReLU, Tanh, Sigmoid, ScaledTanh, Dropout, BatchNorm, Softmax, LRN, Activation, Scale, GroupNorm, LayerNorm)
 POOLS = (MaxPool, AvgPool, AdaptiveAvgPool, GlobalAvgPool)  # AdaptiveMaxPool is an AdaptiveAvgPool
 COLORS = {"conv": "#dbeafe", "dense": "#fde68a", "pool": "#dcfce7", "other": "#f3f4f6"}
 
@@ -162,6 +166,9 @@ class _Layout:
                                f'text-anchor="middle">{escape(plus)}</text>')
             post = self.seq(n.post, path)
             return _frame(_stack([inner, *post]), f"{n.name} (Residual)")
+        if isinstance(n, Graph):  # layers in execution order (a dense block would be far too wide side by side)
+            ops = sorted({m.op for m in n.merges})
+            return _frame(_stack(self.seq(n.nodes, path)), f"{n.name} (Graph: {len(n.merges)} merges, {'/'.join(ops)})")
         if isinstance(n, Aux):
             return _frame(_stack(self.seq(n.head, path)), f"{n.name} (auxiliary head)")
         return self.generic(n, sub)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..analysis import CONVENTIONS, Analysis
 from ..layers import fmt_shape
+from ..text import safe_text
 from .numbers import count, human
 
 
@@ -85,6 +86,11 @@ def render_summary(a: Analysis, explain: bool = False, con: Console | None = Non
     if a.meta.get("paper"):
         acc = f"; reported: {a.meta['accuracy']}" if a.meta.get("accuracy") else ""
         con.print(f"[dim]Paper: {a.meta['paper']} ({a.meta.get('year', '')}){acc}[/]")
+    gone = a.meta.get("unreached")
+    if gone:
+        names = ", ".join(safe_text(str(m)) for m in gone["modules"][:8]) + (", ..." if len(gone["modules"]) > 8 else "")
+        con.print(f"[yellow]Not counted: {gone['params']:,} params and {gone['buffers']:,} buffer values that "
+                  f"forward never reaches ({names})[/]")
     if explain:
         con.print()
         con.print("[bold]Arithmetic[/]")

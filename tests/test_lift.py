@@ -1,0 +1,306 @@
+"""Lifting common PyTorch patterns into the description: each small module's analysis equals the
+module itself (parameters, output shape, MACs = FlopCounterMode's FLOPs / 2)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnlab.adapt import diagnose
+from cnnlab.analysis import analyze
+from cnnlab.network import Graph, network_from_spec, network_to_spec
+from cnnlab.report.diagram import svg
+from cnnlab.torch_backend import build
+from cnnlab.trace import LiftError, trace
+
+
+def _measure(model: nn.Module, shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        y = model(torch.zeros(1, *shape))
+    return tuple(y.shape[1:]), sum(p.numel() for p in model.parameters()), fc.get_total_flops() // 2
+
+
+def _check(model: nn.Module, shape: tuple[int, int, int]):
+    a = analyze(trace(model, shape), shape)
+    assert (a.output_shape, a.totals["params"], a.totals["macs"]) == _measure(model, shape)
+    return a
+
+
+class BasicBlock(nn.Module):
+    """torchvision's ResNet block: one ReLU module called twice."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(y)) + x)
+
+
+def test_reused_relu_gives_one_row_per_call() -> None:
+    a = _check(BasicBlock(8), (8, 10, 10))
+    names = [ly.name for ly in a.layers]
+    assert names == ["residual1.conv1", "residual1.bn1", "residual1.relu", "residual1.conv2", "residual1.bn2",
+                     "relu_2"]
+    assert a.totals["params"] == 2 * 8 * 9 * 8 + 4 * 8  # two 3x3 convs, two affine BatchNorms
+
+
+class SE(nn.Module):
+    def __init__(self, c: int, r: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.fc1, self.fc2 = nn.Conv2d(c, c // r, 1), nn.Conv2d(c // r, c, 1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = torch.sigmoid(self.fc2(F.silu(self.fc1(s))))
+        return x * s
+
+
+def test_squeeze_excitation_is_a_graph_with_a_mul() -> None:
+    net = trace(SE(16, 4), (16, 12, 12))
+    g = net.layers[-1]
+    assert isinstance(g, Graph) and [m.op for m in g.merges] == ["mul"]
+    a = _check(SE(16, 4), (16, 12, 12))
+    # conv 16*9*16 + 16; fc1 16*4 + 4; fc2 4*16 + 16; MACs: 16*9*16*144 + 64 + 64
+    assert a.totals["params"] == 2320 + 68 + 80 and a.totals["macs"] == 331776 + 128
+    assert a.layer("graph1.fc2").output_shape == (16, 1, 1) and a.output_shape == (16, 12, 12)
+    # conv 3x3, then the global pool sees all 12 positions: 3 + 11 = 14, jump 12
+    assert a.layer("graph1.sigmoid1").rf == ((14, 12), (14, 12))
+
+
+class DenseLayer(nn.Module):
+    def __init__(self, cin: int, growth: int) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, 4 * growth, 1, bias=False)
+        self.norm2, self.conv2 = nn.BatchNorm2d(4 * growth), nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, feats):
+        x = torch.cat(feats, 1)
+        x = self.conv1(F.relu(self.norm1(x)))
+        return self.conv2(F.relu(self.norm2(x)))
+
+
+class DenseBlock(nn.Module):
+    def __init__(self, n: int, cin: int, growth: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DenseLayer(cin + i * growth, growth) for i in range(n))
+
+    def forward(self, x):
+        feats = [x]
+        for layer in self.layers:
+            feats.append(layer(feats))
+        return torch.cat(feats, 1)
+
+
+@pytest.mark.parametrize("n", [1, 4, 17])
+def test_dense_block_has_one_row_per_layer(n: int) -> None:
+    cin, k = 8, 4
+    a = _check(DenseBlock(n, cin, k), (cin, 6, 6))
+    assert len(a.layers) == 6 * n  # norm, relu, conv, norm, relu, conv per layer: never 2^n - 1 paths
+    # per layer i with c = 8 + 4i inputs: BN 2c + 1x1 conv c*16 + BN 2*16 + 3x3 conv 16*9*4
+    assert a.totals["params"] == sum(18 * (cin + i * k) + 32 + 576 for i in range(n))
+    assert a.output_shape == (cin + n * k, 6, 6)
+
+
+class DenseNet121(nn.Module):
+    """DenseNet-121's shape (Huang et al. 2017, Table 1): growth 32, blocks 6/12/24/16, compression 0.5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, 1))
+        stages, c = [], 64
+        for i, n in enumerate((6, 12, 24, 16)):
+            stages.append(DenseBlock(n, c, 32))
+            c += 32 * n
+            if i < 3:
+                stages.append(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c // 2, 1, bias=False),
+                                            nn.AvgPool2d(2)))
+                c //= 2
+        self.features = nn.Sequential(*stages, nn.BatchNorm2d(c))
+        self.fc = nn.Linear(c, 1000)
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(F.relu(self.features(self.stem(x))), 1)
+        return self.fc(torch.flatten(x, 1))
+
+
+def test_densenet121_shape_is_lifted_and_analysed_fast() -> None:
+    model = DenseNet121()
+    t0 = time.process_time()  # CPU time: the test machine's other processes do not count
+    net = trace(model, (3, 224, 224))
+    w0 = time.perf_counter()
+    a = analyze(net)
+    walk = time.perf_counter() - w0
+    took = time.process_time() - t0
+    convs = 1 + 2 * 58 + 3
+    assert sum(ly.type == "Conv" for ly in a.layers) == convs == 120
+    assert a.totals["params"] == sum(p.numel() for p in model.parameters()) == 7_978_856  # torchvision's count
+    assert a.output_shape == (1000,)
+    assert took < 1.0 and walk < 0.5, (took, walk)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c: int, t: int) -> None:
+        super().__init__()
+        h = c * t
+        self.block = nn.Sequential(nn.Conv2d(c, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
+                                   nn.Conv2d(h, h, 3, 1, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.Hardswish(),
+                                   nn.Conv2d(h, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return x + self.block(x)
+
+
+def test_inverted_residual() -> None:
+    a = _check(InvertedResidual(8, 6), (8, 14, 14))
+    # 1x1 8->48, depthwise 3x3 on 48, 1x1 48->8, BNs 2*(48+48+8)
+    assert a.totals["params"] == 384 + 432 + 384 + 208
+
+
+def test_flatten_from_dim_two_keeps_channels() -> None:
+    class Patches(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Conv2d(3, 12, 4, 4)
+            self.flat = nn.Flatten(2)
+            self.norm = nn.LayerNorm(16)
+
+        def forward(self, x):
+            return self.norm(self.flat(self.proj(x))).flatten(1)
+
+    a = _check(Patches(), (3, 16, 16))
+    assert a.layer("flat").output_shape == (12, 16) and a.output_shape == (192,)
+
+
+def test_batchnorm_without_affine_or_running_stats() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8, affine=False),
+                          nn.BatchNorm2d(8, track_running_stats=False), nn.GroupNorm(2, 8))
+    a = _check(model, (3, 8, 8))
+    assert [(ly.params, ly.buffers) for ly in a.layers[1:]] == [(0, 16), (16, 0), (16, 0)]
+    assert a.totals["buffers"] == sum(b.numel() for k, b in model.named_buffers() if "num_batches" not in k)
+
+
+def test_unreached_parameters_are_reported() -> None:
+    class WithAux(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.aux = nn.Sequential(nn.Linear(10, 5), nn.BatchNorm1d(5))
+
+        def forward(self, x):
+            return self.conv(x)
+
+    net = trace(WithAux(), (3, 8, 8))
+    assert net.meta["unreached"] == {"params": 55 + 10, "buffers": 10, "modules": ["aux.0", "aux.1"]}
+    assert analyze(net).totals["params"] == 3 * 9 * 4 + 4
+
+
+def test_constant_arithmetic_and_default_arguments() -> None:
+    class Shift(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.up = nn.Upsample(scale_factor=2)
+            self.t = nn.ConvTranspose2d(4, 2, 2, 2)
+
+        def forward(self, x, mask=None, scale: float = 1.0):
+            y = (self.conv(x) + 1.0) / 6 - 0.5
+            return self.t(self.up(F.gelu(y * 2) * scale))
+
+    a = _check(Shift(), (3, 10, 10))
+    assert a.output_shape == (2, 32, 32)
+    assert [ly.type for ly in a.layers].count("Scale") == 5
+
+
+class TutorialNet(nn.Module):
+    """The PyTorch 'Neural Networks' tutorial net."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5)
+        self.fc1, self.fc2, self.fc3 = nn.Linear(16 * 5 * 5, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def test_tutorial_net() -> None:
+    a = _check(TutorialNet(), (1, 32, 32))
+    assert a.totals["params"] == 61_706  # the tutorial's figure
+    assert a.layer("max_pool2d2").output_shape == (16, 5, 5)
+
+
+def test_all_unsupported_nodes_named_with_counts() -> None:
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+            self.act = nn.PReLU()
+
+        def forward(self, x):
+            x = x.permute(0, 1, 3, 2).permute(0, 1, 3, 2)
+            return self.act(x * self.w)
+
+    with pytest.raises(LiftError) as e:
+        trace(Odd(), (3, 8, 8))
+    assert e.value.unsupported == {"call_method permute": 2, "module PReLU": 1, "mul with a parameter or buffer": 1}
+    assert str(e.value) == ("cannot describe Odd: 4 unsupported nodes: call_method permute x2, "
+                            "module PReLU x1, mul with a parameter or buffer x1")
+
+
+def test_lifted_dag_round_trips_builds_and_adapts() -> None:
+    model = DenseBlock(3, 8, 4)
+    net = trace(model, (8, 6, 6))
+    assert network_from_spec(network_to_spec(net)) == net
+    built = build(net).eval()
+    assert sum(p.numel() for p in built.parameters()) == sum(p.numel() for p in model.parameters())
+    assert tuple(built(torch.zeros(2, 8, 6, 6)).shape) == (2, 20, 6, 6)
+    assert "graph1 (Graph: 3 merges, concat)" in svg(net, analyze(net))
+    assert diagnose(net, (8, 3, 3)) is not None
+
+
+def test_summary_text_names_unreached_modules() -> None:
+    from rich.console import Console
+
+    from cnnlab.report.text import render_summary
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.aux = nn.Conv2d(3, 4, 3), nn.Linear(10, 5)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    con = Console(record=True, width=200)
+    render_summary(analyze(trace(Head(), (3, 8, 8))), con=con)
+    assert "Not counted: 55 params and 0 buffer values that forward never reaches (aux)" in con.export_text()
+
+
+def test_a_module_with_parameters_called_twice_is_refused_not_counted_twice() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    with pytest.raises(LiftError) as e:
+        trace(Twice(), (4, 8, 8))
+    assert e.value.unsupported == {"module Conv2d with parameters called again (shared weights)": 1}
