@@ -19,7 +19,8 @@ from .validate import (
     MAX_DEPTH,
     MAX_NAME,
     check_input,
-    check_layer_fields,
+    check_layer,
+    check_layer_keys,
     check_meta,
     check_name,
     load_json,
@@ -270,7 +271,7 @@ def node_from_spec(d: dict[str, Any], where: str = "spec", depth: int = 0) -> No
     if cls is None:
         raise CnnlabError(f"{where}: unknown layer type {short(kind)}; use one of {', '.join(sorted(LAYER_TYPES))}")
     args = {k: v for k, v in d.items() if k != "type"}
-    check_layer_fields(cls, args, where)
+    check_layer_keys(cls, args, where)
     try:
         return cls(**{k: _tuplify(v) for k, v in args.items()})
     except TypeError as e:
@@ -296,8 +297,20 @@ def network_from_spec(d: dict[str, Any], where: str = "spec") -> Network:
         name = Path(where).stem
     elif not isinstance(name, str) or len(name) > MAX_NAME:
         raise CnnlabError(f"{where}: 'name' must be text of at most {MAX_NAME} characters, got {short(name)}")
-    return Network(name, tuple(node_from_spec(x, where) for x in layers), check_input(d["input"], where),
-                   check_meta(d.get("meta"), where))
+    net = Network(name, tuple(node_from_spec(x, where) for x in layers), check_input(d["input"], where),
+                  check_meta(d.get("meta"), where))
+    _check_values(net.layers, where, "")
+    return net
+
+
+def _check_values(nodes: tuple[Node, ...], where: str, prefix: str) -> None:
+    """Check every layer's values once the tree is named, so a message names the layer by its path."""
+    for n in nodes:
+        path = prefix if is_inline(n) else f"{prefix}.{n.name}" if prefix else n.name
+        if isinstance(n, Layer):
+            check_layer(n, where, path)
+        else:
+            _check_values(children(n), where, path)
 
 
 def load_spec(path: str | Path) -> Network:

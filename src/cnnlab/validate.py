@@ -139,8 +139,8 @@ def _check_padding(v: Any) -> bool:
     return isinstance(v, (list, tuple)) and len(v) in (2, 4) and all(is_int(x) and 0 <= x <= MAX_INT for x in v)
 
 
-def check_layer_fields(cls: type, args: dict[str, Any], where: str) -> None:
-    """Refuse unknown, missing or ill-typed fields of layer class ``cls`` (from its annotations)."""
+def check_layer_keys(cls: type, args: dict[str, Any], where: str) -> None:
+    """Refuse unknown or missing fields of layer class ``cls``; values are checked by ``check_layer``."""
     kind = cls.__name__
     hints = _hints(cls)
     unknown = [k for k in args if k not in hints]
@@ -151,25 +151,39 @@ def check_layer_fields(cls: type, args: dict[str, Any], where: str) -> None:
                 and f.default is MISSING and f.default_factory is MISSING]
     if required:
         raise CnnlabError(f"{where}: bad fields for {kind}: missing required field '{required[0]}'")
-    for key, v in args.items():
+
+
+def _value_problem(key: str, v: Any, tp: Any) -> str | None:
+    """What is wrong with value ``v`` of field ``key`` declared as ``tp``, or None."""
+    if key == "padding":
+        return None if _check_padding(v) else \
+            f"padding {short(v)}: use an int >= 0, [h, w], [top, bottom, left, right], 'same' or 'valid'"
+    low = 0 if key in NONNEGATIVE_INTS else 1
+    if not _conforms(v, tp, low):
+        if is_int(v) and _conforms(1, tp, 1):
+            bound = f">= {low}" if v < low else f"<= {MAX_INT:,}"
+            return f"{key} must be {bound}, got {short(v)}"
+        if typing.get_origin(tp) in (typing.Union, types.UnionType) and tuple[int, int] in typing.get_args(tp):
+            return f"{short(v)} is not a size: give {key} as a positive int or a pair [h, w] of positive ints"
+        want = _describe(tp)
+        return f"{key} must be {want.replace('positive', 'non-negative') if low == 0 else want}, got {short(v)}"
+    if key in FLOAT_RANGES:
+        lo, hi, lo_in, hi_in = FLOAT_RANGES[key]
+        if not ((lo <= v if lo_in else lo < v) and (v <= hi if hi_in else v < hi)):
+            return f"{key} must be in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}, got {short(v)}"
+    return None
+
+
+def check_layer(layer: Any, where: str, path: str) -> None:
+    """Refuse a layer whose field values do not match the types its dataclass declares (ints are ints,
+    not bools, floats or strings; sizes positive; floats finite and in range)."""
+    cls = type(layer)
+    for key, tp in _hints(cls).items():
         if key == "name":
-            check_name(v, where)
             continue
-        tp = hints[key]
-        if key == "padding":
-            ok = _check_padding(v)
-            want = "a non-negative integer, [h, w], [top, bottom, left, right], 'same' or 'valid'"
-        else:
-            ok = _conforms(v, tp, 0 if key in NONNEGATIVE_INTS else 1)
-            want = _describe(tp)
-            if key in NONNEGATIVE_INTS:
-                want = want.replace("positive", "non-negative")
-        if ok and key in FLOAT_RANGES:
-            lo, hi, lo_in, hi_in = FLOAT_RANGES[key]
-            ok = (lo <= v if lo_in else lo < v) and (v <= hi if hi_in else v < hi)
-            want = f"a number in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
-        if not ok:
-            raise CnnlabError(f"{where}: {kind} field '{key}' must be {want}, got {short(v)}")
+        problem = _value_problem(key, getattr(layer, key), tp)
+        if problem:
+            raise CnnlabError(f"{where}: layer '{path}' ({cls.__name__}): {problem}")
 
 
 def check_meta(meta: Any, where: str) -> dict[str, Any]:
@@ -197,7 +211,7 @@ def check_meta(meta: Any, where: str) -> dict[str, Any]:
             return v
         if hasattr(v, "isoformat"):  # YAML dates
             return v.isoformat()
-        if depth >= 2 or not isinstance(v, (list, dict)):
+        if depth >= 3 or not isinstance(v, (list, dict)):
             raise CnnlabError(f"{where}: 'meta' may hold text, numbers and short lists or mappings of them, "
                               f"not {short(v)}")
         if isinstance(v, list):
