@@ -274,6 +274,8 @@ def load_yaml(text: str, where: str) -> Any:
         raise CnnlabError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
     except RecursionError:
         raise CnnlabError(f"{where}: nested too deeply; flatten the spec") from None
+    except ValueError as e:  # an integer of more than 4,300 digits
+        raise CnnlabError(f"{where}: cannot read a value ({str(e).split(';')[0]}): use numbers of sensible size") from None
     finally:
         loader.dispose()
 
@@ -340,3 +342,5 @@ def load_json(text: str, where: str) -> Any:
         raise CnnlabError(f"{where}: not valid JSON ({e.msg}, line {e.lineno})") from None
     except RecursionError:
         raise CnnlabError(f"{where}: nested too deeply; flatten the spec") from None
+    except ValueError as e:  # an integer of more than 4,300 digits
+        raise CnnlabError(f"{where}: cannot read a value ({str(e).split(';')[0]}): use numbers of sensible size") from None
