@@ -263,7 +263,10 @@ def load_yaml(text: str, where: str) -> Any:
                         seen.add(k.value)
             return super().construct_mapping(node, deep)
 
-    loader = Loader(text)
+    try:
+        loader = Loader(text)  # the reader refuses control characters here
+    except yaml.YAMLError as e:
+        raise CnnlabError(f"{where}: not valid YAML ({str(e).splitlines()[0]})") from None
     try:
         node = loader.get_single_node()
         if node is None:
