@@ -59,8 +59,13 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "ScaledTanh": ("a", "s"), "Softmax": (),
 }
 REQUIRED = {"Conv": ("filters",), "Dense": ("units",), "ChannelPad": ("channels",)}
-NAMES = st.one_of(st.sampled_from(["a", "b", "conv", "0", "[/]", "[/x] broken", "a.b", "forward", "_x", "=1", "a|b"]),
-                  st.text(max_size=8))
+GOOD_NAMES = st.builds("{}{}".format, st.sampled_from(["a", "conv", "", "[/]", "[/x] broken", "=1", "a|b", "<script>'\"", "ünï"]),
+                       st.integers(0, 10**6))
+NAMES = st.one_of(GOOD_NAMES, st.sampled_from(["a.b", "forward", "_x", "", "a\x1b[2J", "x" * 300]), st.text(max_size=8))
+
+
+def names(draw: Any, bad: float) -> str:
+    return draw(NAMES if draw(st.floats(0, 1)) < bad else GOOD_NAMES)
 
 
 @st.composite
@@ -74,29 +79,33 @@ def values(draw: Any, key: str, bad: float) -> Any:
     return v
 
 
+VECTOR_KINDS = ["Dense", "RBF", "BatchNorm", "Dropout", "ReLU", "Tanh", "Sigmoid", "ScaledTanh", "Softmax"]
+MAP_KINDS = [k for k in FIELDS if k not in ("Dense", "RBF", "Softmax", "Flatten", "GlobalAvgPool")]
+
+
 @st.composite
-def leaf(draw: Any, bad: float) -> dict[str, Any]:
-    kind = draw(st.sampled_from(sorted(FIELDS)))
+def leaf(draw: Any, bad: float, kinds: list[str] | None = None) -> dict[str, Any]:
+    kind = draw(st.sampled_from(kinds or sorted(FIELDS)))
     d: dict[str, Any] = {"type": kind}
     for key in FIELDS[kind]:
         if key in REQUIRED.get(kind, ()) or draw(st.integers(0, 2)) == 0:
             d[key] = draw(values(key, bad))
     if draw(st.integers(0, 3)) == 0:
-        d["name"] = draw(NAMES)
+        d["name"] = names(draw, bad)
     if draw(st.floats(0, 1)) < bad / 4:
         d[draw(st.sampled_from(["typo", "type", "name", "kernel"]))] = draw(JUNK)
     return d
 
 
 @st.composite
-def node(draw: Any, depth: int, bad: float) -> dict[str, Any]:
+def node(draw: Any, depth: int, bad: float, kinds: list[str] | None = None) -> dict[str, Any]:
     if depth <= 0 or draw(st.integers(0, 3)) > 0:
-        return draw(leaf(bad))
+        return draw(leaf(bad, kinds))
     kind = draw(st.sampled_from(["Sequential", "Concat", "Residual", "Aux"]))
-    kids = st.lists(node(depth - 1, bad), min_size=0 if kind == "Sequential" else 1, max_size=3)
+    kids = st.lists(node(depth - 1, bad, kinds), min_size=0 if kind == "Sequential" else 1, max_size=3)
     d: dict[str, Any] = {"type": kind}
     if draw(st.booleans()):
-        d["name"] = draw(NAMES)
+        d["name"] = names(draw, bad)
     if kind == "Sequential":
         d["layers"] = draw(kids)
         if draw(st.booleans()):
@@ -108,9 +117,9 @@ def node(draw: Any, depth: int, bad: float) -> dict[str, Any]:
     elif kind == "Residual":
         d["body"] = draw(kids)
         if draw(st.booleans()):
-            d["shortcut"] = draw(node(depth - 1, bad))
+            d["shortcut"] = draw(node(depth - 1, bad, kinds))
         if draw(st.booleans()):
-            d["post"] = draw(st.lists(leaf(bad), max_size=1))
+            d["post"] = draw(st.lists(leaf(bad, kinds), max_size=1))
         if draw(st.booleans()):
             d["scale"] = draw(st.one_of(st.floats(0, 1), JUNK) if bad else st.floats(0, 1))
     else:
@@ -124,10 +133,15 @@ def node(draw: Any, depth: int, bad: float) -> dict[str, Any]:
 def spec_texts(draw: Any) -> tuple[str, str]:
     """(file suffix, file text) of a random spec: mostly valid values, some junk, shared subtrees
     written as YAML aliases, JSON with NaN, and random edits of the text."""
-    bad = draw(st.sampled_from([0.0, 0.0, 0.05, 0.3]))
-    layers = draw(st.lists(node(3, bad), min_size=1, max_size=6))
-    if len(layers) > 1 and draw(st.booleans()):  # the same object twice: YAML writes an anchor and an alias
-        layers.insert(draw(st.integers(0, len(layers))), layers[draw(st.integers(0, len(layers) - 1))])
+    bad = draw(st.sampled_from([0.0, 0.0, 0.0, 0.05, 0.3]))
+    if draw(st.integers(0, 2)):  # feature maps, then a Flatten, then vectors: most such networks work
+        layers = draw(st.lists(node(3, bad, MAP_KINDS), min_size=1, max_size=5)) + [{"type": "Flatten"}] + \
+            draw(st.lists(leaf(bad, VECTOR_KINDS), max_size=3))
+    else:
+        layers = draw(st.lists(node(3, bad), min_size=1, max_size=6))
+    if draw(st.booleans()):  # the same object twice: YAML writes an anchor and an alias
+        i = draw(st.integers(0, len(layers) - 1))
+        layers.insert(i + 1, {"type": "Sequential", "layers": [layers[i]]})
     shape = [draw(st.integers(1, 4)), draw(st.integers(1, 20)), draw(st.integers(1, 20))]
     d: dict[str, Any] = {"name": draw(st.one_of(st.just("net"), NAMES)), "input": shape, "layers": layers}
     if draw(st.floats(0, 1)) < bad:
