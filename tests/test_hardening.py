@@ -347,3 +347,14 @@ def test_zoo_name_wins_over_a_file_of_that_name(capsys, tmp_path, monkeypatch) -
 
         helptext = make_parser()._subparsers._group_actions[0].choices["summary"].format_help()
     assert "a zoo name wins over a file of the same name" in " ".join(helptext.split())
+
+
+def test_every_zoo_model_passes_the_spec_checks() -> None:
+    """The checks refuse nothing a real network uses: every zoo model round-trips through JSON."""
+    from cnnlab import zoo
+    from cnnlab.network import network_to_spec
+
+    for name in zoo.names():
+        net = zoo.get(name)
+        back = network_from_spec(json.loads(json.dumps(network_to_spec(net))), name)
+        assert back.layers == net.layers and back.input_shape == net.input_shape, name

@@ -24,6 +24,8 @@ EPILOG = (
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error."""
 
+    commands: dict[str, argparse.ArgumentParser] = {}  # the subcommands' parsers, by name
+
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {safe_text(message)} (see '{self.prog} --help')\n")
         raise SystemExit(2)
@@ -41,7 +43,7 @@ def make_parser() -> Parser:
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
-    parser.set_defaults(_commands=sub.choices)
+    parser.commands = sub.choices
     return parser
 
 
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # name the subcommand's help, where its options are listed
-        sub = getattr(args, "_commands", {}).get(getattr(args, "command", None), parser)
+        sub = parser.commands.get(getattr(args, "command", None) or "", parser)
         sub.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
