@@ -358,3 +358,31 @@ def test_every_zoo_model_passes_the_spec_checks() -> None:
         net = zoo.get(name)
         back = network_from_spec(json.loads(json.dumps(network_to_spec(net))), name)
         assert back.layers == net.layers and back.input_shape == net.input_shape, name
+
+
+def test_conv_without_stride_builds_as_analysed() -> None:
+    """``stride: null`` means 'the kernel' for every window layer, in the analysis and in torch alike."""
+    import torch
+
+    from cnnlab.analysis import analyze
+    from cnnlab.torch_backend import build
+
+    net = network_from_spec({"input": [1, 9, 9], "layers": [{"type": "Conv", "filters": 2, "kernel": 3,
+                                                             "stride": None}]})
+    assert analyze(net).output_shape == (2, 3, 3)
+    assert tuple(build(net)(torch.zeros(1, 1, 9, 9)).shape) == (1, 2, 3, 3)
+
+
+def test_residual_children_named_like_module_attributes_build() -> None:
+    """A residual's default shortcut name ('shortcut') and children called body or post build."""
+    import torch
+
+    from cnnlab.torch_backend import build
+
+    net = network_from_spec({"input": [2, 4, 4], "layers": [
+        {"type": "Residual", "body": [{"type": "Conv", "name": "post", "filters": 2, "kernel": 1},
+                                      {"type": "ReLU", "name": "body"}],
+         "shortcut": {"type": "Conv", "filters": 2, "kernel": 1}, "scale": 0.5}]})
+    model = build(net)
+    assert "0.shortcut.weight" in model.state_dict() or any(k.endswith("shortcut.weight") for k in model.state_dict())
+    assert tuple(model(torch.zeros(1, 2, 4, 4)).shape) == (1, 2, 4, 4)

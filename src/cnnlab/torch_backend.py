@@ -198,13 +198,14 @@ class ResidualModule(_Holder):
     def __init__(self, children: OrderedDict[str, nn.Module], body: Plan, shortcut: str | None,
                  post: Plan, scale: float) -> None:
         super().__init__(children)
-        self.body, self.shortcut, self.post, self.scale = body, shortcut, post, scale
+        # Private names: a child may be called 'shortcut' (the default), 'body' or 'post'.
+        self._body, self._shortcut, self._post, self._scale = body, shortcut, post, scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _run(self.body, self._modules, x)
-        s = self._modules[self.shortcut](x) if self.shortcut else x
-        y = s + y * self.scale if self.scale != 1.0 else s + y
-        return _run(self.post, self._modules, y)
+        y = _run(self._body, self._modules, x)
+        s = self._modules[self._shortcut](x) if self._shortcut else x
+        y = s + y * self._scale if self._scale != 1.0 else s + y
+        return _run(self._post, self._modules, y)
 
 
 class AuxModule(nn.Sequential):

@@ -37,6 +37,8 @@ RESERVED_NAMES = frozenset({
     "register_load_state_dict_pre_hook", "register_module", "register_parameter", "register_state_dict_post_hook",
     "register_state_dict_pre_hook", "requires_grad_", "set_extra_state", "set_submodule", "share_memory",
     "smart_apply", "state_dict", "to", "to_empty", "train", "training", "type", "xpu", "zero_grad",
+    # attributes of cnnlab's own container modules (torch_backend)
+    "aux_heads", "branches", "input_shape", "name", "negate", "plan", "sink",
 })
 
 # Ranges of float fields, by field name: (low, high, low inclusive, high inclusive).
