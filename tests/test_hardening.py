@@ -386,3 +386,13 @@ def test_residual_children_named_like_module_attributes_build() -> None:
     model = build(net)
     assert "0.shortcut.weight" in model.state_dict() or any(k.endswith("shortcut.weight") for k in model.state_dict())
     assert tuple(model(torch.zeros(1, 2, 4, 4)).shape) == (1, 2, 4, 4)
+
+
+@pytest.mark.parametrize("padding", [[1, 0, 0, 1], "same"])
+def test_ceil_mode_with_one_sided_padding_is_refused(padding) -> None:
+    """Found by benchmarks/fuzz.py: MaxPool 3/3, ceil, padding (0, 1) on 18 columns: 6 or 7 outputs."""
+    layers = [{"type": "MaxPool", "kernel": 3, "padding": padding, "ceil_mode": True}]
+    with pytest.raises(CnnlabError, match="ceil_mode with padding .* is ambiguous"):
+        network_from_spec({"input": [1, 7, 18], "layers": layers})
+    layers[0]["ceil_mode"] = False
+    network_from_spec({"input": [1, 7, 18], "layers": layers})

@@ -133,6 +133,10 @@ def _hints(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in fields(cls) if f.init}
 
 
+def _asymmetric(v: Any) -> bool:
+    return v == "same" or isinstance(v, (list, tuple)) and len(v) == 4 and (v[0] != v[1] or v[2] != v[3])
+
+
 def _check_padding(v: Any) -> bool:
     if v in ("same", "valid"):
         return True
@@ -186,6 +190,11 @@ def check_layer(layer: Any, where: str, path: str) -> None:
         problem = _value_problem(key, getattr(layer, key), tp)
         if problem:
             raise CnnlabError(f"{where}: layer '{path}' ({cls.__name__}): {problem}")
+    if getattr(layer, "ceil_mode", False) and _asymmetric(getattr(layer, "padding", 0)):
+        # Rounding up decides whether a last window that starts in the right padding counts: with
+        # padding that differs per side the backends disagree, so it is refused rather than guessed.
+        raise CnnlabError(f"{where}: layer '{path}' ({cls.__name__}): ceil_mode with padding {short(layer.padding)} "
+                          "(different per side) is ambiguous: use symmetric padding or a ZeroPad layer before it")
 
 
 def check_meta(meta: Any, where: str) -> dict[str, Any]:
