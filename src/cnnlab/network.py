@@ -236,7 +236,8 @@ def _node_list(d: dict[str, Any], key: str, where: str, depth: int, required: bo
 
 
 def node_from_spec(d: dict[str, Any], where: str = "spec", depth: int = 0) -> Node:
-    """One node of a spec; every field is checked here, so a bad value never reaches training."""
+    """One node of a spec. Keys, names and container fields are checked here; layer values once the
+    tree is named (``network_from_spec``), so a bad value is refused on reading, never in training."""
     if depth > MAX_DEPTH:
         raise CnnlabError(f"{where}: layers nested more than {MAX_DEPTH} levels deep")
     if not isinstance(d, dict) or "type" not in d:
