@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from .errors import CnnlabError
+from .report._safe import safe_text
 
 EPILOG = (
     "Conventions: shapes are channels-first, written CxHxW (e.g. 3x227x227; --layout hwc reads HxWxC). "
@@ -23,8 +24,10 @@ EPILOG = (
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error."""
 
+    commands: dict[str, argparse.ArgumentParser] = {}  # the subcommands' parsers, by name
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        sys.stderr.write(f"{self.prog}: error: {safe_text(message)} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
 
@@ -41,12 +44,13 @@ def make_parser() -> Parser:
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
+    parser.commands = sub.choices
     return parser
 
 
 def _warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
              file: object = None, line: str | None = None) -> None:
-    sys.stderr.write(f"cnnlab: warning: {message}\n")
+    sys.stderr.write(f"cnnlab: warning: {safe_text(message)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,14 +58,17 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = _warning  # one line, like the errors: no source file or line
     parser = make_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the subcommand's help, where its options are listed
+        sub = parser.commands.get(getattr(args, "command", None) or "", parser)
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
     try:
         return int(args._run(args) or 0)
     except CnnlabError as e:
-        sys.stderr.write(f"cnnlab: error: {e}\n")
+        sys.stderr.write(f"cnnlab: error: {safe_text(e)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("cnnlab: interrupted\n")

@@ -317,7 +317,7 @@ class Conv(Window):
         from . import torch_backend as tb
 
         sym, extra = self.torch_padding(s)
-        return tb.conv2d(s[0], self.filters, pair(self.kernel), pair(self.stride or 1), sym, pair(self.dilation),
+        return tb.conv2d(s[0], self.filters, pair(self.kernel), pair(self.stride or self.kernel), sym, pair(self.dilation),
                          self.groups, self.bias, extra)
 
 
@@ -347,7 +347,7 @@ class PartialConv(Conv):
     def build(self, s: Shape) -> Any:
         from . import torch_backend as tb
 
-        return tb.PartialConv2d(self.table, pair(self.kernel), pair(self.stride or 1), self.bias,
+        return tb.PartialConv2d(self.table, pair(self.kernel), pair(self.stride or self.kernel), self.bias,
                                 pair(self.dilation), self.pad4(s))
 
 

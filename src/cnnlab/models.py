@@ -7,6 +7,7 @@ A reference is a zoo name, a YAML/JSON spec file, or a PyTorch module written ``
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,21 @@ def list_models() -> list[str]:
 
 
 def is_spec(ref: str) -> bool:
-    """A spec file is named like one or exists as a file (a zoo name never contains a suffix)."""
-    return ref.lower().endswith(SPEC_SUFFIXES) or Path(ref).is_file()
+    """Whether ``ref`` names a spec file: it has a spec suffix, or it is a file. A zoo name wins over
+    a file of the same name in the working directory unless ``ref`` holds a path separator."""
+    if ref.lower().endswith(SPEC_SUFFIXES):
+        return True
+    from . import zoo
+
+    if ref in zoo.names() or ref in _aliases():
+        return any(sep and sep in ref for sep in (os.sep, os.altsep))
+    return Path(ref).is_file()
+
+
+def _aliases() -> set[str]:
+    from . import zoo
+
+    return {a for n in zoo.names() for a in zoo.aliases(n)}
 
 
 def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | None = None,

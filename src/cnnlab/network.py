@@ -8,6 +8,7 @@ in its ``state_dict``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -15,6 +16,20 @@ from typing import Any, Protocol
 
 from .errors import CnnlabError
 from .layers import LAYER_TYPES, Layer, Shape
+from .validate import (
+    MAX_DEPTH,
+    MAX_NAME,
+    check_input,
+    check_layer,
+    check_layer_keys,
+    check_meta,
+    check_name,
+    load_json,
+    load_yaml,
+    short,
+)
+
+MAX_SPEC_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -435,46 +450,84 @@ def _tuplify(v: Any) -> Any:
     return tuple(_tuplify(x) for x in v) if isinstance(v, list) else v
 
 
-def node_from_spec(d: dict[str, Any], where: str = "spec") -> Node:
+_CONTAINER_FIELDS = {"Sequential": {"layers", "inline"}, "Concat": {"branches", "inline"},
+                     "Residual": {"body", "shortcut", "post", "scale"}, "Aux": {"head"}}
+
+
+def _node_list(d: dict[str, Any], key: str, where: str, depth: int, required: bool = True) -> list[Node]:
+    v = d.get(key, None if required else [])
+    if not isinstance(v, list) or (required and not v):
+        raise CnnlabError(f"{where}: {d['type']} needs '{key}': a non-empty list of layers, got {short(v)}")
+    return [node_from_spec(c, where, depth + 1) for c in v]
+
+
+def node_from_spec(d: dict[str, Any], where: str = "spec", depth: int = 0) -> Node:
+    """One node of a spec. Keys, names and container fields are checked here; layer values once the
+    tree is named (``network_from_spec``), so a bad value is refused on reading, never in training."""
+    if depth > MAX_DEPTH:
+        raise CnnlabError(f"{where}: layers nested more than {MAX_DEPTH} levels deep")
     if not isinstance(d, dict) or "type" not in d:
         raise CnnlabError(f"{where}: each layer needs a 'type' (one of {', '.join(sorted(LAYER_TYPES))})")
     kind = d["type"]
-    name = d.get("name", "")
-    if kind == "Sequential":
-        return seq(name, *[node_from_spec(c, f"{where}.{name}") for c in d.get("layers", [])],
-                   inline=bool(d.get("inline", False)))
-    if kind == "Concat":
-        return concat(name, *[node_from_spec(c, f"{where}.{name}") for c in d["branches"]],
-                      inline=bool(d.get("inline", False)))
-    if kind == "Residual":
-        sc = d.get("shortcut")
-        return residual(name, [node_from_spec(c, where) for c in d["body"]],
-                        node_from_spec(sc, where) if sc else None,
-                        [node_from_spec(c, where) for c in d.get("post", [])], float(d.get("scale", 1.0)))
-    if kind == "Aux":
-        return aux(name, *[node_from_spec(c, where) for c in d["head"]])
+    if not isinstance(kind, str):
+        raise CnnlabError(f"{where}: 'type' must be a layer type name such as Conv, got {short(kind)}")
+    name = check_name(d.get("name", ""), where)
     if kind == "Graph":
-        return _graph_from_spec(d, name, where)
+        return _graph_from_spec(d, name, where, depth)
+    if kind in _CONTAINER_FIELDS:
+        unknown = [k for k in d if k not in _CONTAINER_FIELDS[kind] | {"type", "name"}]
+        if unknown:
+            raise CnnlabError(f"{where}: bad fields for {kind}: unknown field {short(unknown[0])}; {kind} takes "
+                              f"name, {', '.join(sorted(_CONTAINER_FIELDS[kind]))}")
+        inline = d.get("inline", False)
+        if type(inline) is not bool:
+            raise CnnlabError(f"{where}: {kind} field 'inline' must be true or false, got {short(inline)}")
+        inner = f"{where}.{name}" if name else where
+        if kind == "Sequential":
+            return seq(name, *_node_list(d, "layers", inner, depth, required=False), inline=inline)
+        if kind == "Concat":
+            return concat(name, *_node_list(d, "branches", inner, depth), inline=inline)
+        if kind == "Residual":
+            sc = d.get("shortcut")
+            scale = d.get("scale", 1.0)
+            if type(scale) not in (int, float) or not math.isfinite(scale):
+                raise CnnlabError(f"{where}: Residual field 'scale' must be a finite number, got {short(scale)}")
+            return residual(name, _node_list(d, "body", inner, depth),
+                            node_from_spec(sc, inner, depth + 1) if sc is not None else None,
+                            _node_list(d, "post", inner, depth, required=False), float(scale))
+        return aux(name, *_node_list(d, "head", inner, depth))
     cls = LAYER_TYPES.get(kind)
     if cls is None:
-        raise CnnlabError(f"{where}: unknown layer type '{kind}'; use one of {', '.join(sorted(LAYER_TYPES))}")
-    args = {k: _tuplify(v) for k, v in d.items() if k != "type"}
+        raise CnnlabError(f"{where}: unknown layer type {short(kind)}; use one of {', '.join(sorted(LAYER_TYPES))}")
+    args = {k: v for k, v in d.items() if k != "type"}
+    check_layer_keys(cls, args, where)
     try:
-        return cls(**args)
+        return cls(**{k: _tuplify(v) for k, v in args.items()})
     except TypeError as e:
         raise CnnlabError(f"{where}: bad fields for {kind}: {e}") from None
 
 
-def _graph_from_spec(d: dict[str, Any], name: str, where: str) -> Graph:
+def _graph_from_spec(d: dict[str, Any], name: str, where: str, depth: int) -> Graph:
+    unknown = [k for k in d if k not in ("type", "name", "nodes", "inputs", "merges", "output")]
+    if unknown:
+        raise CnnlabError(f"{where}: bad fields for Graph: unknown field {short(unknown[0])}; Graph takes "
+                          "name, nodes, inputs, merges, output")
     nodes, inputs, merges = d.get("nodes"), d.get("inputs"), d.get("merges", [])
-    if not isinstance(nodes, list) or not isinstance(inputs, list) or not isinstance(merges, list):
-        raise CnnlabError(f"{where}: graph '{name}' needs 'nodes' and 'inputs' lists (and optionally 'merges')")
-    try:
-        ms = [Merge(str(m["name"]), str(m["op"]), tuple(str(v) for v in m["inputs"])) for m in merges]
-    except (KeyError, TypeError):
-        raise CnnlabError(f"{where}: each merge of graph '{name}' needs 'name', 'op' and 'inputs'") from None
-    return graph(name, [node_from_spec(c, f"{where}.{name}") for c in nodes], [str(v) for v in inputs], ms,
-                 str(d.get("output", "")))
+    if not isinstance(nodes, list) or not nodes or not isinstance(inputs, list) or not isinstance(merges, list):
+        raise CnnlabError(f"{where}: graph '{name}' needs non-empty 'nodes' and 'inputs' lists (and optionally "
+                          "'merges')")
+    if not all(isinstance(v, str) for v in inputs) or not isinstance(d.get("output", ""), str):
+        raise CnnlabError(f"{where}: graph '{name}': 'inputs' and 'output' name values ('' is the graph's input)")
+    ms = []
+    for m in merges:
+        if (not isinstance(m, dict) or set(m) != {"name", "op", "inputs"} or not isinstance(m["inputs"], list)
+                or not all(isinstance(v, str) for v in (m["name"], m["op"], *m["inputs"]))):
+            raise CnnlabError(f"{where}: each merge of graph '{name}' needs exactly 'name', 'op' and a list of "
+                              f"'inputs' (names), got {short(m)}")
+        ms.append(Merge(m["name"], m["op"], tuple(m["inputs"])))
+    inner = f"{where}.{name}" if name else where
+    return graph(name, [node_from_spec(c, inner, depth + 1) for c in nodes], list(inputs), ms,
+                 d.get("output", ""))
 
 
 def network_to_spec(net: Network) -> dict[str, Any]:
@@ -485,30 +538,47 @@ def network_to_spec(net: Network) -> dict[str, Any]:
 def network_from_spec(d: dict[str, Any], where: str = "spec") -> Network:
     if not isinstance(d, dict) or "layers" not in d or "input" not in d:
         raise CnnlabError(f"{where}: a network spec needs 'input' ([C, H, W]) and 'layers'")
-    return Network(d.get("name", Path(where).stem), tuple(node_from_spec(x, where) for x in d["layers"]),
-                   tuple(int(v) for v in d["input"]), dict(d.get("meta", {})))
+    unknown = [k for k in d if k not in ("name", "input", "meta", "layers")]
+    if unknown:
+        raise CnnlabError(f"{where}: unknown top-level key {short(unknown[0])}; a spec has name, input, meta, layers")
+    layers = d["layers"]
+    if not isinstance(layers, list) or not layers:
+        raise CnnlabError(f"{where}: 'layers' must be a non-empty list of layers, got {short(layers)}")
+    name = d.get("name")
+    if name is None:
+        name = Path(where).stem
+    elif not isinstance(name, str) or len(name) > MAX_NAME:
+        raise CnnlabError(f"{where}: 'name' must be text of at most {MAX_NAME} characters, got {short(name)}")
+    net = Network(name, tuple(node_from_spec(x, where) for x in layers), check_input(d["input"], where),
+                  check_meta(d.get("meta"), where))
+    _check_values(net.layers, where, "")
+    return net
+
+
+def _check_values(nodes: tuple[Node, ...], where: str, prefix: str) -> None:
+    """Check every layer's values once the tree is named, so a message names the layer by its path."""
+    for path, layer in iter_leaves(nodes, prefix):
+        check_layer(layer, where, path)
 
 
 def load_spec(path: str | Path) -> Network:
     """Read a network from a YAML or JSON spec file."""
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
         raise CnnlabError(f"cannot read spec file {p}: {e.strerror}") from None
-    if p.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CnnlabError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise CnnlabError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return network_from_spec(data, str(p))
+    if len(raw) > MAX_SPEC_BYTES:
+        raise CnnlabError(f"{p}: {len(raw):,} bytes is too large for a spec file (at most {MAX_SPEC_BYTES:,})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CnnlabError(f"{p}: not UTF-8 text (byte {e.start}): save the spec as UTF-8") from None
+    data = load_json(text, str(p)) if p.suffix.lower() == ".json" else load_yaml(text, str(p))
+    try:
+        return network_from_spec(data, str(p))
+    except RecursionError:
+        raise CnnlabError(f"{p}: nested too deeply; flatten the spec") from None
 
 
 def save_spec(net: Network, path: str | Path) -> None:

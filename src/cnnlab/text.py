@@ -9,17 +9,19 @@ only, so any layer may import it.
 
 from __future__ import annotations
 
+import unicodedata
+
 __all__ = ["safe_text"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# Format characters that reorder or isolate text (bidi controls), and the Unicode line/paragraph separators.
-_INVISIBLE = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
 
 
 def _escape(ch: str) -> str:
     code = ord(ch)
     if ch in _NAMED:
         return _NAMED[ch]
+    if unicodedata.category(ch) == "Zs":  # a no-break or other wide space reads as a space
+        return " "
     if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept by os.fsdecode as a lone surrogate
         return f"\\x{code - 0xDC00:02x}"
     if code < 0x100:
@@ -27,17 +29,15 @@ def _escape(ch: str) -> str:
     return f"\\u{code:04x}"
 
 
-def _unsafe(ch: str) -> bool:
-    code = ord(ch)
-    return code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF or ch in _INVISIBLE
-
-
-def safe_text(s: str) -> str:
-    """``s`` with control characters (C0, DEL, C1, so every ANSI escape sequence's introducer), bidi controls,
-    line separators and undecodable bytes written as visible ``\\n``, ``\\xNN`` or ``\\uNNNN`` escapes.
+def safe_text(s: object) -> str:
+    """``str(s)`` with every character that is not printable written as a visible escape: control
+    characters (C0, DEL, C1, so every ANSI escape sequence's introducer) as ``\\n`` or ``\\xNN``,
+    format characters (bidi controls, zero-width joiners), line and paragraph separators and
+    undecodable bytes as ``\\uNNNN`` or ``\\xNN``; other spaces become a plain space.
 
     Printable text, including non-ASCII letters and emoji, is kept as it is.
     """
-    if s.isprintable():  # no control, format, separator or surrogate character: the common case
-        return s
-    return "".join(_escape(c) if _unsafe(c) else c for c in s)
+    text = str(s)
+    if text.isprintable():  # the common case: nothing to escape
+        return text
+    return "".join(c if c.isprintable() or c == " " else _escape(c) for c in text)

@@ -11,19 +11,21 @@ from typing import Any
 from ..errors import CnnlabError
 
 FORMATS = ("table", "json", "csv", "markdown")
+MAX_SIZE = 2**31 - 1  # a size on the command line: ASCII digits, at most ten of them
+_INT = re.compile(r"[0-9]{1,10}")
 
 
 def parse_shape(text: str, layout: str = "chw", what: str = "--input") -> tuple[int, int, int]:
     """``3x227x227`` -> (3, 227, 227); with ``layout='hwc'``, ``227x227x3`` -> (3, 227, 227)."""
     parts = [p for p in re.split(r"[x,×\s]+", text.strip().lower()) if p]
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    if len(parts) != 3 or not all(_INT.fullmatch(p) for p in parts):
         ex = "227x227x3" if layout == "hwc" else "3x227x227"
         raise CnnlabError(f"malformed {what} '{text}': give {'H x W x C' if layout == 'hwc' else 'C x H x W'} "
                           f"as three positive integers, e.g. {ex}")
     a, b, c = (int(p) for p in parts)
     shape = (c, a, b) if layout == "hwc" else (a, b, c)
-    if min(shape) < 1:
-        raise CnnlabError(f"{what} '{text}': every size must be >= 1")
+    if min(shape) < 1 or max(shape) > MAX_SIZE:
+        raise CnnlabError(f"{what} '{text}': every size must be between 1 and {MAX_SIZE:,}")
     return shape
 
 
@@ -45,12 +47,9 @@ def model_input(args: argparse.Namespace, design: tuple[int, ...]) -> tuple[int,
 
 def parse_pair(text: str, what: str) -> int | tuple[int, int]:
     """``5`` -> 5, ``5x3`` -> (5, 3) (height x width)."""
-    parts = [p for p in re.split(r"[x,×]", str(text).strip().lower()) if p]
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        vals = []
-    if len(vals) not in (1, 2):
+    parts = [p.strip() for p in re.split(r"[x,×]", str(text).strip().lower()) if p.strip()]
+    vals = [int(p) for p in parts if _INT.fullmatch(p) or re.fullmatch(r"-[0-9]{1,9}", p)]
+    if len(vals) not in (1, 2) or len(vals) != len(parts):
         raise CnnlabError(f"malformed {what} '{text}': give an integer or HxW, e.g. 3 or 1x7")
     return vals[0] if len(vals) == 1 else (vals[0], vals[1])
 
@@ -71,7 +70,9 @@ def print_json(obj: Any) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="a zoo name (see 'cnnlab zoo') or a YAML/JSON spec file")
+    p.add_argument("model", metavar="MODEL", help="a zoo name (see 'cnnlab zoo') or a YAML/JSON spec file; a zoo name wins over a "
+                   "file of the same name unless the argument has a .yaml/.yml/.json suffix or a path separator "
+                   "(./NAME); file.py:Class or package.module:Class imports and runs that Python code")
     p.add_argument("--num-classes", type=int, metavar="N", help="classes of the output layer")
     p.add_argument("--in-channels", type=int, metavar="C", help="input channels the model is built for")
     p.add_argument("--aux", action=argparse.BooleanOptionalAction, default=None,

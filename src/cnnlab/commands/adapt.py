@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     net = load_model(args.model, aux=args.aux, shortcut=args.shortcut, input_shape=trace_input(args))
     report = diagnose(net, _shape(args, net.input_shape), num_classes=args.num_classes, rounding=args.rounding)
     if args.apply:
-        fix = report.fix(int(args.apply) if args.apply.isdigit() else args.apply)
+        digits = args.apply.isascii() and args.apply.isdigit() and len(args.apply) <= 9
+        fix = report.fix(int(args.apply) if digits else args.apply)
         return _applied(args, apply(net, fix), fix)
     if args.format == "json":
         print_json(report.to_dict())

@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..analysis import analyze
     from ..report import html
+    from ..report._safe import safe_text
 
     net = load_network(args)
     shape = model_input(args, net.input_shape) if args.input else net.input_shape
@@ -31,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     metrics = html.load_metrics(args.run) if args.run else None
     out = Path(args.out or f"{Path(net.name).name}.html")
     html.write(out, html.render(net, a, metrics))
-    print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+    print(f"wrote {safe_text(out)} ({out.stat().st_size:,} bytes)")
     return 0

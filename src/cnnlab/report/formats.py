@@ -8,6 +8,7 @@ from typing import Any
 
 from ..analysis import CONVENTIONS, Analysis
 from ..layers import fmt_shape
+from ._safe import safe_text
 
 COLUMNS = ("name", "type", "output_shape", "activation_size", "params", "buffers", "macs", "connections",
            "rf_size", "rf_jump")
@@ -28,11 +29,28 @@ def _rows(a: Analysis) -> list[list[Any]]:
     return rows
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\|<>`*[]"})
+
+
+def csv_cell(v: Any) -> Any:
+    """A text cell that a spreadsheet will not run as a formula (OWASP: a leading ``'`` on cells that
+    start with = + - @ tab or CR); numbers pass unchanged."""
+    if not isinstance(v, str):
+        return v
+    return "'" + v if v.startswith(_FORMULA_START) else v
+
+
+def md_text(v: Any) -> str:
+    """Text for a Markdown table cell: one line, with ``|`` and markup characters escaped."""
+    return safe_text(v).translate(_MD_SPECIAL)
+
+
 def to_csv(a: Analysis) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
-    w.writerows(_rows(a))
+    w.writerows([csv_cell(v) for v in r] for r in _rows(a))
     t = a.totals
     w.writerow(["total", "", fmt_shape(a.output_shape), t["activation_size"], t["params"], t["buffers"], t["macs"],
                 t["connections"], "", ""])
@@ -42,10 +60,10 @@ def to_csv(a: Analysis) -> str:
 def to_markdown(a: Analysis) -> str:
     head = ["Layer", "Type", "Output (CxHxW)", "Activations", "Params", "Buffers", "MACs", "Connections",
             "RF", "Jump"]
-    lines = [f"**{a.model}** at input {fmt_shape(a.input_shape)} (C x H x W)", "",
+    lines = [f"**{md_text(a.model)}** at input {fmt_shape(a.input_shape)} (C x H x W)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in _rows(a):
-        lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in r) + " |")
+        lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, int) else md_text(v) for v in r) + " |")
     t = a.totals
     lines.append(f"| **total** | | {fmt_shape(a.output_shape)} | {t['activation_size']:,} | {t['params']:,} | "
                  f"{t['buffers']:,} | {t['macs']:,} | {t['connections']:,} | | |")

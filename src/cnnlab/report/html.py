@@ -4,7 +4,7 @@ run, its loss and accuracy curves. No external assets: one file to mail or archi
 from __future__ import annotations
 
 import json
-from html import escape
+from html import escape as _html_escape
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,15 @@ from ..analysis import CONVENTIONS, Analysis
 from ..errors import CnnlabError
 from ..layers import fmt_shape
 from ..network import Network
+from ._safe import safe_text
 from .diagram import svg
 from .numbers import count, human
+
+
+def escape(v: Any) -> str:
+    """Any value as HTML text: control characters written out, markup characters and both quote
+    kinds escaped, so text from a spec, checkpoint or metrics file is shown and never run."""
+    return _html_escape(safe_text(v), quote=True)
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#111;max-width:1400px}
@@ -134,7 +141,7 @@ def curves(metrics: list[dict[str, Any]], label_smoothing: float | None = None,
 def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = None) -> str:
     t, sp = a.totals, a.split
     meta = a.meta
-    paper = f"{escape(str(meta.get('paper', '')))} ({meta.get('year', '')})" if meta.get("paper") else ""
+    paper = f"{escape(meta.get('paper', ''))} ({escape(meta.get('year', ''))})" if meta.get("paper") else ""
     tr = a.training_totals
     train = (lambda k: f" · training, with auxiliary heads: {tr[k]:,}") if a.aux_totals else (lambda k: "")
     cards = [("parameters", human(t["params"]), f"{t['params']:,}{train('params')}"),
@@ -149,7 +156,7 @@ def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = Non
         (rh, jh), (rw, jw) = ly.rf
         cls = ' class="find"' if ly.findings else ""
         name = "&nbsp;" * 2 * ly.depth + escape(ly.name) + (" (aux)" if ly.aux else "")
-        rows.append(f"<tr{cls}><td>{name}</td><td>{ly.type}</td><td>{fmt_shape(ly.output_shape)}</td>"
+        rows.append(f"<tr{cls}><td>{name}</td><td>{escape(ly.type)}</td><td>{fmt_shape(ly.output_shape)}</td>"
                     f"<td>{count(ly.activation_size)}</td><td>{count(ly.params)}</td><td>{count(ly.buffers)}</td>"
                     f"<td>{count(ly.macs)}</td><td>{count(ly.connections)}</td><td>{rh}x{rw}</td><td>{jh}x{jw}</td></tr>")
     rows.append(f"<tr><td><b>total</b></td><td></td><td>{fmt_shape(a.output_shape)}</td>"
@@ -161,7 +168,7 @@ def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = Non
         f"<title>{escape(a.model)} — cnnlab</title><style>{CSS}</style></head><body>",
         f"<h1>{escape(a.model)}</h1><div class='meta'>input {fmt_shape(a.input_shape)} (C x H x W)"
         f"{' · ' + paper if paper else ''}</div>",
-        "<div class='cards'>" + "".join(f"<div class='card'><span>{k}</span><b>{v}</b><span>{s}</span></div>"
+        "<div class='cards'>" + "".join(f"<div class='card'><span>{k}</span><b>{escape(v)}</b><span>{escape(s)}</span></div>"
                                         for k, v, s in cards) + "</div>",
     ]
     if metrics:

@@ -11,6 +11,7 @@ from rich.table import Table
 from ..analysis import CONVENTIONS, Analysis
 from ..layers import fmt_shape
 from ..text import safe_text
+from ._safe import markup
 from .numbers import count, human
 
 
@@ -28,7 +29,7 @@ def _bytes(v: float) -> str:
 
 
 def summary_table(a: Analysis) -> Table:
-    title = f"{a.model} at input {fmt_shape(a.input_shape)} (C x H x W)"
+    title = f"{markup(a.model)} at input {fmt_shape(a.input_shape)} (C x H x W)"
     t = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
     for col, just in (("Layer", "left"), ("Type", "left"), ("Output", "right"), ("Activations", "right"),
                       ("Params", "right"), ("Buffers", "right"), ("MACs", "right"), ("Connections", "right"),
@@ -39,12 +40,12 @@ def summary_table(a: Analysis) -> Table:
         starts.setdefault(b.start, []).append(b)
     for i, ly in enumerate(a.layers):
         for b in starts.get(i, []):
-            t.add_row(f"[bold cyan]{'  ' * b.depth}{b.name}[/]", f"[cyan]{b.type}[/]", f"[cyan]{fmt_shape(b.output_shape)}[/]",
+            t.add_row(f"[bold cyan]{'  ' * b.depth}{markup(b.name)}[/]", f"[cyan]{markup(b.type)}[/]", f"[cyan]{fmt_shape(b.output_shape)}[/]",
                       "", f"[cyan]{count(b.params)}[/]", "", f"[cyan]{count(b.macs)}[/]", "", "", "")
         (rh, jh), (rw, jw) = ly.rf
         flag = " [yellow]![/]" if ly.findings else ""
-        name = "  " * ly.depth + ly.name + (" [dim](aux)[/]" if ly.aux else "") + flag
-        t.add_row(name, ly.type, fmt_shape(ly.output_shape), count(ly.activation_size), count(ly.params),
+        name = "  " * ly.depth + markup(ly.name) + (" [dim](aux)[/]" if ly.aux else "") + flag
+        t.add_row(name, markup(ly.type), fmt_shape(ly.output_shape), count(ly.activation_size), count(ly.params),
                   count(ly.buffers), count(ly.macs), count(ly.connections), f"{rh}x{rw}", f"{jh}x{jw}")
     tot = a.totals
     t.add_section()
@@ -84,8 +85,8 @@ def render_summary(a: Analysis, explain: bool = False, con: Console | None = Non
         f"activations {_bytes(mem['activation_bytes'])} for a batch of {mem['batch']}"
     )
     if a.meta.get("paper"):
-        acc = f"; reported: {a.meta['accuracy']}" if a.meta.get("accuracy") else ""
-        con.print(f"[dim]Paper: {a.meta['paper']} ({a.meta.get('year', '')}){acc}[/]")
+        acc = f"; reported: {markup(a.meta['accuracy'])}" if a.meta.get("accuracy") else ""
+        con.print(f"[dim]Paper: {markup(a.meta['paper'])} ({markup(a.meta.get('year', ''))}){acc}[/]")
     gone = a.meta.get("unreached")
     if gone:
         names = ", ".join(safe_text(str(m)) for m in gone["modules"][:8]) + (", ..." if len(gone["modules"]) > 8 else "")
@@ -96,13 +97,13 @@ def render_summary(a: Analysis, explain: bool = False, con: Console | None = Non
         con.print("[bold]Arithmetic[/]")
         for ly in a.layers:
             if ly.notes:
-                con.print(f"{ly.name} ({ly.type} {fmt_shape(ly.input_shape)} -> {fmt_shape(ly.output_shape)})")
+                con.print(f"{markup(ly.name)} ({markup(ly.type)} {fmt_shape(ly.input_shape)} -> {fmt_shape(ly.output_shape)})")
                 for n in ly.notes:
-                    con.print(f"    {n}")
+                    con.print(f"    {markup(n)}")
     findings = a.findings
     if findings:
         con.print()
         con.print(f"[yellow]Findings ({len(findings)})[/]")
         for f in findings:
-            con.print(f"  [yellow]![/] {f['layer']}: {f['detail']}")
+            con.print(f"  [yellow]![/] {markup(f['layer'])}: {markup(f['detail'])}")
     con.print(f"[dim]{CONVENTIONS}[/]")
