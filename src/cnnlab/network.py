@@ -465,7 +465,8 @@ def node_from_spec(d: dict[str, Any], where: str = "spec", depth: int = 0) -> No
     """One node of a spec. Keys, names and container fields are checked here; layer values once the
     tree is named (``network_from_spec``), so a bad value is refused on reading, never in training."""
     if depth > MAX_DEPTH:
-        raise CnnlabError(f"{where}: layers nested more than {MAX_DEPTH} levels deep")
+        at = where if len(where) <= 80 else where[:60] + "..."
+        raise CnnlabError(f"{at}: layers nested more than {MAX_DEPTH} levels deep; flatten the network")
     if not isinstance(d, dict) or "type" not in d:
         raise CnnlabError(f"{where}: each layer needs a 'type' (one of {', '.join(sorted(LAYER_TYPES))})")
     kind = d["type"]
