@@ -31,7 +31,7 @@ CSS = """
 .cnnlab tr.find td:first-child{color:#b45309}
 .cnnlab .flex{display:flex;gap:32px;align-items:flex-start;flex-wrap:wrap}
 .cnnlab .cl-net{display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap}
-.cnnlab .cl-dgw{flex:1 1 300px;min-width:260px;max-width:100%}
+.cnnlab .cl-dgw{flex:0 1 auto;min-width:280px;max-width:min(100%,760px)}
 .cnnlab .cl-dg{overflow:auto;max-height:85vh;border:1px solid #eee;border-radius:8px;padding:8px;cursor:grab}
 .cnnlab .cl-dg.cl-drag{cursor:grabbing;user-select:none}
 .cnnlab .cl-side{flex:1 1 560px;min-width:0}
@@ -44,7 +44,7 @@ CSS = """
 .cnnlab .cl-tw tr.hl td{background:#fef3c7}.cnnlab .cl-tw tr.sel td{background:#fde2e2}
 .cnnlab .cl-ctl{display:flex;gap:6px;align-items:center;margin:0 0 6px;font-size:12px;flex-wrap:wrap}
 .cnnlab .cl-ctl button{font:inherit;padding:2px 8px;border:1px solid #d1d5db;border-radius:6px;background:#fff;cursor:pointer}
-.cnnlab .cl-det{border:1px solid #e5e7eb;border-radius:8px;padding:8px 12px;margin:0 0 8px;font-size:12px;min-height:56px}
+.cnnlab .cl-det{border:1px solid #e5e7eb;border-radius:8px;padding:8px 12px;margin:0 0 8px;font-size:12px;height:132px;overflow:auto;resize:vertical}
 .cnnlab .cl-det pre{white-space:pre-wrap;margin:4px 0;font-size:12px}
 .cnnlab .cl-det ul{margin:4px 0;padding-left:18px;color:#b45309}
 .cnnlab .cl-dg .n,.cnnlab .cl-dg .tg{cursor:pointer}

@@ -120,7 +120,7 @@ JS = r"""
     if (i === null) { det.textContent = "Hover over or select a layer, in the diagram or the table, to see its arithmetic."; return; }
     var L = D.layers[i], k = D.k[i], head = document.createElement("div"), b = document.createElement("b");
     b.textContent = L.n; head.appendChild(b);
-    head.appendChild(document.createTextNode(" " + L.ty + "  " + L.io + " \u00b7 " + k[1].toLocaleString("en") +
+    head.appendChild(document.createTextNode(" " + L.ty + " \u00b7 " + L.io + " \u00b7 " + k[1].toLocaleString("en") +
       " params \u00b7 " + k[3].toLocaleString("en") + " MACs"));
     det.appendChild(head);
     var pre = document.createElement("pre");
