@@ -34,7 +34,7 @@ from ..layers import (
     fmt_shape,
     pair,
 )
-from ..network import Aux, Concat, Network, Node, Residual, Sequential, inner_prefix, join, kind_of
+from ..network import Aux, Concat, Network, Node, Residual, Sequential, inner_prefix, is_inline, join, kind_of
 from .numbers import human
 
 BOX_W, BOX_H, GAP, PAD = 230, 34, 12, 16
@@ -129,7 +129,7 @@ class _Tree:
         path, sub = join(prefix, n.name), inner_prefix(n, prefix)  # sub: where its children are registered
         if isinstance(n, Sequential):
             inner: Tree = {"t": "s", "items": self.seq(n.children, sub)}
-            return inner if n.inline else self.frame(inner, n, path)
+            return inner if is_inline(n) else self.frame(inner, n, path)
         if isinstance(n, Concat):
             cols = [[b.name, {"t": "s", "items": self.seq(b.children, inner_prefix(b, sub))
                               if isinstance(b, Sequential) else self.seq((b,), sub)}] for b in n.branches]
