@@ -4,6 +4,7 @@ run, its loss and accuracy curves. No external assets: one file to mail or archi
 from __future__ import annotations
 
 import json
+import secrets
 from html import escape as _html_escape
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ from ..analysis import CONVENTIONS, Analysis
 from ..errors import CnnlabError
 from ..layers import fmt_shape
 from ..network import Network
+from . import diagram
 from ._safe import safe_text
-from .diagram import svg
 from .numbers import count, human
+from .script import JS
 
 
 def escape(v: Any) -> str:
@@ -23,21 +25,53 @@ def escape(v: Any) -> str:
     return _html_escape(safe_text(v), quote=True)
 
 CSS = """
-body{font-family:system-ui,sans-serif;margin:24px;color:#111;max-width:1400px}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 8px}
-.meta{color:#4b5563;font-size:13px}
-.cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
-.card{border:1px solid #e5e7eb;border-radius:8px;padding:10px 14px;min-width:150px}
-.card b{display:block;font-size:18px}
-.card span{font-size:12px;color:#6b7280}
-table{border-collapse:collapse;font-size:12px}
-th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
-th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
-tr.find td:first-child{color:#b45309}
-.flex{display:flex;gap:32px;align-items:flex-start;flex-wrap:wrap}
-.diagram{overflow:auto;max-height:1200px;border:1px solid #eee;border-radius:8px;padding:8px}
-.conv{font-size:12px;color:#6b7280;margin-top:24px}
+.cnnlab{font-family:system-ui,sans-serif;color:#111;font-size:14px}
+.cnnlab h1{font-size:22px;margin:0 0 4px}.cnnlab h2{font-size:16px;margin:28px 0 8px}
+.cnnlab .meta{color:#4b5563;font-size:13px}
+.cnnlab .cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
+.cnnlab .card{border:1px solid #e5e7eb;border-radius:8px;padding:10px 14px;min-width:150px}
+.cnnlab .card b{display:block;font-size:18px}
+.cnnlab .card span{font-size:12px;color:#6b7280}
+.cnnlab table{border-collapse:collapse;font-size:12px}
+.cnnlab th,.cnnlab td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+.cnnlab th:first-child,.cnnlab td:first-child,.cnnlab th:nth-child(2),.cnnlab td:nth-child(2){text-align:left}
+.cnnlab tr.find td:first-child{color:#b45309}
+.cnnlab .flex{display:flex;gap:32px;align-items:flex-start;flex-wrap:wrap}
+.cnnlab .cl-net{display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap}
+.cnnlab .cl-dgw{flex:0 1 auto;min-width:280px;max-width:min(100%,760px)}
+.cnnlab .cl-dg{overflow:auto;max-height:85vh;border:1px solid #eee;border-radius:8px;padding:8px;cursor:grab}
+.cnnlab .cl-dg.cl-drag{cursor:grabbing;user-select:none}
+.cnnlab .cl-side{flex:1 1 560px;min-width:0}
+.cnnlab .cl-tw{overflow:auto;max-height:70vh;border:1px solid #eee;border-radius:8px}
+.cnnlab .cl-tw thead th{position:sticky;top:0;background:#f9fafb;cursor:pointer;user-select:none}
+.cnnlab .cl-tw thead th[aria-sort=ascending]::after{content:" \\25b2"}
+.cnnlab .cl-tw thead th[aria-sort=descending]::after{content:" \\25bc"}
+.cnnlab .cl-tw tfoot td{border-top:2px solid #d1d5db;background:#f9fafb}
+.cnnlab .cl-tw tbody tr{cursor:pointer}
+.cnnlab .cl-tw tr.hl td{background:#fef3c7}.cnnlab .cl-tw tr.sel td{background:#fde2e2}
+.cnnlab .cl-ctl{display:flex;gap:6px;align-items:center;margin:0 0 6px;font-size:12px;flex-wrap:wrap}
+.cnnlab .cl-ctl button{font:inherit;padding:2px 8px;border:1px solid #d1d5db;border-radius:6px;background:#fff;cursor:pointer}
+.cnnlab .cl-det{border:1px solid #e5e7eb;border-radius:8px;padding:8px 12px;margin:0 0 8px;font-size:12px;height:132px;overflow:auto;resize:vertical}
+.cnnlab .cl-det pre{white-space:pre-wrap;margin:4px 0;font-size:12px}
+.cnnlab .cl-det ul{margin:4px 0;padding-left:18px;color:#b45309}
+.cnnlab .cl-dg .n,.cnnlab .cl-dg .tg{cursor:pointer}
+.cnnlab .cl-dg .n.hl>rect{stroke:#d97706;stroke-width:2.5}
+.cnnlab .cl-dg .n.sel>rect{stroke:#dc2626;stroke-width:3}
+.cnnlab .conv{font-size:12px;color:#6b7280;margin-top:24px}
+@media print{
+.cnnlab *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+.cnnlab .cl-ctl,.cnnlab .cl-det{display:none}
+.cnnlab .cl-net{display:block}
+.cnnlab .cl-dg,.cnnlab .cl-tw{max-height:none;overflow:visible;border:0;padding:0}
+.cnnlab .cl-dg svg{max-width:100%;height:auto}
+.cnnlab .cl-tw thead th{position:static}
+.cnnlab .cl-tw tr{break-inside:avoid}
+.cnnlab .cl-tw tr.hl td,.cnnlab .cl-tw tr.sel td{background:none}
+.cnnlab h2{break-after:avoid}
+}
 """
+PAGE_CSS = "body{margin:24px;max-width:1400px}"
+COLLAPSE_ABOVE = 60  # networks with more rows than this open with every block collapsed
 
 
 def _legend_rows(names: list[str], x0: float, x1: float) -> list[list[tuple[float, str]]]:
@@ -138,7 +172,35 @@ def curves(metrics: list[dict[str, Any]], label_smoothing: float | None = None,
         line_chart("accuracy", {"train": series("train_acc"), "validation": series("val_acc")})
 
 
-def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = None) -> str:
+def script_json(data: Any) -> str:
+    """JSON that is safe inside ``<script>``: no ``</script>``, ``<!--`` or line separators can end
+    or bend the element, whatever names a spec or checkpoint carries."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    for ch, sub in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, sub)
+    return text
+
+
+def _data(a: Analysis, t: diagram.Tree, collapsed: set[str]) -> dict[str, Any]:
+    """What the script needs beyond the markup: the diagram tree, each layer's arithmetic and
+    findings, and the figures the table sorts by."""
+    layers, keys = [], []
+    for ly in a.layers:
+        (rh, jh), (rw, jw) = ly.rf
+        layers.append({"n": ly.name, "ty": ly.type, "notes": ly.notes, "f": [d for _, d in ly.findings],
+                       "io": f"{fmt_shape(ly.input_shape)} -> {fmt_shape(ly.output_shape)}"})
+        keys.append([ly.activation_size, ly.params, ly.buffers, ly.macs, ly.connections, rh * rw, jh * jw])
+    return {"tree": t, "collapsed": sorted(collapsed), "layers": layers, "k": keys,
+            "frames": [[f["id"], *f["rows"]] for f in diagram.frames(t)]}
+
+
+def fragment(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = None, *,
+             collapsed: bool | None = None, uid: str | None = None) -> str:
+    """The report as one ``<div class="cnnlab">`` with its style and script inside: what a notebook
+    cell displays and what ``render`` wraps in a page. ``collapsed`` opens every block collapsed
+    (default: when the network has more than ``COLLAPSE_ABOVE`` rows); ``uid``, the container's id,
+    is random by default so two reports on one page never share an id."""
+    uid = uid or f"cnnlab-{secrets.token_hex(5)}"
     t, sp = a.totals, a.split
     meta = a.meta
     paper = f"{escape(meta.get('paper', ''))} ({escape(meta.get('year', ''))})" if meta.get("paper") else ""
@@ -152,20 +214,23 @@ def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = Non
               f"{a.memory['activation_bytes'] / 2**20:.1f} MiB fp32{' in training' if a.aux_totals else ''}"),
              ("output", fmt_shape(a.output_shape), "")]
     rows = []
-    for ly in a.layers:
+    for i, ly in enumerate(a.layers):
         (rh, jh), (rw, jw) = ly.rf
         cls = ' class="find"' if ly.findings else ""
         name = "&nbsp;" * 2 * ly.depth + escape(ly.name) + (" (aux)" if ly.aux else "")
-        rows.append(f"<tr{cls}><td>{name}</td><td>{escape(ly.type)}</td><td>{fmt_shape(ly.output_shape)}</td>"
+        rows.append(f'<tr data-i="{i}"{cls}><td>{name}</td><td>{escape(ly.type)}</td><td>{fmt_shape(ly.output_shape)}</td>'
                     f"<td>{count(ly.activation_size)}</td><td>{count(ly.params)}</td><td>{count(ly.buffers)}</td>"
                     f"<td>{count(ly.macs)}</td><td>{count(ly.connections)}</td><td>{rh}x{rw}</td><td>{jh}x{jw}</td></tr>")
-    rows.append(f"<tr><td><b>total</b></td><td></td><td>{fmt_shape(a.output_shape)}</td>"
-                f"<td>{count(t['activation_size'])}</td><td><b>{count(t['params'])}</b></td><td>{count(t['buffers'])}</td>"
-                f"<td><b>{count(t['macs'])}</b></td><td>{count(t['connections'])}</td><td></td><td></td></tr>")
+    total = (f"<tr><td><b>total</b></td><td></td><td>{fmt_shape(a.output_shape)}</td>"
+             f"<td>{count(t['activation_size'])}</td><td><b>{count(t['params'])}</b></td><td>{count(t['buffers'])}</td>"
+             f"<td><b>{count(t['macs'])}</b></td><td>{count(t['connections'])}</td><td></td><td></td></tr>")
     findings = "".join(f"<li><b>{escape(f['layer'])}</b>: {escape(f['detail'])}</li>" for f in a.findings)
+    tree = diagram.tree(net, a)
+    if collapsed is None:
+        collapsed = len(a.layers) > COLLAPSE_ABOVE
+    shut = {f["id"] for f in diagram.frames(tree)} if collapsed else set()
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{escape(a.model)} — cnnlab</title><style>{CSS}</style></head><body>",
+        f'<div class="cnnlab" id="{uid}"><style>{CSS}</style>',
         f"<h1>{escape(a.model)}</h1><div class='meta'>input {fmt_shape(a.input_shape)} (C x H x W)"
         f"{' · ' + paper if paper else ''}</div>",
         "<div class='cards'>" + "".join(f"<div class='card'><span>{k}</span><b>{escape(v)}</b><span>{escape(s)}</span></div>"
@@ -178,16 +243,32 @@ def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = Non
                      f"{best:.4f} · last train loss {last.get('train_loss', float('nan')):.4f}</div>")
         parts.append(f"<div class='flex'>{curves(metrics)}</div>")
     parts += [
-        "<h2>Network</h2><div class='flex'>",
-        f"<div class='diagram'>{svg(net, a)}</div>",
-        "<table><thead><tr><th>Layer</th><th>Type</th><th>Output</th><th>Activations</th><th>Params</th>"
-        "<th>Buffers</th><th>MACs</th><th>Connections</th><th>RF</th><th>Jump</th></tr></thead><tbody>",
-        "".join(rows), "</tbody></table></div>",
+        "<h2>Network</h2><div class='cl-net'><div class='cl-dgw'><div class='cl-ctl'>"
+        "<button data-a='out' title='zoom out'>&minus;</button><span class='cl-zoom'>100%</span>"
+        "<button data-a='in' title='zoom in (or ctrl + wheel)'>+</button><button data-a='fit'>fit</button>"
+        "<button data-a='expand'>expand all</button><button data-a='collapse'>collapse all</button>"
+        "<span class='meta'>click a block's title to fold it; drag to pan</span></div>",
+        f"<div class='cl-dg'>{diagram.render(tree, shut, uid)}</div></div>",
+        "<div class='cl-side'><div class='cl-det'></div><div class='cl-ctl'>"
+        "<input class='cl-q' type='search' placeholder='filter by name or type' aria-label='filter layers'>"
+        "<label><input class='cl-fo' type='checkbox'> findings only</label><span class='cl-shown meta'></span></div>"
+        "<div class='cl-tw'><table><thead><tr><th>Layer</th><th>Type</th><th>Output</th><th>Activations</th>"
+        "<th>Params</th><th>Buffers</th><th>MACs</th><th>Connections</th><th>RF</th><th>Jump</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody><tfoot>{total}</tfoot></table></div></div></div>",
     ]
     if findings:
         parts.append(f"<h2>Findings</h2><ul>{findings}</ul>")
-    parts.append(f"<div class='conv'>{escape(CONVENTIONS)}</div></body></html>")
+    parts.append(f"<div class='conv'>{escape(CONVENTIONS)}</div>")
+    parts.append(f'<script type="application/json" class="cl-data">{script_json(_data(a, tree, shut))}</script>')
+    parts.append(f'<script>{JS}(document.getElementById("{uid}"));</script></div>')
     return "".join(parts)
+
+
+def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = None, *,
+           collapsed: bool | None = None) -> str:
+    """The report as a standalone page (``fragment`` in a document of its own)."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(a.model)} — cnnlab</title>"
+            f"<style>{PAGE_CSS}</style></head><body>{fragment(net, a, metrics, collapsed=collapsed)}</body></html>")
 
 
 def write(path: str | Path, html: str) -> None:
