@@ -4,6 +4,7 @@ or in output that shows the text without running it (HTML, terminal, CSV, Markdo
 from __future__ import annotations
 
 import json
+import re
 import time
 import warnings
 
@@ -50,8 +51,22 @@ def test_html_report_escapes_every_text_field(capsys, tmp_path) -> None:
     rc, _, err = run(capsys, "report", str(path), "--out", str(out))
     assert rc == 0, err
     page = out.read_text()
-    assert "<script" not in page.lower()
-    assert "alert('x')" not in page and "\"'" not in page
+    # The report's own scripts only: as many as in the report of the same network with plain names.
+    plain = json.loads(json.dumps(d).replace(SCRIPT.replace('"', '\\"'), ""))
+    (tmp_path / "plain.json").write_text(json.dumps(plain))
+    rc, _, err = run(capsys, "report", str(tmp_path / "plain.json"), "--out", str(tmp_path / "p.html"))
+    assert rc == 0, err
+    assert page.lower().count("<script") == (tmp_path / "p.html").read_text().lower().count("<script") >= 1
+    # Names reach the page's data block as JSON with every "<" escaped (no way out of the <script>), and
+    # everywhere else as HTML text.
+    data = re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', page, re.S)
+    assert data and all("<" not in block for block in data)
+    def code(html: str) -> list[str]:  # the report's script, its random container id set aside
+        return re.findall(r"<script>(.*?)</script>", re.sub(r"cnnlab-[0-9a-f]+", "ID", html), re.S)
+
+    assert code(page) == code((tmp_path / "p.html").read_text())  # no name reaches the code
+    outside = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
+    assert "alert('x')" not in outside and "\"'" not in outside
     # The text is shown, escaped: the name, the paper and year, each layer and the finding on conv.
     assert page.count("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&quot;&#x27;") >= 6
     for field in ("net", "paper", "year", "conv", "fc"):
