@@ -124,7 +124,7 @@ def analysis_html(a: Analysis, net: Network | None = None, metrics: list[dict[st
 
         parts.append(f"<details><summary><b>Diagram</b></summary><div class='diagram'>{svg(net, a)}</div></details>")
     parts.append(f"<details open class='blocks'><summary><b>Layers</b> <span class='sub'>{len(a.layers)} rows; "
-                 f"total {t['params']:,} params, {t['macs']:,} MACs</span></summary>{layer_blocks(a)}</details>")
+                 f"total {t['params']:,} params, {t['macs']:,} MACs, {t['connections']:,} connections</span></summary>{layer_blocks(a)}</details>")
     parts.append(f"<div class='conv'>{escape(CONVENTIONS)}</div>")
     return wrap("".join(parts))
 

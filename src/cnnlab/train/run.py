@@ -127,7 +127,8 @@ class Run:
         best = (f", best validation accuracy {b['val_acc']:.2%} at epoch {b['epoch']}"
                 if b and b.get("val_acc") is not None else "")
         where = f", best checkpoint {self.best_checkpoint}" if self.best_checkpoint else ""
-        return f"Run({self.name} on {self.data}: {len(self.history)} epoch{"s" if len(self.history) != 1 else ""}{best}{where})"
+        n = len(self.history)
+        return f"Run({self.name} on {self.data}: {n} epoch{'s' if n != 1 else ''}{best}{where})"
 
     def _repr_html_(self) -> str:
         from ..report.notebook import history_html
