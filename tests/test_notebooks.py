@@ -59,8 +59,8 @@ def check_seed001_004(cells: list) -> None:
 
 
 def check_seed002(cells: list) -> None:
-    acc = float(re.search(r"after a tenth of an epoch: ([\d.]+)%", text(cells[1])).group(1))
-    assert acc >= 85
+    acc = float(re.search(r"after a twentieth of an epoch: ([\d.]+)%", text(cells[1])).group(1))
+    assert acc >= 80
     assert "<svg" in html(cells[1]) and "mnist-cnn3 on mnist" in html(cells[1])  # the run's curves
     assert "top-1 accuracy" in html(cells[2]) and "Confusion matrix" in html(cells[2])
 

@@ -82,8 +82,9 @@ class Run:
             return model, prep, self.trainer.classes
         return self.trainer.model, self.trainer.prep, self.trainer.classes
 
-    def evaluate(self, data: str | ImageSet | None = None, split: str = "test") -> Evaluation:
-        """The best checkpoint on ``split`` of ``data`` (default: the data it was trained on)."""
+    def evaluate(self, data: str | ImageSet | None = None, split: str = "test", subset: int | None = None) -> Evaluation:
+        """The best checkpoint on ``split`` of ``data`` (default: the data it was trained on), or on
+        ``subset`` of its images drawn with the run's seed."""
         if isinstance(data, ImageSet):
             ds = data
         elif data or self.source:
@@ -91,6 +92,7 @@ class Run:
         else:
             raise CnnlabError("this run was trained on given ImageSets: pass evaluate(data=...) an ImageSet or a "
                               "data set name")
+        ds = _subset(ds, subset, self.trainer.seed, "subset")
         model, prep, classes = self._model()
         if len(ds.classes) != len(classes):
             raise CnnlabError(f"{ds.name} has {len(ds.classes)} classes, the model {len(classes)}")
