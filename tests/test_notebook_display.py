@@ -71,10 +71,13 @@ def _sets(n: int = 96) -> tuple[ImageSet, ImageSet]:
             ImageSet(images[:32].clone(), labels[:32].clone(), ["dark", "bright"], "toy/val"))
 
 
-def test_fit_returns_a_run_that_evaluates_predicts_and_displays(tmp_path: Path) -> None:
+def test_fit_returns_a_run_that_evaluates_predicts_and_displays(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     train, val = _sets()
     run = cnnlab.fit("lenet5-relu", (train, val), recipe="default", epochs=2, out=tmp_path / "r", batch_size=32,
                      progress=False, display=False)
+    lines = capsys.readouterr().out.splitlines()  # outside a notebook: the trainer's line per epoch
+    assert [ln.split("  ")[0] for ln in lines] == ["epoch 1/2", "epoch 2/2"] and "val loss" in lines[1]
     assert [m["epoch"] for m in run.history] == [1, 2] and run.status == "finished"
     assert run.best_checkpoint == tmp_path / "r" / "best.pt" and run.best_checkpoint.is_file()
     assert run.history[-1]["val_acc"] == 1.0  # dark against bright
