@@ -101,6 +101,13 @@ class Analysis:
     bytes_per_value: int = 4
     meta: dict[str, Any] = field(default_factory=dict)
     blocks: dict[str, Block] = field(default_factory=dict)  # composite nodes by path, in execution order
+    network: Network | None = field(default=None, repr=False, compare=False)  # what was walked, for the diagram
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the HTML report's totals, findings, diagram and table."""
+        from .report.notebook import analysis_html
+
+        return analysis_html(self, self.network)
 
     @property
     def main(self) -> list[LayerStats]:
@@ -345,7 +352,7 @@ def analyze(net: Network, input_shape: Shape | None = None, *, batch: int = 1, b
     rf: RF = ((1, 1), (1, 1))
     for node in net.layers:
         out, rf = w.node(node, out, rf, "", 0, False)
-    return Analysis(net.name, shape, w.out, out, batch, bytes_per_value, dict(net.meta), w.blocks)
+    return Analysis(net.name, shape, w.out, out, batch, bytes_per_value, dict(net.meta), w.blocks, net)
 
 
 def analyze_until_failure(net: Network, input_shape: Shape) -> list[LayerStats]:

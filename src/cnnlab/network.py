@@ -114,6 +114,12 @@ class Network:
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", _name_children(tuple(self.layers), self.name or "network"))
 
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the network analysed at its design input."""
+        from .analysis import analyze
+
+        return analyze(self)._repr_html_()
+
 
 def seq(name: str, *children: Node, inline: bool = False) -> Sequential:
     return Sequential(name, _name_children(tuple(children), name), inline)

@@ -86,6 +86,12 @@ class Report:
     min_input_any: Shape | None = None  # the smallest input that runs at all
     other_rounding: dict[str, Any] | None = None
 
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: totals at both inputs, findings, ranked fixes, the verdict."""
+        from ..report.notebook import report_html
+
+        return report_html(self)
+
     def fix(self, key: int | str) -> Fix:
         """A fix by rank (1 = best) or by name."""
         for f in self.fixes:
