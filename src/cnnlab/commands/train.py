@@ -26,7 +26,7 @@ ORDER = 40
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "step_epochs",
                  "gamma", "milestones", "monitor", "label_smoothing", "aux_weight", "augment", "normalize",
-                 "early_stop")
+                 "early_stop", "freeze", "unfreeze_at", "unfreeze", "lr_backbone")
 
 
 def parse_milestones(text: str | None) -> tuple[float, ...] | None:
@@ -86,9 +86,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--aux-weight", type=float, help="loss weight of auxiliary classifiers (default 0.3)")
     g.add_argument("--augment", metavar="PRESET", help="none, mnist, cifar, cifar-erasing, imagenet, keras")
-    g.add_argument("--normalize", choices=("scale", "channel", "pixel"),
-                   help="scale: x/255; channel: per-channel mean/std; pixel: subtract the mean image")
+    g.add_argument("--normalize", choices=("scale", "channel", "pixel", "imagenet"),
+                   help="scale: x/255; channel: per-channel mean/std; pixel: subtract the mean image; imagenet: "
+                        "torchvision's ImageNet mean/std (what pretrained weights expect)")
     g.add_argument("--early-stop", type=int, metavar="N", help="stop after N epochs without improvement (0: off)")
+    t = p.add_argument_group("transfer learning")
+    add_weights_args(t)
+    t.add_argument("--freeze", metavar="backbone|LAYER",
+                   help="keep these weights fixed: backbone (all but the classifier) or LAYER and all before it")
+    t.add_argument("--unfreeze-at", type=int, metavar="EPOCH",
+                   help="from this epoch the frozen top block (see --unfreeze) trains too, at --lr-backbone")
+    t.add_argument("--unfreeze", choices=("top", "all"), help="what --unfreeze-at thaws (default top: the last "
+                   "frozen block, e.g. layer4 of a ResNet)")
+    t.add_argument("--lr-backbone", type=float, metavar="LR",
+                   help="rate of the trainable layers other than the classifier (default --lr; thawed: --lr/10)")
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="output folder (default runs/MODEL-DATA)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -108,6 +119,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="data smaller than the design input: pad (centre it) or native (build at the data size)")
     r.add_argument("--eval-batch-size", type=int, default=1000, help="chunk size of evaluation (default 1000)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_weights_args(p: Any) -> None:
+    p.add_argument("--weights", metavar="FILE",
+                   help="pretrained weights: a PyTorch state_dict (.pth/.pt, e.g. torchvision's), a .safetensors "
+                        "file or a cnnlab checkpoint; with --num-classes a classifier of another size is replaced")
+    p.add_argument("--partial", action="store_true",
+                   help="with --weights: load the tensors that fit and keep the others new (default: strict)")
 
 
 def recipe_from_args(args: argparse.Namespace, out: Path, resumed: Any = None) -> Any:
@@ -140,6 +159,11 @@ def run(args: argparse.Namespace) -> int:
     seed = check_seed(args.seed if args.seed is not None else resumed.seed if resumed else 0)
     recipe = recipe_from_args(args, out, resumed)  # bad options fail before any data is read
     size = parse_size(args.size)
+    weights = Path(args.weights) if args.weights else None
+    if weights is not None and not weights.is_file():
+        raise CnnlabError(f"--weights {weights}: no such file")
+    if args.partial and weights is None:
+        raise CnnlabError("--partial applies to --weights FILE; give the weights to load")
     if args.eval_batch_size < 1:
         raise CnnlabError(f"--eval-batch-size must be >= 1, got {args.eval_batch_size}")
     if args.target_acc is not None and not 0 < args.target_acc <= 1:
@@ -162,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     if len(val) == 0:
         val = None
     c = train.images.shape[1]
+    new_head = args.num_classes is not None
     if args.num_classes is not None and args.num_classes != len(train.classes):
         raise CnnlabError(f"--num-classes {args.num_classes} but {args.data} has {len(train.classes)} classes")
     if args.in_channels is not None and args.in_channels != c:
@@ -174,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
                    compile=args.compile, seed=seed, val_fraction=args.val_fraction if folder else None,
                    resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress,
-                   eval_batch_size=args.eval_batch_size, target_acc=args.target_acc, fit=args.fit, augment=aug)
+                   eval_batch_size=args.eval_batch_size, target_acc=args.target_acc, fit=args.fit, augment=aug,
+                   weights=weights, partial=args.partial, new_head=new_head)
     trainer = Trainer(net, train, val, recipe, opts, data_name=data_name)
     if trainer.main:
         c, h, w = trainer.prep.input_shape
@@ -184,6 +210,8 @@ def run(args: argparse.Namespace) -> int:
               f"input {c}x{h}x{w}{pad}, recipe {recipe.name} ({recipe.optimizer}, lr {recipe.lr:g}, batch "
               f"{recipe.batch_size}, {recipe.epochs} epochs), device {trainer.device}"
               + (f" x {trainer.ctx.world} processes" if trainer.ctx.active else ""))
+        if recipe.freeze or args.weights or recipe.lr_backbone:
+            print(parameter_table(trainer.parameter_counts()))
     history = trainer.fit()
     if trainer.main and history:
         st = trainer.state
@@ -191,6 +219,15 @@ def run(args: argparse.Namespace) -> int:
         if trainer.ran:
             print(f"wrote {out}/metrics.json, {out}/curves.png, {out}/last.pt, {out}/best.pt")
     return 0
+
+
+def parameter_table(rows: list[tuple[str, int, int]]) -> str:
+    """Trainable and frozen parameter counts per part, with a total row."""
+    rows = [*rows, ("total", sum(r[1] for r in rows), sum(r[2] for r in rows))]
+    w = max(len(r[0]) for r in rows)
+    lines = [f"  {'parameters':<{w}}  {'trainable':>12}  {'frozen':>12}"]
+    lines += [f"  {name:<{w}}  {a:>12,}  {b:>12,}" for name, a, b in rows]
+    return "\n".join(lines)
 
 
 def _best_text(row: dict) -> str:

@@ -55,6 +55,8 @@ class Preprocess:
         if mode == "scale":
             scale = torch.full((c, 1, 1), 1 / 255)
             return cls(mode, (c, h, w), pad, scale, torch.zeros(c, 1, 1))
+        if mode == "imagenet":
+            return cls.imagenet((c, h, w), pad)
         s1 = torch.zeros(c, h, w, dtype=torch.float64)
         s2 = torch.zeros(c, dtype=torch.float64)
         for i in range(0, n, chunk):
@@ -70,6 +72,15 @@ class Preprocess:
         # pixel: the ResNet notebook's x/255 - mean(x/255) over the training set, per pixel.
         shift = F.pad(-pixel_mean / 255, pad)
         return cls(mode, (c, h, w), pad, torch.full((c, 1, 1), 1 / 255), shift.float())
+
+    @classmethod
+    def imagenet(cls, data_shape: tuple[int, int, int], pad: Pad4 = (0, 0, 0, 0)) -> Preprocess:
+        """torchvision's ``Normalize(IMAGENET_MEAN, IMAGENET_STD)`` after ``/255``: the input map
+        every published torchvision weight file was trained with."""
+        if data_shape[0] != 3:
+            raise CnnlabError(f"--normalize imagenet is for RGB images; these have {data_shape[0]} channels")
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        return cls("imagenet", data_shape, pad, (1 / (255 * std)).view(3, 1, 1), (-mean / std).view(3, 1, 1))
 
     def to(self, device: Any) -> Preprocess:
         return Preprocess(self.mode, self.data_shape, self.pad, self.scale.to(device), self.shift.to(device))
@@ -109,7 +120,9 @@ class Preprocess:
         return prep
 
 
-MODES = ("scale", "channel", "pixel")
+MODES = ("scale", "channel", "pixel", "imagenet")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _ints(v: Any, n: int, low: int) -> bool:

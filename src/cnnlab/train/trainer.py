@@ -25,11 +25,12 @@ from torch import nn
 
 from ..errors import CnnlabError
 from ..network import Network, network_to_spec
-from . import checkpoint, distributed
+from . import checkpoint, distributed, transfer
 from .checkpoint import Checkpoint
 from .metrics import Meter, confusion_matrix, topk_correct, write_json
 from .preprocess import Preprocess, fit_padding
 from .recipes import Plateau, Recipe, learning_rate, make_optimizer
+from .weights import Loaded, load_weights, read_weights
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -58,6 +59,9 @@ class Options:
     log: Callable[[str], None] | None = None
     augment: Augment | None = None
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # after each epoch's files are written
+    weights: Path | None = None      # pretrained weights for a new run (a resumed run keeps its own)
+    partial: bool = False            # load the tensors that fit, keep the rest as built
+    new_head: bool = False           # a classifier of another class count in the file is replaced
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -133,7 +137,7 @@ class Trainer:
         self.data_name = data_name or getattr(train, "name", "")
         resumed = self._setup_run()
         self._setup_data()
-        self._setup_model()
+        self._setup_model(resumed)
         self.state = State()
         if resumed is not None:
             self._resume(resumed)
@@ -178,15 +182,42 @@ class Trainer:
             raise CnnlabError(f"{net.name} outputs {'x'.join(map(str, out_shape))} values but the data has "
                               f"{len(self.classes)} classes; build it with --num-classes {len(self.classes)}")
 
-    def _setup_model(self) -> None:
-        """The module (seeded initial weights), its optimizer and the plateau rule."""
+    def _setup_model(self, resumed: Checkpoint | None = None) -> None:
+        """The module (seeded initial weights, or pretrained ones), which parts train in the phase the
+        run starts in, its optimizer and the plateau rule."""
         from ..torch_backend import build
 
-        r = self.recipe
+        r, o = self.recipe, self.opts
         torch.manual_seed(self.seed)
         self.model = build(self.net, self.prep.input_shape, logits=True)
-        self.optimizer = make_optimizer(r, self.model.parameters(), self.device.type)
+        self.plan = transfer.make_plan(self.model, r.freeze, r.unfreeze) if r.freeze else None
+        self.loaded: Loaded | None = None
+        if o.weights is not None and resumed is None:
+            self.loaded = load_weights(self.model, read_weights(o.weights), str(o.weights), partial=o.partial,
+                                       new_head=o.new_head, net_name=self.net.name)
+            self.log(self.loaded.summary())
+        start = (resumed.epoch if resumed is not None else 0) + 1
+        self.thawed = bool(self.plan and r.unfreeze_at and start >= r.unfreeze_at)
+        transfer.apply(self.model, self.plan, self.thawed)
+        groups = transfer.param_groups(self.model, self.plan, r.lr, r.lr_backbone, self.thawed)
+        self.optimizer = make_optimizer(r, groups, self.device.type)
         self.plateau = Plateau(r.plateau_factor, r.plateau_patience, "min" if r.monitor == "val_loss" else "max")
+
+    def parameter_counts(self) -> list[tuple[str, int, int]]:
+        """(part, trainable, frozen) for the classifier and the backbone, as the run starts."""
+        return transfer.counts(self.model, self.plan.head if self.plan else transfer.head_of(self.model))
+
+    def _thaw(self, epoch: int) -> None:
+        """The second phase of fine-tuning: the top block (or all) trains from here, at its own rate."""
+        assert self.plan is not None
+        r = self.recipe
+        transfer.apply(self.model, self.plan, thawed=True)
+        group = transfer.thaw_group(self.model, self.plan, r.lr, r.lr_backbone)
+        self.optimizer.add_param_group(group)
+        self.thawed = True
+        n = sum(p.numel() for p in group["params"])
+        self.log(f"epoch {epoch}: unfreezing {self.plan.thaw_name} ({n:,} parameters) at lr "
+                 f"x{group['lr_scale']:.3g}")
 
     def _place(self) -> None:
         """Move model, optimizer state and (small) data to the device; wrap for DDP and compile."""
@@ -371,7 +402,10 @@ class Trainer:
         if self.images.device != order.device:
             order = order.to(self.images.device)
         aug_gen = torch.Generator().manual_seed(seed + 2) if o.augment else None  # draws are made on the CPU
+        if self.plan is not None and r.unfreeze_at and epoch >= r.unfreeze_at and not self.thawed:
+            self._thaw(epoch)
         self.train_model.train()
+        transfer.freeze_batchnorm(self.model)
         meter = Meter(self.device)
         steps_per_epoch = steps
         check_each_step = self.device.type == "cpu"
@@ -382,7 +416,7 @@ class Trainer:
             for i in range(steps):
                 lr = learning_rate(r, st.step, steps_per_epoch, self.plateau.scale)
                 for g in self.optimizer.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("lr_scale", 1.0)
                 x, y = self._batch(order[i * per_rank:(i + 1) * per_rank], aug_gen)
                 with self._autocast():
                     out = self.train_model(x)
