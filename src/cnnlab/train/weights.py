@@ -108,6 +108,11 @@ class Loaded:
         return text
 
 
+def layers_of(keys: list[str]) -> list[str]:
+    """The layers (dotted paths) that own the tensor ``keys``, in order, each once."""
+    return list(dict.fromkeys(k.rpartition(".")[0] or k for k in keys))
+
+
 def _names(keys: list[str]) -> str:
     shown = ", ".join(keys[:SHOWN])
     return shown + (f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
