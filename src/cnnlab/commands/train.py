@@ -41,12 +41,12 @@ def parse_milestones(text: str | None) -> tuple[float, ...] | None:
     return vals
 
 
-def parse_size(text: str | None) -> tuple[int, int] | None:
+def parse_size(text: str | None, what: str = "--size") -> tuple[int, int] | None:
     if text is None:
         return None
     parts = text.lower().replace("×", "x").split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise CnnlabError(f"malformed --size '{text}': give HxW, e.g. 150x150")
+        raise CnnlabError(f"malformed {what} '{text}': give HxW, e.g. 150x150")
     return int(parts[0]), int(parts[1])
 
 
@@ -54,6 +54,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="D", help="mnist, cifar10, cifar100 or an image folder path")
     p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's original files")
     p.add_argument("--size", metavar="HxW", help="image folders: resize to HxW (scale to cover, centre crop)")
+    p.add_argument("--crop", metavar="HxW",
+                   help="image folders, with --size: then keep the centre HxW (torchvision's Resize(256) + "
+                        "CenterCrop(224) is --size 256x256 --crop 224x224); recorded in the checkpoint")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -159,6 +162,13 @@ def run(args: argparse.Namespace) -> int:
     seed = check_seed(args.seed if args.seed is not None else resumed.seed if resumed else 0)
     recipe = recipe_from_args(args, out, resumed)  # bad options fail before any data is read
     size = parse_size(args.size)
+    crop = parse_size(args.crop, "--crop")
+    if crop is not None and (size is None or not Path(args.data).is_dir()):
+        raise CnnlabError("--crop applies to image folders read at --size: give --size HxW too, e.g. --size "
+                          "256x256 --crop 224x224")
+    if crop is not None and (crop[0] > size[0] or crop[1] > size[1]):
+        raise CnnlabError(f"--crop {args.crop} is larger than --size {args.size}: the crop is taken from the "
+                          "resized image")
     weights = Path(args.weights) if args.weights else None
     if weights is not None and not weights.is_file():
         raise CnnlabError(f"--weights {weights}: no such file")
@@ -185,6 +195,9 @@ def run(args: argparse.Namespace) -> int:
     val = load(args.data, "val", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction, seed=seed)
     if len(val) == 0:
         val = None
+    if crop is not None:
+        train = cropped(train, crop)
+        val = cropped(val, crop) if val is not None else None
     c = train.images.shape[1]
     new_head = args.num_classes is not None
     if args.num_classes is not None and args.num_classes != len(train.classes):
@@ -200,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
                    resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress,
                    eval_batch_size=args.eval_batch_size, target_acc=args.target_acc, fit=args.fit, augment=aug,
-                   weights=weights, partial=args.partial, new_head=new_head)
+                   weights=weights, partial=args.partial, new_head=new_head, resize=size if crop else None)
     trainer = Trainer(net, train, val, recipe, opts, data_name=data_name)
     if trainer.main:
         c, h, w = trainer.prep.input_shape
@@ -219,6 +232,14 @@ def run(args: argparse.Namespace) -> int:
         if trainer.ran:
             print(f"wrote {out}/metrics.json, {out}/curves.png, {out}/last.pt, {out}/best.pt")
     return 0
+
+
+def cropped(data: Any, crop: tuple[int, int]) -> Any:
+    """The image set with every image cut to its centre ``crop``."""
+    from ..data import ImageSet
+    from ..train.preprocess import center_crop
+
+    return ImageSet(center_crop(data.images, crop), data.labels, list(data.classes), data.name)
 
 
 def parameter_table(rows: list[tuple[str, int, int]]) -> str:

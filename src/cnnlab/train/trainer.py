@@ -62,6 +62,7 @@ class Options:
     weights: Path | None = None      # pretrained weights for a new run (a resumed run keeps its own)
     partial: bool = False            # load the tensors that fit, keep the rest as built
     new_head: bool = False           # a classifier of another class count in the file is replaced
+    resize: tuple[int, int] | None = None  # images were resized to this, then centre-cropped (recorded)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -175,6 +176,7 @@ class Trainer:
             raise CnnlabError(f"{net.name} is built for {net.input_shape[0]} input channels but the data has {c}")
         pad = fit_padding((h, w), tuple(net.input_shape[1:]), self.opts.fit)
         self.prep = Preprocess.fit(train.images, self.recipe.normalize, pad)
+        self.prep.resize = self.opts.resize
         from ..analysis import analyze
 
         out_shape = tuple(analyze(net, self.prep.input_shape).output_shape)
@@ -196,8 +198,8 @@ class Trainer:
             self.loaded = load_weights(self.model, read_weights(o.weights), str(o.weights), partial=o.partial,
                                        new_head=o.new_head, net_name=self.net.name)
             self.log(self.loaded.summary())
-        start = (resumed.epoch if resumed is not None else 0) + 1
-        self.thawed = bool(self.plan and r.unfreeze_at and start >= r.unfreeze_at)
+        done = resumed.epoch if resumed is not None else 0  # thawing happens as epoch unfreeze_at starts
+        self.thawed = bool(self.plan and r.unfreeze_at and done >= r.unfreeze_at)
         transfer.apply(self.model, self.plan, self.thawed)
         groups = transfer.param_groups(self.model, self.plan, r.lr, r.lr_backbone, self.thawed)
         self.optimizer = make_optimizer(r, groups, self.device.type)

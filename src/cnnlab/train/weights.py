@@ -199,3 +199,28 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> None:
         if isinstance(e, OSError):
             raise CnnlabError(f"cannot write {p}: {e.strerror or e}") from None
         raise
+
+
+def pretrained(ref: str, weights: str | Path, *, num_classes: int | None = None, size: tuple[int, int] | None = None,
+               resize: tuple[int, int] | None = None, normalize: str = "imagenet",
+               partial: bool = False) -> tuple[Any, nn.Module, Any]:
+    """A model (zoo name, spec or module reference) with published weights and no cnnlab checkpoint:
+    the network, its module in eval mode, and the input map the weights expect (``imagenet`` or ``scale``)."""
+    from ..models import load_model
+    from ..torch_backend import build
+    from .preprocess import Preprocess
+
+    if normalize not in ("imagenet", "scale"):
+        raise CnnlabError(f"--normalize {normalize}: without a checkpoint only imagenet or scale apply (the "
+                          "others are fitted on training data)")
+    net = load_model(ref, num_classes=num_classes)
+    c = net.input_shape[0]
+    h, w = size or tuple(net.input_shape[1:])
+    model = build(net, (c, h, w), logits=True)
+    load_weights(model, read_weights(weights), str(weights), partial=partial, net_name=net.name)
+    if normalize == "imagenet":
+        prep = Preprocess.imagenet((c, h, w))
+    else:
+        prep = Preprocess.fit(torch.zeros(1, c, h, w, dtype=torch.uint8), "scale")
+    prep.resize = resize
+    return net, model.eval(), prep
