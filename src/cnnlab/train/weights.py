@@ -123,10 +123,11 @@ def _x(shape: Any) -> str:
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str, *, partial: bool = False,
-                 new_head: bool = False, net_name: str = "the network") -> Loaded:
+                 new_head: bool = False, net_name: str = "the network", can_replace: bool = True) -> Loaded:
     """Copy ``state`` into ``model``. Strict: any missing, unexpected or misshapen tensor raises one
     :class:`WeightsMismatch` line. ``new_head``: the classifier keeps its fresh weights when the
-    file's has another class count. ``partial``: load what fits and report the rest as new."""
+    file's has another class count. ``partial``: load what fits and report the rest as new.
+    ``can_replace``: whether the caller can replace a classifier (training can; prediction cannot)."""
     own = model.state_dict()
     res = Loaded(source)
     head = head_of(model) if new_head else None
@@ -143,7 +144,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str, 
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)
              and not (res.head and under(k, res.head))]
     if (missing or unexpected or wrong) and not partial:
-        raise WeightsMismatch(_mismatch(source, net_name, own, state, missing, unexpected, wrong, head))
+        raise WeightsMismatch(_mismatch(source, net_name, own, state, missing, unexpected, wrong, head, can_replace))
     with torch.no_grad():
         for k, v in own.items():
             if k in state and tuple(state[k].shape) == tuple(v.shape) and not (res.head and under(k, res.head)):
@@ -159,7 +160,8 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str, 
 
 
 def _mismatch(source: str, net_name: str, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
-              missing: list[str], unexpected: list[str], wrong: list[str], head: str | None) -> str:
+              missing: list[str], unexpected: list[str], wrong: list[str], head: str | None,
+              can_replace: bool = True) -> str:
     parts = []
     if wrong:
         shown = "; ".join(f"{k} is {_x(state[k].shape)} in the file, {_x(own[k].shape)} in the network"
@@ -171,8 +173,9 @@ def _mismatch(source: str, net_name: str, own: dict[str, torch.Tensor], state: d
         parts.append(f"{len(unexpected)} unexpected ({_names(unexpected)})")
     fix = "give weights for this architecture, or --partial to load only what fits"
     if head is None and wrong and all(w.rsplit(".", 1)[0] == wrong[0].rsplit(".", 1)[0] for w in wrong):
-        fix = (f"pass --num-classes {own[wrong[0]].shape[0]} to replace the classifier with a new one, "
-               "or --partial")
+        fix = (f"pass --num-classes {own[wrong[0]].shape[0]} to replace the classifier with a new one, or --partial"
+               if can_replace else f"the file's classifier has {state[wrong[0]].shape[0]} outputs: give "
+               f"--num-classes {state[wrong[0]].shape[0]} (and as many --classes names)")
     return f"--weights {source} does not fit {net_name}: {'; '.join(parts)}; {fix}"
 
 
@@ -217,7 +220,7 @@ def pretrained(ref: str, weights: str | Path, *, num_classes: int | None = None,
     c = net.input_shape[0]
     h, w = size or tuple(net.input_shape[1:])
     model = build(net, (c, h, w), logits=True)
-    load_weights(model, read_weights(weights), str(weights), partial=partial, net_name=net.name)
+    load_weights(model, read_weights(weights), str(weights), partial=partial, net_name=net.name, can_replace=False)
     if normalize == "imagenet":
         prep = Preprocess.imagenet((c, h, w))
     else:
