@@ -295,3 +295,80 @@ def test_adapt_keeps_every_tensor_whose_shape_stays(tmp_path, capsys) -> None:
     assert w["new"] == ["fc3.weight", "fc3.bias"] and len(w["kept"]) == 8  # only the class layer is new
     rc, _, err = run(capsys, "adapt", "lenet5-relu", "--input", "1x20x20", "--save-weights", out)
     assert rc == 2 and "--save-weights needs --weights FILE" in err
+
+
+def test_published_auxiliary_heads_are_left_out_of_a_network_without_them() -> None:
+    ref = json.loads((Path(__file__).parent / "fixtures" / "torchvision_inception.json").read_text())
+    torch.manual_seed(0)
+    sd = build(zoo.get("googlenet-tv", aux_logits=True)).state_dict()
+    assert {k: list(v.shape) for k, v in sd.items()} == ref["googlenet_aux"]  # torchvision's published layout
+    model = build(zoo.get("googlenet-tv"))
+    res = load_weights(model, sd, "googlenet.pth", net_name="googlenet-tv")
+    assert len(res.taken) == len(ref["googlenet"]) == 344 and not res.new
+    assert res.aux == ["aux1", "aux2"] and "left out the file's auxiliary heads aux1, aux2" in res.summary()
+    assert all(torch.equal(v, sd[k]) for k, v in model.state_dict().items())
+
+
+def test_crop_is_recorded_and_applied_by_eval_and_predict(tmp_path, capsys, files) -> None:
+    out = tmp_path / "run"
+    rc, text, err = run(capsys, "train", "resnet18-tv", "--size", "40x40", "--crop", "32x32", "--batch-size", "8",
+                        "--no-progress", "--data", files["data"], "--weights", files["r18"], "--freeze", "backbone",
+                        "--num-classes", "3", "--normalize", "imagenet", "--epochs", "1", "--out", out)
+    assert rc == 0, err
+    assert "input 3x32x32" in text
+    ck = checkpoint.load(out / "last.pt")
+    assert ck.preprocess.resize == (40, 40) and ck.preprocess.data_shape == (3, 32, 32)
+    # a photo of another size and shape: resized to cover 40x40, then its centre 32x32, as training saw
+    img = tmp_path / "wide.png"
+    colour_image((30, 30, 200), 5, size=90).crop((0, 10, 90, 70)).save(img)
+    from cnnlab.commands.predict import read_image
+    from cnnlab.data.images import read_image as decode
+
+    x = read_image(str(img), 3, (40, 40), (32, 32))
+    full = torch.from_numpy(decode(str(img), 3, (40, 40)).copy()).permute(2, 0, 1)
+    assert x.shape == (3, 32, 32) and torch.equal(x, full[:, 4:36, 4:36])
+    rc, text, err = run(capsys, "predict", out / "last.pt", img, "--format", "json", "--top", "3")
+    assert rc == 0, err
+    _, model, prep = ck.rebuild()
+    with torch.no_grad():
+        probs = model(prep(x.unsqueeze(0))).softmax(1)[0]
+    got = {p["class"]: p["probability"] for p in json.loads(text)[0]["predictions"]}
+    assert all(got[c] == pytest.approx(float(probs[i]), abs=1e-5) for i, c in enumerate(ck.classes))
+    # eval reads the folder the same way and finds the loss training recorded for its validation set
+    rc, text, err = run(capsys, "eval", out / "last.pt", "--data", files["data"], "--split", "val", "--format",
+                        "json")
+    assert rc == 0, err
+    assert json.loads(text)["loss"] == pytest.approx(ck.metrics[-1]["val_loss"], rel=1e-5)
+
+
+def test_eval_and_predict_a_zoo_model_with_published_weights(tmp_path, capsys, files) -> None:
+    rc, text, err = run(capsys, "eval", "resnet18-tv", "--weights", files["r18"], "--data", files["data"],
+                        "--size", "32x32", "--split", "val", "--format", "json", "--partial",
+                        "--confusion", tmp_path / "cm.png")
+    assert rc == 0, err
+    assert json.loads(text)["n"] == 3  # one held-out image per class
+    rc, _, err = run(capsys, "eval", "resnet18-tv", "--weights", files["r18"], "--data", files["data"],
+                     "--size", "32x32", "--split", "val", "--confusion", tmp_path / "cm.png")
+    assert rc == 2 and "fc.weight is 1000x512 in the file, 3x512 in the network" in err
+    names = tmp_path / "classes.txt"
+    names.write_text("".join(f"class {i}\n" for i in range(1000)))
+    img = tmp_path / "red.png"
+    colour_image((200, 30, 30), 1, size=64).save(img)
+    rc, text, err = run(capsys, "predict", "resnet18-tv", img, "--weights", files["r18"], "--classes", names,
+                        "--size", "40x40", "--crop", "32x32", "--top", "2", "--format", "json")
+    assert rc == 0, err
+    preds = json.loads(text)[0]["predictions"]
+    src = torch.load(files["r18"], weights_only=True)
+    model = build(zoo.get("resnet18-tv"), (3, 32, 32), logits=True)
+    model.load_state_dict(src)
+    from cnnlab.commands.predict import read_image
+
+    x = read_image(str(img), 3, (40, 40), (32, 32)).unsqueeze(0).float() / 255
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1)
+    with torch.no_grad():
+        top = model.eval()((x - mean) / std).softmax(1)[0].topk(2)
+    assert [p["class"] for p in preds] == [f"class {int(i)}" for i in top.indices]
+    assert preds[0]["probability"] == pytest.approx(float(top.values[0]), abs=1e-5)
+    rc, _, err = run(capsys, "predict", files["r18"], img, "--partial")
+    assert rc == 2 and "--partial: only for a model with --weights FILE" in err

@@ -96,12 +96,15 @@ class Loaded:
     head: str | None = None                            # the classifier replaced by a new one
     head_outputs: tuple[int, int] | None = None        # (file's, network's) classes
     head_classes: int = 0
+    aux: list[str] = field(default_factory=list)       # the file's auxiliary heads, left out
 
     def summary(self) -> str:
         text = f"loaded {len(self.taken)} of {len(self.taken) + len(self.new)} tensors from {self.source}"
         if self.head:
             was = f", the file's has {self.head_outputs[0]}" if self.head_outputs else ", none in the file"
             text += f"; new classifier {self.head} ({self.head_classes} classes{was})"
+        if self.aux:
+            text += f"; left out the file's auxiliary heads {', '.join(self.aux)} (build with --aux to keep them)"
         others = [k for k in self.new if not (self.head and under(k, self.head))]
         if others:
             text += f"; new: {_names(others)}"
@@ -141,6 +144,10 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str, 
             res.head_classes = next((v.shape[0] for k, v in own.items() if under(k, head) and v.dim() > 0), 0)
     missing = [k for k in own if k not in state and not (res.head and under(k, res.head))]
     unexpected = [k for k in state if k not in own]
+    # torchvision publishes GoogLeNet and Inception v3 with their training-only auxiliary heads;
+    # a network built without them uses the rest, as torchvision's own loader does.
+    res.aux = list(dict.fromkeys(k.split(".")[0] for k in unexpected if k.split(".")[0].lower().startswith("aux")))
+    unexpected = [k for k in unexpected if k.split(".")[0] not in res.aux]
     wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)
              and not (res.head and under(k, res.head))]
     if (missing or unexpected or wrong) and not partial:
@@ -152,7 +159,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str, 
                 res.taken.append(k)
             else:
                 res.new.append(k)
-    res.skipped = unexpected + [k for k in state if k in own and k not in res.taken]
+    res.skipped = [k for k in state if k not in res.taken]
     if not res.taken:
         raise WeightsMismatch(f"--weights {source}: no tensor fits {net_name} (first keys in the file: "
                               f"{_names(list(state))}); give weights for this architecture")
