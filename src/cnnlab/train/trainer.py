@@ -217,6 +217,8 @@ class Trainer:
         group = transfer.thaw_group(self.model, self.plan, r.lr, r.lr_backbone)
         self.optimizer.add_param_group(group)
         self.thawed = True
+        if self.ctx.active or self.opts.compile:
+            self._wrap()
         n = sum(p.numel() for p in group["params"])
         self.log(f"epoch {epoch}: unfreezing {self.plan.thaw_name} ({n:,} parameters) at lr "
                  f"x{group['lr_scale']:.3g}")
@@ -228,6 +230,17 @@ class Trainer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         _move_optimizer_state(self.optimizer, self.device)
+        self._wrap()
+        self.scaler = torch.amp.GradScaler("cuda") if o.amp == "fp16" else None
+        self.prep_dev = self.prep.to(self.device)
+        # Small data sets move to the GPU whole; batches are then gathered there.
+        on_dev = self.device.type == "cuda" and train.images.nbytes < 2**31
+        self.images = train.images.to(self.device) if on_dev else train.images
+        self.labels = train.labels.to(self.device) if on_dev else train.labels
+
+    def _wrap(self) -> None:
+        """DDP and compile wrappers; built again when frozen layers thaw (DDP syncs only the
+        parameters that train when it is built)."""
         self.train_model: nn.Module = self.model
         if self.ctx.active:
             from torch.nn.parallel import DistributedDataParallel
@@ -235,15 +248,9 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         self.eval_model: nn.Module = self.model
-        if o.compile:
+        if self.opts.compile:
             self.train_model = torch.compile(self.train_model)
             self.eval_model = torch.compile(self.model)
-        self.scaler = torch.amp.GradScaler("cuda") if o.amp == "fp16" else None
-        self.prep_dev = self.prep.to(self.device)
-        # Small data sets move to the GPU whole; batches are then gathered there.
-        on_dev = self.device.type == "cuda" and train.images.nbytes < 2**31
-        self.images = train.images.to(self.device) if on_dev else train.images
-        self.labels = train.labels.to(self.device) if on_dev else train.labels
 
     def _check_data(self) -> None:
         t = self.train_set
