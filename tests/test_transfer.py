@@ -372,3 +372,24 @@ def test_eval_and_predict_a_zoo_model_with_published_weights(tmp_path, capsys, f
     assert preds[0]["probability"] == pytest.approx(float(top.values[0]), abs=1e-5)
     rc, _, err = run(capsys, "predict", files["r18"], img, "--partial")
     assert rc == 2 and "--partial: only for a model with --weights FILE" in err
+
+
+def test_freeze_plans_on_alexnet_tv() -> None:
+    from cnnlab.train import transfer
+
+    with torch.device("meta"):
+        model = build(zoo.get("alexnet-tv"))
+    plan = transfer.make_plan(model, "backbone", "top")
+    assert plan.head == "classifier.6"
+    assert plan.thaw == {"classifier.1.weight", "classifier.1.bias", "classifier.4.weight", "classifier.4.bias"}
+    plan = transfer.make_plan(model, "features.3", "all")  # the second conv and everything before it
+    assert plan.frozen == plan.thaw == {"features.0.weight", "features.0.bias", "features.3.weight",
+                                        "features.3.bias"}
+    plan = transfer.make_plan(model, "features.4", "top")  # a pooling layer: the layers before it
+    assert plan.frozen == {"features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias"}
+    transfer.apply(model, plan, thawed=False)
+    groups = transfer.param_groups(model, plan, 0.01, None, thawed=False)
+    assert [g["part"] for g in groups] == ["head", "backbone"] and groups[1]["lr_scale"] == 1.0
+    assert sum(len(g["params"]) for g in groups) == 16 - 4
+    assert transfer.counts(model, plan.head) == [("classifier classifier.6", 4_097_000, 0),
+                                                 ("backbone", 61_100_840 - 4_097_000 - 23_296 - 307_392, 23_296 + 307_392)]
