@@ -393,3 +393,10 @@ def test_freeze_plans_on_alexnet_tv() -> None:
     assert sum(len(g["params"]) for g in groups) == 16 - 4
     assert transfer.counts(model, plan.head) == [("classifier classifier.6", 4_097_000, 0),
                                                  ("backbone", 61_100_840 - 4_097_000 - 23_296 - 307_392, 23_296 + 307_392)]
+
+
+def test_freezing_without_weights_warns(tmp_path, capsys, files) -> None:
+    rc, _, err = run(capsys, *FT, "--data", files["data"], "--freeze", "layer1", "--epochs", "1",
+                     "--out", tmp_path / "r")
+    assert rc == 0
+    assert "cnnlab: warning: --freeze layer1 without --weights keeps randomly initialized layers fixed" in err

@@ -214,6 +214,11 @@ def run(args: argparse.Namespace) -> int:
                    progress=not args.no_progress,
                    eval_batch_size=args.eval_batch_size, target_acc=args.target_acc, fit=args.fit, augment=aug,
                    weights=weights, partial=args.partial, new_head=new_head, resize=size if crop else None)
+    if recipe.freeze and weights is None and resumed is None:
+        import warnings
+
+        warnings.warn(f"--freeze {recipe.freeze} without --weights keeps randomly initialized layers fixed; give "
+                      "the pretrained weights with --weights FILE", stacklevel=1)
     trainer = Trainer(net, train, val, recipe, opts, data_name=data_name)
     if trainer.main:
         c, h, w = trainer.prep.input_shape
