@@ -36,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save", metavar="FILE", help="with --apply: write the adapted network as a YAML/JSON spec")
     p.add_argument("--check", action="store_true",
                    help="with --apply: build the adapted network and train one step on random data at its input")
+    p.add_argument("--weights", metavar="FILE",
+                   help="with --apply: trained weights of the model (.pth/.pt, .safetensors or a cnnlab checkpoint); "
+                        "the adapted network keeps every tensor whose shape stays")
+    p.add_argument("--save-weights", metavar="OUT",
+                   help="with --weights: write the adapted network's weights (.pth/.pt or .safetensors)")
     add_format_arg(p, ("table", "json"))
 
 
@@ -54,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from ..adapt import apply, diagnose
     from ..models import load_model
 
-    if (args.save or args.check) and not args.apply:
-        raise CnnlabError("--save and --check need --apply N: pick a fix first")
+    if (args.save or args.check or args.weights) and not args.apply:
+        raise CnnlabError("--save, --check and --weights need --apply N: pick a fix first")
+    if args.save_weights and not args.weights:
+        raise CnnlabError("--save-weights needs --weights FILE: the trained weights to carry over")
     if args.num_classes is not None and args.num_classes < 1:
         raise CnnlabError(f"--num-classes must be >= 1, got {args.num_classes}")
     # The design: the model as published; channels and classes are changes the diagnosis prices.
@@ -94,15 +101,47 @@ def _applied(args: argparse.Namespace, net: Any, fix: Any) -> int:
             save_spec(net, args.save)
         except OSError as e:
             raise CnnlabError(f"cannot write {args.save}: {e.strerror}") from None
+    kept = _carry_weights(args, net) if args.weights else None
     if args.format == "json":
         d = {"model": net.name, "input": list(net.input_shape), "fix": fix.to_dict(), "params": a.totals["params"],
              "macs": a.totals["macs"], "findings": a.findings, "network": network_to_spec(net)}
         if trained:
             d["train_step"] = trained
+        if kept is not None:
+            d["weights"] = {"kept": kept.taken, "new": kept.new, "dropped": kept.skipped,
+                            "saved": args.save_weights}
         print_json(d)
         return 0
     from ..report.adapt import render_applied
     from ..report.text import console
 
     render_applied(fix, a, console(), trained=trained, saved=args.save)
+    if kept is not None:
+        print(_weights_text(kept, args.save_weights))
     return 0
+
+
+def _carry_weights(args: argparse.Namespace, net: Any) -> Any:
+    """The adapted module with every tensor of the file whose name and shape it still has."""
+    from ..torch_backend import build
+    from ..train.weights import load_weights, read_weights, save_weights
+
+    state = read_weights(args.weights)
+    model = build(net)
+    kept = load_weights(model, state, args.weights, partial=True, net_name=net.name)
+    if args.save_weights:
+        save_weights(args.save_weights, model.state_dict())
+    return kept
+
+
+def _weights_text(kept: Any, out: str | None) -> str:
+    from ..train.weights import layers_of
+
+    lines = [f"weights: kept {len(kept.taken)} of {len(kept.taken) + len(kept.new)} tensors from {kept.source}"]
+    if kept.new:
+        lines.append(f"  new (initialized, to train): {', '.join(layers_of(kept.new))}")
+    if kept.skipped:
+        lines.append(f"  the file's tensors left out (no such layer, or another shape): {', '.join(layers_of(kept.skipped))}")
+    if out:
+        lines.append(f"  wrote {out}")
+    return "\n".join(lines)

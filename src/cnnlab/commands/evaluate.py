@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..errors import CnnlabError
 from ._common import print_json
-from .train import add_data_args, parse_size
+from .train import add_data_args, add_weights_args, parse_size
 
 NAME = "eval"
 HELP = "evaluate a checkpoint: top-1, top-5, loss, confusion matrix"
@@ -17,8 +18,10 @@ ORDER = 41
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by 'cnnlab train'")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a .pt file written by 'cnnlab train', or with --weights a model (zoo name or spec)")
     add_data_args(p)
+    add_pretrained_args(p)
     p.add_argument("--split", choices=("test", "val", "train"), default="test",
                    help="which split (default test; an image folder's held-out images for test/val)")
     p.add_argument("--val-fraction", type=float, metavar="F",
@@ -31,13 +34,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
 
 
+def add_pretrained_args(p: argparse.ArgumentParser) -> None:
+    """Options for a model with published weights instead of a checkpoint (eval, predict)."""
+    g = p.add_argument_group("a model with published weights, instead of a checkpoint")
+    add_weights_args(g)
+    g.add_argument("--num-classes", type=int, metavar="N", help="with --weights: classes of the output layer")
+    g.add_argument("--normalize", choices=("imagenet", "scale"),
+                   help="with --weights: the input map the weights were trained with (default imagenet)")
+
+
+def check_pretrained_args(args: argparse.Namespace) -> None:
+    """The --weights options are refused beside a checkpoint, which carries its own."""
+    given = [o for o, v in (("--partial", args.partial), ("--num-classes", args.num_classes),
+                            ("--normalize", args.normalize)) if v]
+    if given and not args.weights:
+        raise CnnlabError(f"{', '.join(given)}: only for a model with --weights FILE; a checkpoint carries its own "
+                          "classes and input map")
+
+
+def _pretrained(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """Network, module, input map and data for ``eval MODEL --weights FILE``."""
+    from ..data import load
+    from ..train.trainer import check_seed
+    from ..train.weights import pretrained
+    from .train import cropped
+
+    size, crop = parse_size(args.size), parse_size(args.crop, "--crop")
+    if crop is not None and (size is None or crop[0] > size[0] or crop[1] > size[1]):
+        raise CnnlabError("--crop needs a --size at least as large, e.g. --size 256x256 --crop 224x224")
+    fraction = args.val_fraction if args.val_fraction is not None else 0.1
+    data = load(args.data, args.split, data_dir=args.data_dir, size=size, val_fraction=fraction,
+                seed=check_seed(args.seed or 0))
+    if crop is not None:
+        data = cropped(data, crop)
+    num_classes = args.num_classes or len(data.classes)
+    if num_classes != len(data.classes):
+        raise CnnlabError(f"--num-classes {num_classes} but {args.data} has {len(data.classes)} classes: the model "
+                          "must answer in the data's classes")
+    net, model, prep = pretrained(args.checkpoint, args.weights, num_classes=num_classes,
+                                  size=tuple(data.images.shape[2:]), resize=size if crop else None,
+                                  normalize=args.normalize or "imagenet", partial=args.partial)
+    return net, model, prep, data
+
+
 CONFUSION_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 
 def confusion_path(args: argparse.Namespace) -> Path:
     """Where the confusion matrix goes, checked before any data is read."""
     if not args.confusion:
-        return Path(args.checkpoint).with_name(f"confusion-{args.split}.png")
+        return Path(args.weights or args.checkpoint).with_name(f"confusion-{args.split}.png")
     png = Path(args.confusion)
     if png.is_dir():
         raise CnnlabError(f"--confusion {png} is a folder: give a file name, e.g. {png / 'confusion.png'}")
@@ -52,23 +98,33 @@ def confusion_path(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise CnnlabError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_pretrained_args(args)
     png = confusion_path(args)
     from ..data import load
     from ..train import checkpoint
     from ..train.trainer import check_seed, evaluate, resolve_device
 
-    ck = checkpoint.load(args.checkpoint)
-    ck.check_finite(args.checkpoint)
-    net, model, prep = ck.rebuild()
+    if args.weights:
+        net, model, prep, data = _pretrained(args)
+        classes = data.classes
+    else:
+        ck = checkpoint.load(args.checkpoint)
+        ck.check_finite(args.checkpoint)
+        net, model, prep = ck.rebuild()
+        seed = check_seed(args.seed if args.seed is not None else ck.seed)
+        fraction = args.val_fraction if args.val_fraction is not None else ck.val_fraction or 0.1
+        size = parse_size(args.size) or prep.read_size
+        data = load(args.data, args.split, data_dir=args.data_dir, size=size, val_fraction=fraction, seed=seed)
+        crop = parse_size(args.crop, "--crop") or (prep.data_shape[1:] if prep.resize and not args.size else None)
+        if crop is not None:
+            from .train import cropped
+
+            data = cropped(data, crop)
+        classes = ck.classes
     c, h, w = prep.data_shape
-    size = parse_size(args.size) or (h, w)
-    seed = check_seed(args.seed if args.seed is not None else ck.seed)
-    fraction = args.val_fraction if args.val_fraction is not None else ck.val_fraction or 0.1
-    data = load(args.data, args.split, data_dir=args.data_dir, size=size, val_fraction=fraction, seed=seed)
     if tuple(data.images.shape[1:]) != (c, h, w):
         raise CnnlabError(f"{args.data} images are {'x'.join(map(str, data.images.shape[1:]))} but the model was "
                           f"trained on {c}x{h}x{w}")
-    classes = ck.classes
     if len(data.classes) != len(classes):
         raise CnnlabError(f"{args.data} has {len(data.classes)} classes, the checkpoint {len(classes)}")
     if len(data) == 0:
@@ -80,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_json({"top1": res["top1"], "top5": res["top5"], "loss": res["loss"], "n": res["n"]})
     else:
-        print(f"{net.name} ({Path(args.checkpoint).name}) on {data.name}, {res['n']:,} images")
+        print(f"{net.name} ({Path(args.weights or args.checkpoint).name}) on {data.name}, {res['n']:,} images")
         print(f"  top-1 accuracy  {res['top1']:.2%}")
         print(f"  top-5 accuracy  {res['top5']:.2%}")
         print(f"  loss            {res['loss']:.4f}")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CnnlabError
 from ._common import print_json
+from .evaluate import add_pretrained_args, check_pretrained_args
 
 if TYPE_CHECKING:
     import torch
@@ -22,22 +23,62 @@ ORDER = 42
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by 'cnnlab train'")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a .pt file written by 'cnnlab train', or with --weights a model (zoo name or spec)")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
     p.add_argument("--top", type=int, default=1, metavar="K", help="show the K most likely classes (default 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+    add_pretrained_args(p)
+    g = p.add_argument_group("image size, with --weights (a checkpoint carries its own)")
+    g.add_argument("--size", metavar="HxW", help="resize to HxW (scale to cover, centre crop); default: the "
+                   "model's design input")
+    g.add_argument("--crop", metavar="HxW", help="then keep the centre HxW (e.g. --size 256x256 --crop 224x224)")
+    g.add_argument("--classes", metavar="FILE", help="class names, one a line, in output order (default: numbers)")
 
 
-def read_image(path: str, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """One image as uint8 (C, H, W), converted and sized as the model's training images were."""
+def read_image(path: str, channels: int, size: tuple[int, int], crop: tuple[int, int] | None = None) -> torch.Tensor:
+    """One image as uint8 (C, H, W), converted and sized as the model's training images were:
+    resized to ``size`` (scale to cover, centre crop), then cut to its centre ``crop``."""
     import torch
 
     from ..data.images import read_image as decode
+    from ..train.preprocess import center_crop
 
     a = decode(path, channels, size)
     t = torch.from_numpy(a.copy())
-    return t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
+    t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
+    return (center_crop(t, crop) if crop else t).contiguous()
+
+
+def _pretrained(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
+    """Module, input map and class names for ``predict MODEL --weights FILE``."""
+    from ..train.weights import head_of, pretrained
+    from .train import parse_size
+
+    size, crop = parse_size(args.size), parse_size(args.crop, "--crop")
+    if crop is not None and (size is None or crop[0] > size[0] or crop[1] > size[1]):
+        raise CnnlabError("--crop needs a --size at least as large, e.g. --size 256x256 --crop 224x224")
+    names = _class_names(args.classes) if args.classes else None
+    num_classes = args.num_classes or (len(names) if names else None)
+    _, model, prep = pretrained(args.checkpoint, args.weights, num_classes=num_classes, size=crop or size,
+                                resize=size if crop else None, normalize=args.normalize or "imagenet",
+                                partial=args.partial)
+    head = head_of(model)
+    outputs = int(next(p for n, p in model.named_parameters() if n.startswith(head + ".")).shape[0])
+    if names is not None and len(names) != outputs:
+        raise CnnlabError(f"--classes {args.classes} names {len(names)} classes but the model has {outputs} outputs")
+    return model, prep, names or [str(i) for i in range(outputs)]
+
+
+def _class_names(path: str) -> list[str]:
+    try:
+        names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise CnnlabError(f"cannot read --classes {path}: {getattr(e, 'strerror', None) or e}") from None
+    if not names:
+        raise CnnlabError(f"--classes {path} names no class: give one name a line")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,12 +89,20 @@ def run(args: argparse.Namespace) -> int:
     from ..train import checkpoint
     from ..train.trainer import resolve_device
 
-    ck = checkpoint.load(args.checkpoint)
-    ck.check_finite(args.checkpoint)
-    _, model, prep = ck.rebuild()
-    classes = ck.classes
+    check_pretrained_args(args)
+    if not args.weights and (args.size or args.crop or args.classes):
+        raise CnnlabError("--size, --crop and --classes: only for a model with --weights FILE; a checkpoint "
+                          "carries its own")
+    if args.weights:
+        model, prep, classes = _pretrained(args)
+    else:
+        ck = checkpoint.load(args.checkpoint)
+        ck.check_finite(args.checkpoint)
+        _, model, prep = ck.rebuild()
+        classes = ck.classes
     c, h, w = prep.data_shape
-    batch = torch.stack([read_image(p, c, (h, w)) for p in args.images])
+    crop = (h, w) if prep.resize else None
+    batch = torch.stack([read_image(p, c, prep.read_size, crop) for p in args.images])
     device = resolve_device(args.device)
     model.to(device)
     with torch.inference_mode():

@@ -26,7 +26,7 @@ ORDER = 40
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "step_epochs",
                  "gamma", "milestones", "monitor", "label_smoothing", "aux_weight", "augment", "normalize",
-                 "early_stop")
+                 "early_stop", "freeze", "unfreeze_at", "unfreeze", "lr_backbone")
 
 
 def parse_milestones(text: str | None) -> tuple[float, ...] | None:
@@ -41,12 +41,12 @@ def parse_milestones(text: str | None) -> tuple[float, ...] | None:
     return vals
 
 
-def parse_size(text: str | None) -> tuple[int, int] | None:
+def parse_size(text: str | None, what: str = "--size") -> tuple[int, int] | None:
     if text is None:
         return None
     parts = text.lower().replace("×", "x").split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise CnnlabError(f"malformed --size '{text}': give HxW, e.g. 150x150")
+        raise CnnlabError(f"malformed {what} '{text}': give HxW, e.g. 150x150")
     return int(parts[0]), int(parts[1])
 
 
@@ -54,6 +54,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="D", help="mnist, cifar10, cifar100 or an image folder path")
     p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's original files")
     p.add_argument("--size", metavar="HxW", help="image folders: resize to HxW (scale to cover, centre crop)")
+    p.add_argument("--crop", metavar="HxW",
+                   help="image folders, with --size: then keep the centre HxW (torchvision's Resize(256) + "
+                        "CenterCrop(224) is --size 256x256 --crop 224x224); recorded in the checkpoint")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,9 +89,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--aux-weight", type=float, help="loss weight of auxiliary classifiers (default 0.3)")
     g.add_argument("--augment", metavar="PRESET", help="none, mnist, cifar, cifar-erasing, imagenet, keras")
-    g.add_argument("--normalize", choices=("scale", "channel", "pixel"),
-                   help="scale: x/255; channel: per-channel mean/std; pixel: subtract the mean image")
+    g.add_argument("--normalize", choices=("scale", "channel", "pixel", "imagenet"),
+                   help="scale: x/255; channel: per-channel mean/std; pixel: subtract the mean image; imagenet: "
+                        "torchvision's ImageNet mean/std (what pretrained weights expect)")
     g.add_argument("--early-stop", type=int, metavar="N", help="stop after N epochs without improvement (0: off)")
+    t = p.add_argument_group("transfer learning")
+    add_weights_args(t)
+    t.add_argument("--freeze", metavar="backbone|LAYER",
+                   help="keep these weights fixed: backbone (all but the classifier) or LAYER and all before it")
+    t.add_argument("--unfreeze-at", type=int, metavar="EPOCH",
+                   help="from this epoch the frozen top block (see --unfreeze) trains too, at --lr-backbone")
+    t.add_argument("--unfreeze", choices=("top", "all"), help="what --unfreeze-at thaws (default top: the last "
+                   "frozen block, e.g. layer4 of a ResNet)")
+    t.add_argument("--lr-backbone", type=float, metavar="LR",
+                   help="rate of the trainable layers other than the classifier (default --lr; thawed: --lr/10)")
     r = p.add_argument_group("run")
     r.add_argument("--out", metavar="DIR", help="output folder (default runs/MODEL-DATA)")
     r.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -108,6 +122,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="data smaller than the design input: pad (centre it) or native (build at the data size)")
     r.add_argument("--eval-batch-size", type=int, default=1000, help="chunk size of evaluation (default 1000)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_weights_args(p: Any) -> None:
+    p.add_argument("--weights", metavar="FILE",
+                   help="pretrained weights: a PyTorch state_dict (.pth/.pt, e.g. torchvision's), a .safetensors "
+                        "file or a cnnlab checkpoint; with --num-classes a classifier of another size is replaced")
+    p.add_argument("--partial", action="store_true",
+                   help="with --weights: load the tensors that fit and keep the others new (default: strict)")
 
 
 def recipe_from_args(args: argparse.Namespace, out: Path, resumed: Any = None) -> Any:
@@ -140,6 +162,18 @@ def run(args: argparse.Namespace) -> int:
     seed = check_seed(args.seed if args.seed is not None else resumed.seed if resumed else 0)
     recipe = recipe_from_args(args, out, resumed)  # bad options fail before any data is read
     size = parse_size(args.size)
+    crop = parse_size(args.crop, "--crop")
+    if crop is not None and (size is None or not Path(args.data).is_dir()):
+        raise CnnlabError("--crop applies to image folders read at --size: give --size HxW too, e.g. --size "
+                          "256x256 --crop 224x224")
+    if crop is not None and (crop[0] > size[0] or crop[1] > size[1]):
+        raise CnnlabError(f"--crop {args.crop} is larger than --size {args.size}: the crop is taken from the "
+                          "resized image")
+    weights = Path(args.weights) if args.weights else None
+    if weights is not None and not weights.is_file():
+        raise CnnlabError(f"--weights {weights}: no such file")
+    if args.partial and weights is None:
+        raise CnnlabError("--partial applies to --weights FILE; give the weights to load")
     if args.eval_batch_size < 1:
         raise CnnlabError(f"--eval-batch-size must be >= 1, got {args.eval_batch_size}")
     if args.target_acc is not None and not 0 < args.target_acc <= 1:
@@ -161,7 +195,11 @@ def run(args: argparse.Namespace) -> int:
     val = load(args.data, "val", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction, seed=seed)
     if len(val) == 0:
         val = None
+    if crop is not None:
+        train = cropped(train, crop)
+        val = cropped(val, crop) if val is not None else None
     c = train.images.shape[1]
+    new_head = args.num_classes is not None
     if args.num_classes is not None and args.num_classes != len(train.classes):
         raise CnnlabError(f"--num-classes {args.num_classes} but {args.data} has {len(train.classes)} classes")
     if args.in_channels is not None and args.in_channels != c:
@@ -174,7 +212,13 @@ def run(args: argparse.Namespace) -> int:
                    compile=args.compile, seed=seed, val_fraction=args.val_fraction if folder else None,
                    resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress,
-                   eval_batch_size=args.eval_batch_size, target_acc=args.target_acc, fit=args.fit, augment=aug)
+                   eval_batch_size=args.eval_batch_size, target_acc=args.target_acc, fit=args.fit, augment=aug,
+                   weights=weights, partial=args.partial, new_head=new_head, resize=size if crop else None)
+    if recipe.freeze and weights is None and resumed is None:
+        import warnings
+
+        warnings.warn(f"--freeze {recipe.freeze} without --weights keeps randomly initialized layers fixed; give "
+                      "the pretrained weights with --weights FILE", stacklevel=1)
     trainer = Trainer(net, train, val, recipe, opts, data_name=data_name)
     if trainer.main:
         c, h, w = trainer.prep.input_shape
@@ -184,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
               f"input {c}x{h}x{w}{pad}, recipe {recipe.name} ({recipe.optimizer}, lr {recipe.lr:g}, batch "
               f"{recipe.batch_size}, {recipe.epochs} epochs), device {trainer.device}"
               + (f" x {trainer.ctx.world} processes" if trainer.ctx.active else ""))
+        if recipe.freeze or args.weights or recipe.lr_backbone:
+            print(parameter_table(trainer.parameter_counts()))
     history = trainer.fit()
     if trainer.main and history:
         st = trainer.state
@@ -191,6 +237,23 @@ def run(args: argparse.Namespace) -> int:
         if trainer.ran:
             print(f"wrote {out}/metrics.json, {out}/curves.png, {out}/last.pt, {out}/best.pt")
     return 0
+
+
+def cropped(data: Any, crop: tuple[int, int]) -> Any:
+    """The image set with every image cut to its centre ``crop``."""
+    from ..data import ImageSet
+    from ..train.preprocess import center_crop
+
+    return ImageSet(center_crop(data.images, crop), data.labels, list(data.classes), data.name)
+
+
+def parameter_table(rows: list[tuple[str, int, int]]) -> str:
+    """Trainable and frozen parameter counts per part, with a total row."""
+    rows = [*rows, ("total", sum(r[1] for r in rows), sum(r[2] for r in rows))]
+    w = max(len(r[0]) for r in rows)
+    lines = [f"  {'parameters':<{w}}  {'trainable':>12}  {'frozen':>12}"]
+    lines += [f"  {name:<{w}}  {a:>12,}  {b:>12,}" for name, a, b in rows]
+    return "\n".join(lines)
 
 
 def _best_text(row: dict) -> str:

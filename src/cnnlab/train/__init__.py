@@ -11,7 +11,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {"PRESETS": "recipes", "Recipe": "recipes", "get_recipe": "recipes", "Options": "trainer",
-            "Trainer": "trainer", "TrainingDiverged": "trainer", "evaluate": "trainer"}
+            "Trainer": "trainer", "TrainingDiverged": "trainer", "evaluate": "trainer", "read_weights": "weights",
+            "load_weights": "weights", "save_weights": "weights", "pretrained": "weights"}
 
 __all__ = sorted(_EXPORTS)
 

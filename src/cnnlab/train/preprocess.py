@@ -34,13 +34,18 @@ def fit_padding(data_hw: tuple[int, int], model_hw: tuple[int, int], mode: str =
 
 @dataclass
 class Preprocess:
-    """``x -> pad(x) * scale + shift``; ``scale``/``shift`` broadcast over the padded (C, H, W)."""
+    """``x -> pad(x) * scale + shift``; ``scale``/``shift`` broadcast over the padded (C, H, W).
+
+    ``resize``: image files are first resized to this (H, W) (scale to cover, centre crop) and then
+    centre-cropped to ``data_shape``, as torchvision's ``Resize(256), CenterCrop(224)``; None: they
+    are resized to ``data_shape`` directly."""
 
     mode: str
     data_shape: tuple[int, int, int]
     pad: Pad4
     scale: torch.Tensor
     shift: torch.Tensor
+    resize: tuple[int, int] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -55,6 +60,8 @@ class Preprocess:
         if mode == "scale":
             scale = torch.full((c, 1, 1), 1 / 255)
             return cls(mode, (c, h, w), pad, scale, torch.zeros(c, 1, 1))
+        if mode == "imagenet":
+            return cls.imagenet((c, h, w), pad)
         s1 = torch.zeros(c, h, w, dtype=torch.float64)
         s2 = torch.zeros(c, dtype=torch.float64)
         for i in range(0, n, chunk):
@@ -71,8 +78,23 @@ class Preprocess:
         shift = F.pad(-pixel_mean / 255, pad)
         return cls(mode, (c, h, w), pad, torch.full((c, 1, 1), 1 / 255), shift.float())
 
+    @classmethod
+    def imagenet(cls, data_shape: tuple[int, int, int], pad: Pad4 = (0, 0, 0, 0)) -> Preprocess:
+        """torchvision's ``Normalize(IMAGENET_MEAN, IMAGENET_STD)`` after ``/255``: the input map
+        every published torchvision weight file was trained with."""
+        if data_shape[0] != 3:
+            raise CnnlabError(f"--normalize imagenet is for RGB images; these have {data_shape[0]} channels")
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        return cls("imagenet", data_shape, pad, (1 / (255 * std)).view(3, 1, 1), (-mean / std).view(3, 1, 1))
+
     def to(self, device: Any) -> Preprocess:
-        return Preprocess(self.mode, self.data_shape, self.pad, self.scale.to(device), self.shift.to(device))
+        return Preprocess(self.mode, self.data_shape, self.pad, self.scale.to(device), self.shift.to(device),
+                          self.resize)
+
+    @property
+    def read_size(self) -> tuple[int, int]:
+        """The size image files are read at, before the centre crop to the data shape."""
+        return self.resize or (self.data_shape[1], self.data_shape[2])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if any(self.pad):
@@ -80,8 +102,11 @@ class Preprocess:
         return torch.addcmul(self.shift, x.float(), self.scale)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "data_shape": list(self.data_shape), "pad": list(self.pad),
-                "scale": self.scale.cpu(), "shift": self.shift.cpu()}
+        d = {"mode": self.mode, "data_shape": list(self.data_shape), "pad": list(self.pad),
+             "scale": self.scale.cpu(), "shift": self.shift.cpu()}
+        if self.resize is not None:
+            d["resize"] = list(self.resize)
+        return d
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> Preprocess:
@@ -95,7 +120,11 @@ class Preprocess:
             raise CnnlabError(f"data_shape {shape!r} is not three positive integers")
         if not _ints(pad, 4, 0):
             raise CnnlabError(f"pad {pad!r} is not four integers >= 0")
-        prep = cls(mode, tuple(shape), tuple(pad), d.get("scale"), d.get("shift"))  # type: ignore[arg-type]
+        resize = d.get("resize")
+        if resize is not None and not (_ints(resize, 2, 1) and resize[0] >= shape[1] and resize[1] >= shape[2]):
+            raise CnnlabError(f"resize {resize!r} is not two integers at least the data size {shape[1]}x{shape[2]}")
+        prep = cls(mode, tuple(shape), tuple(pad), d.get("scale"), d.get("shift"),  # type: ignore[arg-type]
+                   tuple(resize) if resize is not None else None)
         c, h, w = prep.input_shape
         for name in ("scale", "shift"):
             t = getattr(prep, name)
@@ -109,7 +138,20 @@ class Preprocess:
         return prep
 
 
-MODES = ("scale", "channel", "pixel")
+def center_crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The centre ``size`` of ``(..., H, W)`` images (torchvision's ``CenterCrop``: the odd pixel
+    goes to the bottom and right)."""
+    h, w = images.shape[-2:]
+    ch, cw = size
+    if ch > h or cw > w:
+        raise CnnlabError(f"cannot crop {ch}x{cw} from {h}x{w} images; give a --crop no larger than --size")
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    return images[..., top:top + ch, left:left + cw]
+
+
+MODES = ("scale", "channel", "pixel", "imagenet")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _ints(v: Any, n: int, low: int) -> bool:

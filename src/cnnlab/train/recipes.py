@@ -18,7 +18,7 @@ from ..errors import CnnlabError
 
 OPTIMIZERS = ("sgd", "alexnet-sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle", "keras-resnet")
-NORMALIZE = ("scale", "channel", "pixel")
+NORMALIZE = ("scale", "channel", "pixel", "imagenet")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class Recipe:
     augment: str = "none"
     normalize: str = "channel"           # scale: x/255; channel: per-channel mean/std; pixel: per-pixel mean
     early_stop: int = 0                  # patience in epochs; 0 = off
+    freeze: str = ""                     # "", "backbone" or a layer: it and all before it stay fixed
+    unfreeze_at: int = 0                 # epoch from which the frozen top block (or all) trains; 0 = never
+    unfreeze: str = "top"                # top: the last frozen block; all: every frozen layer
+    lr_backbone: float | None = None     # rate of trainable parts other than the classifier (None: lr)
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -69,7 +73,15 @@ class Recipe:
                  (self.early_stop >= 0, f"--early-stop must be >= 0, got {self.early_stop}"),
                  (self.step_epochs > 0, f"--step-epochs must be > 0, got {self.step_epochs}"),
                  (0 < self.gamma <= 1, f"--gamma must be in (0, 1], got {self.gamma}"),
-                 (0 < self.plateau_factor < 1, f"--plateau-factor must be in (0, 1), got {self.plateau_factor}")]
+                 (0 < self.plateau_factor < 1, f"--plateau-factor must be in (0, 1), got {self.plateau_factor}"),
+                 (self.unfreeze in ("top", "all"), f"--unfreeze must be top or all, got '{self.unfreeze}'"),
+                 (self.lr_backbone is None or (math.isfinite(self.lr_backbone) and self.lr_backbone > 0),
+                  f"--lr-backbone must be a positive number, got {self.lr_backbone}"),
+                 (not self.unfreeze_at or bool(self.freeze),
+                  f"--unfreeze-at {self.unfreeze_at} needs frozen layers: add --freeze backbone or --freeze LAYER"),
+                 (self.unfreeze_at == 0 or 2 <= self.unfreeze_at <= self.epochs,
+                  f"--unfreeze-at {self.unfreeze_at} is outside the run's --epochs {self.epochs}: give an epoch "
+                  f"from 2 to {self.epochs}, or raise --epochs")]
         for ok, msg in check:
             if not ok:
                 raise CnnlabError(msg)
@@ -126,6 +138,11 @@ PRESETS: dict[str, Recipe] = {r.name: r for r in (
            epochs=3, schedule="onecycle", label_smoothing=0.1, normalize="channel",
            description="fast MNIST: SGD + Nesterov 0.9, one-cycle rate peaking at 0.1, label smoothing 0.1, "
                        "wd 5e-4, batch 128, 3 epochs (lenet5-relu: about 99.2% test accuracy)"),
+    Recipe("finetune", optimizer="sgd", lr=0.01, momentum=0.9, batch_size=32, epochs=10, normalize="imagenet",
+           freeze="backbone",
+           description="transfer learning after the ResNet50 notebook: pretrained backbone frozen, new classifier "
+                       "trained (SGD 0.01, momentum 0.9, batch 32, ImageNet mean/std, 10 epochs); with "
+                       "--unfreeze-at E the top block trains from epoch E at lr/10 (--lr-backbone)"),
 )}
 
 

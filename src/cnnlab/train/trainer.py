@@ -25,11 +25,12 @@ from torch import nn
 
 from ..errors import CnnlabError
 from ..network import Network, network_to_spec
-from . import checkpoint, distributed
+from . import checkpoint, distributed, transfer
 from .checkpoint import Checkpoint
 from .metrics import Meter, confusion_matrix, topk_correct, write_json
 from .preprocess import Preprocess, fit_padding
 from .recipes import Plateau, Recipe, learning_rate, make_optimizer
+from .weights import Loaded, load_weights, read_weights
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -58,6 +59,10 @@ class Options:
     log: Callable[[str], None] | None = None
     augment: Augment | None = None
     on_epoch: Callable[[dict[str, Any]], None] | None = None  # after each epoch's files are written
+    weights: Path | None = None      # pretrained weights for a new run (a resumed run keeps its own)
+    partial: bool = False            # load the tensors that fit, keep the rest as built
+    new_head: bool = False           # a classifier of another class count in the file is replaced
+    resize: tuple[int, int] | None = None  # images were resized to this, then centre-cropped (recorded)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -133,7 +138,7 @@ class Trainer:
         self.data_name = data_name or getattr(train, "name", "")
         resumed = self._setup_run()
         self._setup_data()
-        self._setup_model()
+        self._setup_model(resumed)
         self.state = State()
         if resumed is not None:
             self._resume(resumed)
@@ -171,6 +176,7 @@ class Trainer:
             raise CnnlabError(f"{net.name} is built for {net.input_shape[0]} input channels but the data has {c}")
         pad = fit_padding((h, w), tuple(net.input_shape[1:]), self.opts.fit)
         self.prep = Preprocess.fit(train.images, self.recipe.normalize, pad)
+        self.prep.resize = self.opts.resize
         from ..analysis import analyze
 
         out_shape = tuple(analyze(net, self.prep.input_shape).output_shape)
@@ -178,15 +184,44 @@ class Trainer:
             raise CnnlabError(f"{net.name} outputs {'x'.join(map(str, out_shape))} values but the data has "
                               f"{len(self.classes)} classes; build it with --num-classes {len(self.classes)}")
 
-    def _setup_model(self) -> None:
-        """The module (seeded initial weights), its optimizer and the plateau rule."""
+    def _setup_model(self, resumed: Checkpoint | None = None) -> None:
+        """The module (seeded initial weights, or pretrained ones), which parts train in the phase the
+        run starts in, its optimizer and the plateau rule."""
         from ..torch_backend import build
 
-        r = self.recipe
+        r, o = self.recipe, self.opts
         torch.manual_seed(self.seed)
         self.model = build(self.net, self.prep.input_shape, logits=True)
-        self.optimizer = make_optimizer(r, self.model.parameters(), self.device.type)
+        self.plan = transfer.make_plan(self.model, r.freeze, r.unfreeze) if r.freeze else None
+        self.loaded: Loaded | None = None
+        if o.weights is not None and resumed is None:
+            self.loaded = load_weights(self.model, read_weights(o.weights), str(o.weights), partial=o.partial,
+                                       new_head=o.new_head, net_name=self.net.name)
+            self.log(self.loaded.summary())
+        done = resumed.epoch if resumed is not None else 0  # thawing happens as epoch unfreeze_at starts
+        self.thawed = bool(self.plan and r.unfreeze_at and done >= r.unfreeze_at)
+        transfer.apply(self.model, self.plan, self.thawed)
+        groups = transfer.param_groups(self.model, self.plan, r.lr, r.lr_backbone, self.thawed)
+        self.optimizer = make_optimizer(r, groups, self.device.type)
         self.plateau = Plateau(r.plateau_factor, r.plateau_patience, "min" if r.monitor == "val_loss" else "max")
+
+    def parameter_counts(self) -> list[tuple[str, int, int]]:
+        """(part, trainable, frozen) for the classifier and the backbone, as the run starts."""
+        return transfer.counts(self.model, self.plan.head if self.plan else transfer.head_of(self.model))
+
+    def _thaw(self, epoch: int) -> None:
+        """The second phase of fine-tuning: the top block (or all) trains from here, at its own rate."""
+        assert self.plan is not None
+        r = self.recipe
+        transfer.apply(self.model, self.plan, thawed=True)
+        group = transfer.thaw_group(self.model, self.plan, r.lr, r.lr_backbone)
+        self.optimizer.add_param_group(group)
+        self.thawed = True
+        if self.ctx.active or self.opts.compile:
+            self._wrap()
+        n = sum(p.numel() for p in group["params"])
+        self.log(f"epoch {epoch}: unfreezing {self.plan.thaw_name} ({n:,} parameters) at lr "
+                 f"x{group['lr_scale']:.3g}")
 
     def _place(self) -> None:
         """Move model, optimizer state and (small) data to the device; wrap for DDP and compile."""
@@ -195,6 +230,17 @@ class Trainer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         _move_optimizer_state(self.optimizer, self.device)
+        self._wrap()
+        self.scaler = torch.amp.GradScaler("cuda") if o.amp == "fp16" else None
+        self.prep_dev = self.prep.to(self.device)
+        # Small data sets move to the GPU whole; batches are then gathered there.
+        on_dev = self.device.type == "cuda" and train.images.nbytes < 2**31
+        self.images = train.images.to(self.device) if on_dev else train.images
+        self.labels = train.labels.to(self.device) if on_dev else train.labels
+
+    def _wrap(self) -> None:
+        """DDP and compile wrappers; built again when frozen layers thaw (DDP syncs only the
+        parameters that train when it is built)."""
         self.train_model: nn.Module = self.model
         if self.ctx.active:
             from torch.nn.parallel import DistributedDataParallel
@@ -202,15 +248,9 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=ids)
         self.eval_model: nn.Module = self.model
-        if o.compile:
+        if self.opts.compile:
             self.train_model = torch.compile(self.train_model)
             self.eval_model = torch.compile(self.model)
-        self.scaler = torch.amp.GradScaler("cuda") if o.amp == "fp16" else None
-        self.prep_dev = self.prep.to(self.device)
-        # Small data sets move to the GPU whole; batches are then gathered there.
-        on_dev = self.device.type == "cuda" and train.images.nbytes < 2**31
-        self.images = train.images.to(self.device) if on_dev else train.images
-        self.labels = train.labels.to(self.device) if on_dev else train.labels
 
     def _check_data(self) -> None:
         t = self.train_set
@@ -371,7 +411,10 @@ class Trainer:
         if self.images.device != order.device:
             order = order.to(self.images.device)
         aug_gen = torch.Generator().manual_seed(seed + 2) if o.augment else None  # draws are made on the CPU
+        if self.plan is not None and r.unfreeze_at and epoch >= r.unfreeze_at and not self.thawed:
+            self._thaw(epoch)
         self.train_model.train()
+        transfer.freeze_batchnorm(self.model)
         meter = Meter(self.device)
         steps_per_epoch = steps
         check_each_step = self.device.type == "cpu"
@@ -382,7 +425,7 @@ class Trainer:
             for i in range(steps):
                 lr = learning_rate(r, st.step, steps_per_epoch, self.plateau.scale)
                 for g in self.optimizer.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("lr_scale", 1.0)
                 x, y = self._batch(order[i * per_rank:(i + 1) * per_rank], aug_gen)
                 with self._autocast():
                     out = self.train_model(x)
