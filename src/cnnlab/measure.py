@@ -9,7 +9,8 @@ so a 4096x4096 input costs what a 224x224 one does.
 Rows: one per call of a leaf module (a module called twice gets two rows, marked ``#1``, ``#2``),
 and one per op run directly in a module with children (``layer1.0.add``), in execution order;
 modules whose tensors forward never reaches follow, counted and marked. Every parameter and buffer
-is counted once, on the row where it is first used; ``num_batches_tracked`` is left out.
+is counted once, on the row where it is first used; integer buffers (``num_batches_tracked``)
+are left out.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ MEASURED_CONVENTIONS = (
     "Measured on fake tensors (one forward, no arithmetic). MACs = multiply-accumulates of conv, "
     "mm/bmm/addmm/baddbmm/matmul and attention (QK^T and AV, whichever kernel runs), per sample; "
     "FLOPs = 2 x MACs (torch.utils.flop_counter's total / 2). Elementwise ops, norms and pooling are not MACs. "
-    "Params and buffers are counted once, where first used (num_batches_tracked left out). "
+    "Params and buffers are counted once, where first used (integer buffers such as num_batches_tracked left out). "
     "Receptive field 0x0: the path from the input is not geometric (conv, pool, pad, elementwise)."
 )
 
@@ -410,8 +411,8 @@ def analyze_module(model: nn.Module, input_shape: Shapes, *, mode: str = "eval",
                 if kind == "param" and t.requires_grad:
                     f.requires_grad_(True)
                 fakes[id(t)] = f
-                if n.rpartition(".")[2] == "num_batches_tracked":
-                    continue
+                if kind == "buffer" and not t.is_floating_point():
+                    continue  # num_batches_tracked, index tables: bookkeeping, not state of the model
                 owned[StorageWeakRef(f.untyped_storage())] = (kind, n, t.numel())
                 if kind == "param":
                     param_bytes += t.numel() * f.element_size()
@@ -470,8 +471,8 @@ def analyze_module(model: nn.Module, input_shape: Shapes, *, mode: str = "eval",
     for ps in aliases.values():
         if len(ps) > 1 and ps[0]:
             notes.append(f"shared: {', '.join(ps)} are one module, its parameters counted once")
-    if any(n.endswith("num_batches_tracked") for n, _ in named_b):
-        notes.append("num_batches_tracked buffers are left out of the buffer counts")
+    if any(not b.is_floating_point() for _, b in named_b):
+        notes.append("integer buffers (num_batches_tracked, index tables) are left out of the buffer counts")
     # a module called several times: one row per call, marked
     counts = rec.calls
     for r in rows:
@@ -493,7 +494,7 @@ def analyze_module(model: nn.Module, input_shape: Shapes, *, mode: str = "eval",
         "train_adam_bytes": param_bytes + buffer_bytes + 3 * trainable + act_bytes,
     }
     meta = {"path": "measured", "mode": mode, "dtype": str(dtype).removeprefix("torch."),
-            "inputs": [list(s) for s in shapes], "notes": notes}
+            "inputs": [list(s) for s in shapes], "notes": notes, "conventions": MEASURED_CONVENTIONS}
     a = ModuleAnalysis(name or type(model).__name__, shapes[0], stats, out_shape, batch, b, meta, {}, measured)
     return a
 

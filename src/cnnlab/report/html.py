@@ -131,7 +131,7 @@ def curves(metrics: list[dict[str, Any]], label_smoothing: float | None = None,
         line_chart("accuracy", {"train": series("train_acc"), "validation": series("val_acc")})
 
 
-def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = None) -> str:
+def render(net: Network | None, a: Analysis, metrics: list[dict[str, Any]] | None = None) -> str:
     t, sp = a.totals, a.split
     meta = a.meta
     paper = f"{escape(str(meta.get('paper', '')))} ({meta.get('year', '')})" if meta.get("paper") else ""
@@ -172,14 +172,14 @@ def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = Non
         parts.append(f"<div class='flex'>{curves(metrics)}</div>")
     parts += [
         "<h2>Network</h2><div class='flex'>",
-        f"<div class='diagram'>{svg(net, a)}</div>",
+        f"<div class='diagram'>{svg(net, a)}</div>" if net is not None else "",
         "<table><thead><tr><th>Layer</th><th>Type</th><th>Output</th><th>Activations</th><th>Params</th>"
         "<th>Buffers</th><th>MACs</th><th>Connections</th><th>RF</th><th>Jump</th></tr></thead><tbody>",
         "".join(rows), "</tbody></table></div>",
     ]
     if findings:
         parts.append(f"<h2>Findings</h2><ul>{findings}</ul>")
-    parts.append(f"<div class='conv'>{escape(CONVENTIONS)}</div></body></html>")
+    parts.append(f"<div class='conv'>{escape(a.meta.get('conventions', CONVENTIONS))}</div></body></html>")
     return "".join(parts)
 
 
