@@ -534,6 +534,8 @@ def _fold(rows: list[_Row], depth: int, counts: dict[int, int]) -> list[_Row]:
             merged[id(anc)] = row
             out.append(row)
         row.output = anc.output
+        if r.macs > row.macs:
+            row.kind = r.kind  # a folded block is conv or dense by where its MACs are
         row.params += r.params
         row.buffers += r.buffers
         row.macs += r.macs

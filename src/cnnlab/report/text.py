@@ -88,6 +88,8 @@ def render_summary(a: Analysis, explain: bool = False, con: Console | None = Non
             f"{_bytes(mem['saved_for_backward_bytes'])}; with SGD momentum {_bytes(mem['train_sgd_bytes'])}, "
             f"with Adam {_bytes(mem['train_adam_bytes'])}"
         )
+    if a.meta.get("path") == "described":
+        con.print(f"Module built in {a.meta['mode']} mode and described")
     if a.meta.get("path") == "measured":
         con.print(f"Measured in {a.meta['mode']} mode ({a.meta['dtype']}); --mode train for training behaviour")
         for n in a.meta.get("notes", []):
