@@ -80,6 +80,23 @@ def test_refused_lift_answers_from_the_measured_path(nets: str, capsys: pytest.C
     assert err.count("\n") == 1 and "cannot be described" in err and "adapt, --explain and the diagram" in err
 
 
+def test_refusal_names_every_unsupported_node_once(nets: str, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import cnnlab.trace
+
+    class Unliftable(CnnlabError):
+        unsupported = {"call_function mul": 3, "call_method permute": 2, "Hardswish": 1}
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise Unliftable("cannot describe")
+
+    monkeypatch.setattr(cnnlab.trace, "trace", refuse)
+    d, err = summary_json(capsys, f"{nets}:Plain", "--input", "3x8x8", "--kwargs", "num_classes=2")
+    assert d["meta"]["path"] == "measured"
+    assert err == ("cnnlab: Plain cannot be described (call_function mul x3, call_method permute x2, Hardswish): "
+                   "answering from the measured path; adapt, --explain and the diagram need the description\n")
+
+
 def test_lift_when_possible_with_kwargs(nets: str, capsys: pytest.CaptureFixture[str]) -> None:
     d, err = summary_json(capsys, f"{nets}:Plain", "--input", "3x8x8", "--kwargs", "num_classes=10,width=4")
     assert d["meta"] == {"path": "described", "mode": "eval"} and err == ""

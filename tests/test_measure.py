@@ -413,6 +413,15 @@ def test_errors_are_one_line() -> None:
         analyze_module(nn.Linear(4, 2), [(4, 0)])
 
 
+def test_value_dependent_forward_says_why() -> None:
+    class Peeks(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2 if x.sum().item() > 0 else x
+
+    with pytest.raises(CnnlabError, match=r"test_measure\.py:\d+: .*the measured path runs on shapes only"):
+        analyze_module(Peeks(), (3,))
+
+
 def test_front_door_export() -> None:
     import cnnlab
 

@@ -355,6 +355,9 @@ def user_code_error(e: BaseException, what: str) -> CnnlabError:
     mine = [f for f in frames if not str(Path(f.filename).resolve()).startswith(skip)]
     where = f"{mine[-1].filename}:{mine[-1].lineno}: " if mine else ""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if "DataDependent" in type(e).__name__ or "DynamicOutputShape" in type(e).__name__:
+        msg = (f"{msg} (forward reads tensor values, e.g. .item(), .tolist() or a data-dependent shape; the measured "
+               "path runs on shapes only: keep control flow on shapes)")
     return CnnlabError(f"{what} failed: {where}{type(e).__name__}: {msg}".rstrip(": "))
 
 
