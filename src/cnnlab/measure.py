@@ -285,17 +285,16 @@ class _Recorder(TorchDispatchMode):
         call = self.stack[-1] if self.stack else None
         if call is not None and id(call) in self.open:
             return self.open[id(call)]
-        touches = any(StorageWeakRef(t.untyped_storage()) in self.owned for t in flat
-                      if StorageWeakRef(t.untyped_storage()) not in self.used)
-        quiet = func.is_view or func.overloadpacket in (_aten.detach, _aten.lift_fresh) or not flat
-        if not touches and (quiet or _first_tensor(out) is None):
-            return None  # views and constants: no row of their own
+        if func.is_view or func.overloadpacket in (_aten.detach, _aten.lift_fresh) or not flat \
+                or _first_tensor(out) is None:
+            return None  # views (their base is counted where it is used), constants, queries
         name = _op_name(func)
         path = call.path if call is not None else ""
         depth = (call.depth + 1) if call is not None else 0
         x = flat[0] if flat else None
-        row = _Row(join(path, name), join(path, name), name, "dense" if func.overloadpacket in _MACS else "other",
-                   depth, call, tuple(x.shape) if x is not None else ())
+        packet = func.overloadpacket
+        kind = "conv" if packet in (_aten.convolution, _aten._convolution) else "dense" if packet in _MACS else "other"
+        row = _Row(join(path, name), join(path, name), name, kind, depth, call, tuple(x.shape) if x is not None else ())
         row.output = out
         self.rows.append(row)
         return row
