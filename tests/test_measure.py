@@ -274,6 +274,7 @@ def test_attention_and_patch_embedding(mha: bool, mode: str) -> None:
     assert a.totals["params"] == VIT_PARAMS == sum(p.numel() for p in model.parameters())
     assert a.totals["macs"] == VIT_MACS  # attention counted in eval too (MultiheadAttention's fast path)
     assert a.output_shape == (10,)
+    assert len({ly.name for ly in a.layers}) == len(a.layers)  # two bmm in one module: bmm#1, bmm#2
     assert model.training is True  # the module's own mode is restored
     assert flop_counter_macs(model, torch.randn(2, 3, 16, 16)) == 2 * VIT_MACS
 

@@ -119,7 +119,7 @@ def _op_name(func: Any) -> str:
     name = func.overloadpacket.__name__
     if "scaled_dot_product" in name:
         return "scaled_dot_product_attention"
-    return _FRIENDLY.get(name, name.removesuffix("_with_indices"))
+    return _FRIENDLY.get(name, name.removesuffix("_with_indices").lstrip("_"))
 
 
 # ---------------------------------------------------------------- receptive fields
@@ -485,6 +485,7 @@ def analyze_module(model: nn.Module, input_shape: Shapes, *, mode: str = "eval",
                 r.findings.append(("repeated", f"{r.path or r.type} runs {n} times: one row per call"))
     if depth is not None:
         rows = _fold(rows, depth, counts)
+    _unique_names(rows)
     stats = [_stats(r, rec, batch) for r in rows]
     out_shape = _shape(output, batch)
     b = torch.empty((), dtype=dtype).element_size()
@@ -503,6 +504,18 @@ def analyze_module(model: nn.Module, input_shape: Shapes, *, mode: str = "eval",
 
 def _fmt(s: Sequence[int]) -> str:
     return "x".join(str(v) for v in s)
+
+
+def _unique_names(rows: list[_Row]) -> None:
+    """Ops of the same kind in one module (two ``bmm`` in an attention) are numbered like repeated calls."""
+    total: dict[str, int] = {}
+    for r in rows:
+        total[r.name] = total.get(r.name, 0) + 1
+    seen: dict[str, int] = {}
+    for r in rows:
+        if total[r.name] > 1:
+            seen[r.name] = seen.get(r.name, 0) + 1
+            r.name = f"{r.name}#{seen[r.name]}"
 
 
 def _fold(rows: list[_Row], depth: int, counts: dict[int, int]) -> list[_Row]:
