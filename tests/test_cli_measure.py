@@ -163,3 +163,13 @@ def test_parse_kwargs_refuses_malformed() -> None:
         parse_kwargs("num_classes")
     with pytest.raises(CnnlabError, match="not valid JSON"):
         parse_kwargs("{oops")
+
+
+def test_report_page_for_a_module(nets: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    measured, described = tmp_path / "tut.html", tmp_path / "plain.html"
+    assert main(["report", f"{nets}:Tutorial", "--input", "1x32x32", "--out", str(measured)]) == 0
+    page = measured.read_text()
+    assert "conv1" in page and "61,706" in page and "<svg" not in page  # measured: no diagram
+    assert main(["report", f"{nets}:Plain", "--input", "3x8x8", "--kwargs", "num_classes=2", "--out",
+                 str(described)]) == 0
+    assert "<svg" in described.read_text()

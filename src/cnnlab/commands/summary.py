@@ -87,8 +87,8 @@ def _unsupported(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-def _module_analysis(args: argparse.Namespace) -> Any:
-    """A user's module: lifted into the description when possible, else measured."""
+def module_analysis(args: argparse.Namespace) -> tuple[Any, Any]:
+    """A user's module: its description and analysis when it can be lifted, else (None, measured analysis)."""
     from ..analysis import analyze
     from ..errors import CnnlabError
     from ..usermodule import load_module
@@ -101,7 +101,7 @@ def _module_analysis(args: argparse.Namespace) -> Any:
     model.train(args.mode == "train")
     name = args.model.rpartition(":")[2]
     liftable = (len(shapes) == 1 and len(shapes[0]) == 3 and kinds[0] is None and args.depth is None
-                and not args.measured)
+                and not getattr(args, "measured", False))
     if liftable:
         from ..trace import trace
 
@@ -113,10 +113,10 @@ def _module_analysis(args: argparse.Namespace) -> Any:
                   "adapt, --explain and the diagram need the description")
         else:
             a.meta.update({"path": "described", "mode": args.mode})
-            return a
+            return net, a
     if args.explain:
         _note("--explain needs the description: the measured path shows no arithmetic")
-    return _measure(args, model, shapes, kinds, name)
+    return None, _measure(args, model, shapes, kinds, name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 1:
         raise CnnlabError(f"--depth must be >= 1, got {args.depth}")
     if is_module_ref(args.model):
-        a = _module_analysis(args)
+        a = module_analysis(args)[1]
     else:
         if args.kwargs:
             raise CnnlabError("--kwargs applies to a module (file.py:NAME); a zoo model takes --num-classes, "
