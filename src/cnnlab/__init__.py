@@ -13,7 +13,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {"analyze": "analysis", "build": "torch_backend", "diagnose": "adapt", "apply": "adapt",
-            "load_model": "models", "list_models": "models", "fit": "train.run"}
+            "load_model": "models", "list_models": "models", "fit": "train.run",
+            "analyze_module": "measure"}
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

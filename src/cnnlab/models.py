@@ -44,12 +44,14 @@ def _aliases() -> set[str]:
 
 
 def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | None = None,
-               aux: bool | None = None, shortcut: str | None = None, input_shape: Shape | None = None) -> Network:
+               aux: bool | None = None, shortcut: str | None = None, input_shape: Shape | None = None,
+               kwargs: Mapping[str, Any] | None = None) -> Network:
     """The network ``ref`` names.
 
     ``num_classes``, ``in_channels``, ``aux`` (auxiliary classifiers) and ``shortcut`` (ResNet A/B/C)
     are passed to a zoo builder; a spec file or a module keeps what it describes. ``input_shape``
-    (C, H, W) is required to trace a module, which has no design input.
+    (C, H, W) is required to trace a module, which has no design input; ``kwargs`` go to a module's
+    class or factory.
     """
     if not isinstance(ref, str) or not ref:
         raise CnnlabError(f"model reference {ref!r}: give a zoo name, a YAML/JSON spec file or file.py:NAME")
@@ -61,7 +63,7 @@ def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | N
     if spec:
         return load_spec(ref)
     if module:
-        return trace_module(ref, input_shape)
+        return trace_module(ref, input_shape, kwargs)
     kw: dict[str, Any] = {}
     if shortcut is not None:
         if "shortcut" not in _builder_parameters(ref):
@@ -83,33 +85,19 @@ def _builder_parameters(name: str) -> Mapping[str, inspect.Parameter]:
     return inspect.signature(zoo.info(name).fn).parameters
 
 
-def trace_module(ref: str, input_shape: Shape | None) -> Network:
-    """``package.module:NAME`` or ``file.py:NAME`` (a module instance, a class or a factory taking no
-    arguments) traced at ``input_shape``."""
-    import importlib
-    import importlib.util
+def trace_module(ref: str, input_shape: Shape | None, kwargs: Mapping[str, Any] | None = None) -> Network:
+    """``package.module:NAME`` or ``file.py:NAME`` (a module instance, or a class or factory called with
+    ``kwargs``) traced at ``input_shape`` in eval mode."""
+    from .usermodule import load_module
 
-    where, _, attr = ref.rpartition(":")
+    attr = ref.rpartition(":")[2]
     if input_shape is None:
         raise CnnlabError(f"tracing {ref} needs --input CxHxW (input_shape=(C, H, W) in Python): "
                           "a module has no design input")
     if len(input_shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in input_shape):
         raise CnnlabError(f"input_shape {input_shape!r}: give (C, H, W) as three positive integers")
-    try:
-        if where.endswith(".py"):
-            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
-            if spec is None or spec.loader is None or not Path(where).is_file():
-                raise ImportError(f"no file {where}")
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(where)
-        obj = getattr(mod, attr)
-    except (ImportError, AttributeError) as e:
-        raise CnnlabError(f"cannot load {ref}: {e}; give file.py:Class or package.module:Class") from None
-    from torch import nn
+    model = load_module(ref, kwargs).eval()
 
     from .trace import trace
 
-    model = obj if isinstance(obj, nn.Module) else obj()  # an instance, a class or a factory function
     return trace(model, tuple(input_shape), name=attr)

@@ -54,11 +54,71 @@ def parse_pair(text: str, what: str) -> int | tuple[int, int]:
     return vals[0] if len(vals) == 1 else (vals[0], vals[1])
 
 
-def add_input_args(p: argparse.ArgumentParser, required: bool = False) -> None:
-    p.add_argument("--input", metavar="CxHxW", required=required,
-                   help="input shape, channels first (e.g. 3x227x227)")
+def add_input_args(p: argparse.ArgumentParser, required: bool = False, several: bool = False) -> None:
+    if several:
+        p.add_argument("--input", metavar="CxHxW", action="append",
+                       help="input shape, channels first (e.g. 3x227x227); repeat it for a module with several "
+                       "inputs (--input 3x224x224 --input 77:int64, a suffix giving an input's dtype)")
+    else:
+        p.add_argument("--input", metavar="CxHxW", required=required,
+                       help="input shape, channels first (e.g. 3x227x227)")
     p.add_argument("--layout", choices=("chw", "hwc"), default="chw",
                    help="how --input is written: chw (default, 3x227x227) or hwc (227x227x3, as the notebooks write it)")
+
+
+INT_DTYPES = ("int64", "long", "int32", "int", "bool")
+
+
+def parse_dims(text: str) -> tuple[tuple[int, ...], str | None]:
+    """``3x224x224`` -> ((3, 224, 224), None); ``77:int64`` -> ((77,), 'int64'): a module input of any rank."""
+    dims, _, dtype = text.partition(":")
+    parts = [p for p in re.split(r"[x,×\s]+", dims.strip().lower()) if p]
+    if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise CnnlabError(f"malformed --input '{text}': give sizes >= 1 without the batch, e.g. 3x224x224 or 77")
+    if dtype and dtype not in INT_DTYPES + ("fp32", "fp16", "bf16", "fp64", "float32", "float16", "bfloat16",
+                                            "float64"):
+        raise CnnlabError(f"--input '{text}': unknown dtype '{dtype}'; give int64, int32, bool, fp32, fp16, bf16 "
+                          "or fp64")
+    return tuple(int(p) for p in parts), dtype or None
+
+
+def parse_kwargs(text: str | None) -> dict[str, Any]:
+    """``num_classes=10,aux_logits=False`` or a JSON object -> keyword arguments (values read as Python
+    literals where they are, else kept as strings)."""
+    import ast
+
+    if not text:
+        return {}
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            out = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CnnlabError(f"--kwargs is not valid JSON ({e.msg} at column {e.colno}); "
+                              "write a JSON object or key=value,key=value") from None
+        if not isinstance(out, dict):
+            raise CnnlabError("--kwargs JSON must be an object, e.g. {\"num_classes\": 10}")
+        return out
+    out: dict[str, Any] = {}
+    depth, start, items = 0, 0, []
+    for i, ch in enumerate(text + ","):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise CnnlabError(f"--kwargs item '{item.strip()}': write key=value, e.g. num_classes=10,aux_logits=False")
+        try:
+            out[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key] = value.strip()
+    return out
 
 
 def add_format_arg(p: argparse.ArgumentParser, choices: tuple[str, ...] = FORMATS) -> None:

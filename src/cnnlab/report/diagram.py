@@ -170,6 +170,14 @@ def tree(net: Network, a: Analysis) -> Tree:
     return {"t": "s", "items": [inp, *_Tree(a).seq(net.layers, "")]}
 
 
+def flat_tree(a: Analysis) -> Tree:
+    """A measured analysis has rows but no description: one box per row, in execution order."""
+    inp = _leaf("input", f"{fmt_shape(a.input_shape)} (C x H x W)", "other", [])
+    return {"t": "s", "items": [inp, *(
+        _leaf(f"{ly.name}: {ly.type}", fmt_shape(ly.output_shape) + (f" · {ly.params:,} params" if ly.params else ""),
+              ly.kind, [i]) for i, ly in enumerate(a.layers))]}
+
+
 def frames(t: Tree) -> list[Tree]:
     """Every collapsible frame of a tree, outermost first."""
     out: list[Tree] = []

@@ -16,7 +16,10 @@ COLUMNS = ("name", "type", "output_shape", "activation_size", "params", "buffers
 
 def to_json(a: Analysis) -> dict[str, Any]:
     d = a.to_dict()
-    d["conventions"] = CONVENTIONS
+    meta = dict(d.pop("meta", {}))
+    d["conventions"] = meta.pop("conventions", CONVENTIONS)
+    if meta:
+        d["meta"] = meta
     return d
 
 
@@ -72,7 +75,7 @@ def to_markdown(a: Analysis) -> str:
     for k in ("conv", "dense", "other"):
         lines.append(f"| {k} | {sp[k]['params']:,} ({_pct(sp[k]['params'], t['params'])}) | "
                      f"{sp[k]['macs']:,} ({_pct(sp[k]['macs'], t['macs'])}) |")
-    lines += ["", f"_{CONVENTIONS}_", ""]
+    lines += ["", f"_{a.meta.get('conventions', CONVENTIONS)}_", ""]
     return "\n".join(lines)
 
 

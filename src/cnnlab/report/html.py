@@ -194,7 +194,7 @@ def _data(a: Analysis, t: diagram.Tree, collapsed: set[str]) -> dict[str, Any]:
             "frames": [[f["id"], *f["rows"]] for f in diagram.frames(t)]}
 
 
-def fragment(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = None, *,
+def fragment(net: Network | None, a: Analysis, metrics: list[dict[str, Any]] | None = None, *,
              collapsed: bool | None = None, uid: str | None = None) -> str:
     """The report as one ``<div class="cnnlab">`` with its style and script inside: what a notebook
     cell displays and what ``render`` wraps in a page. ``collapsed`` opens every block collapsed
@@ -225,7 +225,7 @@ def fragment(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = N
              f"<td>{count(t['activation_size'])}</td><td><b>{count(t['params'])}</b></td><td>{count(t['buffers'])}</td>"
              f"<td><b>{count(t['macs'])}</b></td><td>{count(t['connections'])}</td><td></td><td></td></tr>")
     findings = "".join(f"<li><b>{escape(f['layer'])}</b>: {escape(f['detail'])}</li>" for f in a.findings)
-    tree = diagram.tree(net, a)
+    tree = diagram.tree(net, a) if net is not None else diagram.flat_tree(a)  # measured: the rows in order
     if collapsed is None:
         collapsed = len(a.layers) > COLLAPSE_ABOVE
     shut = {f["id"] for f in diagram.frames(tree)} if collapsed else set()
@@ -258,13 +258,13 @@ def fragment(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = N
     ]
     if findings:
         parts.append(f"<h2>Findings</h2><ul>{findings}</ul>")
-    parts.append(f"<div class='conv'>{escape(CONVENTIONS)}</div>")
+    parts.append(f"<div class='conv'>{escape(a.meta.get('conventions', CONVENTIONS))}</div>")
     parts.append(f'<script type="application/json" class="cl-data">{script_json(_data(a, tree, shut))}</script>')
     parts.append(f'<script>{JS}(document.getElementById("{uid}"));</script></div>')
     return "".join(parts)
 
 
-def render(net: Network, a: Analysis, metrics: list[dict[str, Any]] | None = None, *,
+def render(net: Network | None, a: Analysis, metrics: list[dict[str, Any]] | None = None, *,
            collapsed: bool | None = None) -> str:
     """The report as a standalone page (``fragment`` in a document of its own)."""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(a.model)} — cnnlab</title>"

@@ -84,6 +84,18 @@ def render_summary(a: Analysis, explain: bool = False, con: Console | None = Non
         f"params {_bytes(mem['param_bytes'])}, "
         f"activations {_bytes(mem['activation_bytes'])} for a batch of {mem['batch']}"
     )
+    if "saved_for_backward_bytes" in mem:
+        con.print(
+            f"Training step (batch {mem['batch']}): gradients {_bytes(mem['gradient_bytes'])}, kept for backward "
+            f"{_bytes(mem['saved_for_backward_bytes'])}; with SGD momentum {_bytes(mem['train_sgd_bytes'])}, "
+            f"with Adam {_bytes(mem['train_adam_bytes'])}"
+        )
+    if a.meta.get("path") == "described":
+        con.print(f"Module built in {a.meta['mode']} mode and described")
+    if a.meta.get("path") == "measured":
+        con.print(f"Measured in {a.meta['mode']} mode ({a.meta['dtype']}); --mode train for training behaviour")
+        for n in a.meta.get("notes", []):
+            con.print(f"[dim]Note: {n}[/]")
     if a.meta.get("paper"):
         acc = f"; reported: {markup(a.meta['accuracy'])}" if a.meta.get("accuracy") else ""
         con.print(f"[dim]Paper: {markup(a.meta['paper'])} ({markup(a.meta.get('year', ''))}){acc}[/]")
@@ -106,4 +118,4 @@ def render_summary(a: Analysis, explain: bool = False, con: Console | None = Non
         con.print(f"[yellow]Findings ({len(findings)})[/]")
         for f in findings:
             con.print(f"  [yellow]![/] {markup(f['layer'])}: {markup(f['detail'])}")
-    con.print(f"[dim]{CONVENTIONS}[/]")
+    con.print(f"[dim]{markup(a.meta.get('conventions', CONVENTIONS))}[/]")

@@ -1,0 +1,124 @@
+"""The measured path on third-party zoos: every torchvision classification model and timm's families.
+
+For each model (built with random weights) the measured analysis (``cnnlab.analyze_module``, eval mode)
+is compared with the module itself: parameters (every registered tensor once), floating buffers,
+the output shape of a real forward, and MACs = ``FlopCounterMode`` total / 2 on a train-mode forward
+with SDPA forced to the math backend (batch 2, halved: BatchNorm needs two samples in training).
+Prints each miss and the exact count. torchvision and timm are not dependencies of cnnlab: a zoo whose
+package is missing is reported and skipped (exit 0).
+
+    python benchmarks/zoo_models.py [--zoo torchvision|timm|both] [--per-family 3] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+
+TIMM_FAMILIES = ("resnet", "resnext", "seresnet", "efficientnet", "mobilenetv2", "mobilenetv3", "mobilenetv4",
+                 "densenet", "regnet", "convnext", "inception_v3", "inception_v4", "inception_resnet_v2", "xception",
+                 "vit", "deit", "swin", "mixer", "ghostnet", "dla", "dpn", "hrnet", "nfnet", "levit", "poolformer",
+                 "res2net", "resnest", "sknet")
+
+
+def reference(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, int, tuple[int, ...], int]:
+    """params, buffers, output shape and MACs of ``model`` measured by PyTorch itself."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    buffers = sum(b.numel() for b in {id(b): b for b in model.buffers()}.values() if b.is_floating_point())
+    with torch.no_grad():
+        out = model.eval()(torch.randn(1, *shape))
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    model.train()
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+        model(torch.randn(2, *shape))
+    model.eval()
+    return params, buffers, tuple(out.shape[1:]), fc.get_total_flops() // 4
+
+
+def torchvision_models() -> Iterator[tuple[str, Callable[[], nn.Module], tuple[int, ...]]]:
+    import torchvision
+
+    for name in torchvision.models.list_models(module=torchvision.models):
+        size = 299 if name == "inception_v3" else 224
+        yield name, lambda n=name: torchvision.models.get_model(n, weights=None), (3, size, size)
+
+
+def timm_models(per_family: int) -> Iterator[tuple[str, Callable[[], nn.Module], tuple[int, ...]]]:
+    import timm
+
+    seen: set[str] = set()
+    for fam in TIMM_FAMILIES:
+        names = [n for n in timm.list_models(f"{fam}*") if n not in seen][:per_family]
+        for name in names:
+            seen.add(name)
+            cfg = timm.get_pretrained_cfg(name)
+            shape = tuple(cfg.input_size) if cfg is not None else (3, 224, 224)
+            yield name, lambda n=name: timm.create_model(n, pretrained=False), shape
+
+
+def check(name: str, build: Callable[[], nn.Module], shape: tuple[int, ...]) -> str | None:
+    """None when the measured analysis is exact, else what differs."""
+    from cnnlab.measure import analyze_module
+
+    try:
+        model = build()
+        want = reference(model, shape)
+    except Exception as e:  # a model this machine cannot build or run is not a miss of cnnlab's
+        return f"skipped: reference failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    try:
+        a = analyze_module(model, shape)
+    except Exception as e:
+        return f"measured path failed: {e}"
+    got = (a.totals["params"], a.totals["buffers"], a.output_shape, a.totals["macs"])
+    if got == want:
+        return None
+    keys = ("params", "buffers", "output", "macs")
+    return "; ".join(f"{k} {g} vs {w}" for k, g, w in zip(keys, got, want) if g != w)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--zoo", choices=("torchvision", "timm", "both"), default="both")
+    p.add_argument("--per-family", type=int, default=3, help="timm models per family (default 3)")
+    p.add_argument("--only", nargs="*", help="model names to check")
+    args = p.parse_args()
+    zoos = ("torchvision", "timm") if args.zoo == "both" else (args.zoo,)
+    for zoo in zoos:
+        if importlib.util.find_spec(zoo) is None:
+            print(f"{zoo}: not installed, skipped (pip install {zoo})")
+            continue
+        models = torchvision_models() if zoo == "torchvision" else timm_models(args.per_family)
+        exact = total = skipped = 0
+        t = time.perf_counter()
+        for name, build, shape in models:
+            if args.only and name not in args.only:
+                continue
+            miss = check(name, build, shape)
+            if miss is not None and miss.startswith("skipped"):
+                skipped += 1
+                print(f"  {name}: {miss}")
+                continue
+            total += 1
+            exact += miss is None
+            if miss is not None:
+                print(f"  MISS {name} at {'x'.join(map(str, shape))}: {miss}")
+        print(f"{zoo}: {exact} of {total} exact, {skipped} skipped ({time.perf_counter() - t:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
