@@ -30,6 +30,17 @@ class Tutorial(nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
+class Transposed(Tutorial):
+    """The tutorial net with its last map transposed (H and W swapped) before flattening: the same
+    figures, but a permute the description cannot hold."""
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2).permute(0, 1, 3, 2)
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
 class Plain(nn.Module):
     def __init__(self, num_classes, width=8):
         super().__init__()
@@ -73,11 +84,17 @@ def summary_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[dict, 
 
 
 def test_refused_lift_answers_from_the_measured_path(nets: str, capsys: pytest.CaptureFixture[str]) -> None:
-    d, err = summary_json(capsys, f"{nets}:Tutorial", "--input", "1x32x32")
+    # conv1 (5*5*1*6 + 6) + conv2 (5*5*6*16 + 16) + fc 400*120+120 + 120*84+84 + 84*10+10 = 61,706 params;
+    # MACs 25*6*28*28 + 150*16*10*10 + 400*120 + 120*84 + 84*10 = 416,520.
+    d, err = summary_json(capsys, f"{nets}:Transposed", "--input", "1x32x32")
     assert d["totals"]["params"] == 61706 and d["totals"]["macs"] == 416520
     assert d["meta"]["path"] == "measured" and d["meta"]["mode"] == "eval"
     assert d["layers"][0]["path"] == "conv1" and d["layers"][0]["depth"] == 0
     assert err.count("\n") == 1 and "cannot be described" in err and "adapt, --explain and the diagram" in err
+    assert "permute" in err
+    t, err = summary_json(capsys, f"{nets}:Tutorial", "--input", "1x32x32")  # F.max_pool2d is described
+    assert t["meta"]["path"] == "described" and err == ""
+    assert (t["totals"]["params"], t["totals"]["macs"]) == (61706, 416520)
 
 
 def test_refusal_names_every_unsupported_node_once(nets: str, capsys: pytest.CaptureFixture[str],
@@ -167,9 +184,13 @@ def test_parse_kwargs_refuses_malformed() -> None:
 
 def test_report_page_for_a_module(nets: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     measured, described = tmp_path / "tut.html", tmp_path / "plain.html"
-    assert main(["report", f"{nets}:Tutorial", "--input", "1x32x32", "--out", str(measured)]) == 0
+    assert main(["report", f"{nets}:Transposed", "--input", "1x32x32", "--out", str(measured)]) == 0
     page = measured.read_text()
-    assert "conv1" in page and "61,706" in page and "<svg" not in page  # measured: no diagram
+    assert "conv1" in page and "61,706" in page
+    # measured: no description, so the diagram is one box per row in execution order, no blocks
+    rows = page.count("<tr data-i=")
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert rows >= 5 and svg.count('class="n" data-r=') == rows and "(Sequential)" not in svg
     assert main(["report", f"{nets}:Plain", "--input", "3x8x8", "--kwargs", "num_classes=2", "--out",
                  str(described)]) == 0
     assert "<svg" in described.read_text()

@@ -498,7 +498,8 @@ def analyze_module(model: nn.Module, input_shape: Shapes, *, mode: str = "eval",
     }
     meta = {"path": "measured", "mode": mode, "dtype": str(dtype).removeprefix("torch."),
             "inputs": [list(s) for s in shapes], "notes": notes, "conventions": MEASURED_CONVENTIONS}
-    a = ModuleAnalysis(name or type(model).__name__, shapes[0], stats, out_shape, batch, b, meta, {}, measured)
+    a = ModuleAnalysis(name or type(model).__name__, shapes[0], stats, out_shape, batch, b, meta, {},
+                       measured_memory=measured)
     return a
 
 
