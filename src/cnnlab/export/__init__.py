@@ -1,0 +1,1 @@
+"""Networks out of cnnlab: ONNX, TorchScript, and a plain PyTorch source file."""
