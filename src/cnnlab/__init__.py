@@ -13,7 +13,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {"analyze": "analysis", "build": "torch_backend", "diagnose": "adapt", "apply": "adapt",
-            "load_model": "models", "list_models": "models"}
+            "load_model": "models", "list_models": "models", "export_model": "export"}
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

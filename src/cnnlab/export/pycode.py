@@ -191,19 +191,19 @@ def _kind_name(node: Node) -> str:
     return type(node).__name__
 
 
-def _run_kind(node: Node, x: Value, flow: CodeFlow) -> Value:
-    """The code of one composite: its own emitter, or its ``run`` through the code flow."""
+def _run_kind(node: Node, x: Value, flow: CodeFlow, path: str) -> Value:
+    """The code of the composite at ``path``: its own emitter, or its ``run`` through the code flow."""
     emit = EMITTERS.get(type(node))
     if emit is not None:
         return emit(node, x, flow)
     kind = KINDS.get(type(node))
     if kind is None:
-        raise CnnlabError(f"'{flow.path(node.name)}' is a {_kind_name(node)}, not a network node the pytorch export "
+        raise CnnlabError(f"'{path}' is a {_kind_name(node)}, not a network node the pytorch export "
                           "knows: register its kind in cnnlab.network.KINDS")
     try:
         return kind.run(node, x, flow)
     except (AttributeError, TypeError) as e:
-        raise CnnlabError(f"the pytorch export cannot write '{flow.path(node.name)}' ({_kind_name(node)}: {e}): "
+        raise CnnlabError(f"the pytorch export cannot write '{path}' ({_kind_name(node)}: {e}): "
                           "register an emitter for its kind with cnnlab.export.pycode.register_emitter") from None
 
 
@@ -251,11 +251,12 @@ class CodeFlow:
         target = None  # this chain's own variable, made at its first module
         for n in nodes:
             if is_inline(n):
-                x = _run_kind(n, x, self)
+                x = _run_kind(n, x, self, self.path(n.name))
                 target = None
                 continue
             expr, out, takes_aux = self.gen.module(n, x.shape, self.path(n.name))
-            self.init.append((n.name, expr))
+            if all(name != n.name for name, _ in self.init):  # a module run twice is made once
+                self.init.append((n.name, expr))
             if target is None:
                 target = self.fresh(n.name if len(nodes) == 1 else "out")
             args = f"{x.expr}, aux" if takes_aux else x.expr
@@ -307,7 +308,7 @@ class _Generator:
             self.helpers.update(helpers)
             return expr, node.figures(shape).out, False
         flow = CodeFlow(self, path)
-        y = _run_kind(node, Value("x", shape), flow)
+        y = _run_kind(node, Value("x", shape), flow, path)
         if type(node) is Sequential and not flow.aux and not any(is_inline(c) for c in node.children):
             return self._sequential(flow.init), y.shape, False
         return f"{self._class(_kind_name(node), flow, y, path)}()", y.shape, flow.aux
