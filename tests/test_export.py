@@ -89,8 +89,9 @@ def test_pytorch_source_for_every_zoo_model(tmp_path) -> None:
 
     Outputs are compared at batch 1 at the smallest input (32..160 square) at which the generated
     code is identical to the design input's (global pooling makes most ImageNet models the same
-    module at 32x32); models whose layers depend on the input size (a Flatten into Dense: AlexNet,
-    LeNet-5, GoogLeNet's 'same' pools) are compared at their design input. This keeps all 59 models within a few
+    module at 32x32); models whose layers depend on the input size (a fixed-size map flattened into a
+    dense layer: AlexNet, LeNet-5, the paper's GoogLeNet after its 7x7 average pool) are compared at
+    their design input. This keeps all 59 models within a few
     minutes on two CPU cores."""
     torch.set_num_threads(1)
     names = cnnlab.list_models()
