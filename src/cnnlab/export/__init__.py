@@ -48,7 +48,7 @@ def export_model(ref: str, fmt: str, out: str | Path, *, input_shape: Shape | No
                                 ("--shortcut", shortcut)) if v is not None]
         if given:
             raise CnnlabError(f"{given[0]} does not apply to a checkpoint: it exports the network it was trained as")
-        net, model, shape = _from_checkpoint(ref, input_shape)
+        net, model, shape, prep_mode = _from_checkpoint(ref, input_shape)
         logits = weights = True
     else:
         from ..models import load_model
@@ -61,13 +61,19 @@ def export_model(ref: str, fmt: str, out: str | Path, *, input_shape: Shape | No
         logits = weights = False
     model.eval()
     if fmt == "pytorch":
-        return to_pytorch(net, model, shape, out, logits=logits, source=Path(ref).name if weights else ref,
+        done = to_pytorch(net, model, shape, out, logits=logits, source=Path(ref).name if weights else ref,
                           weights=weights)
-    return WRITERS[fmt](model, shape, out)
+    else:
+        done = WRITERS[fmt](model, shape, out)
+    if weights:
+        done.notes.append(f"it returns logits and takes images as the checkpoint's '{prep_mode}' preprocessing "
+                          "leaves them (cnnlab predict applies it)")
+    return done
 
 
 def _from_checkpoint(ref: str, input_shape: Shape | None) -> tuple:
-    """The checkpoint's network, its module with the trained weights, and the shape to export at."""
+    """The checkpoint's network, its module with the trained weights, the shape to export at, and
+    its preprocessing mode."""
     from ..torch_backend import build
     from ..train import checkpoint
 
@@ -84,4 +90,4 @@ def _from_checkpoint(ref: str, input_shape: Shape | None) -> tuple:
             want = "x".join(map(str, prep.input_shape))
             raise CnnlabError(f"{ref}'s weights do not fit its network at --input {'x'.join(map(str, shape))} "
                               f"(it was trained at {want}): leave --input out") from None
-    return net, model, shape
+    return net, model, shape, prep.mode
