@@ -202,9 +202,12 @@ def _run_kind(node: Node, x: Value, flow: CodeFlow, path: str) -> Value:
                           "knows: register its kind in cnnlab.network.KINDS")
     try:
         return kind.run(node, x, flow)
-    except (AttributeError, TypeError) as e:
-        raise CnnlabError(f"the pytorch export cannot write '{path}' ({_kind_name(node)}: {e}): "
-                          "register an emitter for its kind with cnnlab.export.pycode.register_emitter") from None
+    except AttributeError as e:
+        if e.obj is not flow:  # a fault elsewhere, not a flow operation this generator lacks
+            raise
+        raise CnnlabError(f"the pytorch export cannot write '{path}': a {_kind_name(node)} runs flow.{e.name}, "
+                          "which plain code has no rule for; register an emitter for its kind with "
+                          "cnnlab.export.pycode.register_emitter") from None
 
 
 @cache
