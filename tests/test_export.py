@@ -82,6 +82,7 @@ def small_input(net: Network) -> tuple[int, ...]:
 # --------------------------------------------------------------------------- pytorch source
 
 
+@pytest.mark.slow
 def test_pytorch_source_for_every_zoo_model(tmp_path) -> None:
     """Every zoo model's generated file imports in a fresh interpreter without cnnlab (one child
     process imports them all), its module takes the weights of cnnlab's built module with
