@@ -70,8 +70,9 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="a zoo name (see 'cnnlab zoo') or a YAML/JSON spec file")
+def add_model_args(p: argparse.ArgumentParser, metavar: str = "MODEL",
+                   help: str = "a zoo name (see 'cnnlab zoo') or a YAML/JSON spec file") -> None:
+    p.add_argument("model", metavar=metavar, help=help)
     p.add_argument("--num-classes", type=int, metavar="N", help="classes of the output layer")
     p.add_argument("--in-channels", type=int, metavar="C", help="input channels the model is built for")
     p.add_argument("--aux", action=argparse.BooleanOptionalAction, default=None,

@@ -16,10 +16,8 @@ ORDER = 45
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_args(p)
-    p._actions[[a.dest for a in p._actions].index("model")].metavar = "MODEL|CHECKPOINT"
-    p._actions[[a.dest for a in p._actions].index("model")].help = (
-        "a zoo name, a YAML/JSON spec file, file.py:NAME, or a .pt checkpoint written by 'cnnlab train'")
+    add_model_args(p, "MODEL|CHECKPOINT", "a zoo name, a YAML/JSON spec file, file.py:NAME, or a .pt checkpoint "
+                   "written by 'cnnlab train'")
     p.add_argument("--format", choices=("onnx", "torchscript", "pytorch"),
                    help="what to write (default: from --out's suffix: .onnx, .pt, .py)")
     p.add_argument("--out", metavar="FILE", required=True, help="the file to write")
