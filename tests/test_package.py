@@ -45,7 +45,7 @@ def test_public_names_resolve_to_their_modules() -> None:
     from cnnlab import adapt, analysis, models
 
     assert set(cnnlab.__all__) == {"__version__", "analyze", "build", "diagnose", "apply", "load_model",
-                                   "list_models", "fit", "analyze_module"}
+                                   "list_models", "fit", "analyze_module", "export_model"}
     assert cnnlab.analyze is analysis.analyze and cnnlab.diagnose is adapt.diagnose and cnnlab.apply is adapt.apply
     assert cnnlab.load_model is models.load_model
     from cnnlab import torch_backend

@@ -129,10 +129,11 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="a zoo name (see 'cnnlab zoo') or a YAML/JSON spec file; a zoo name wins over a "
-                   "file of the same name unless the argument has a .yaml/.yml/.json suffix or a path separator "
-                   "(./NAME); file.py:Class or package.module:Class imports and runs that Python code")
+def add_model_args(p: argparse.ArgumentParser, metavar: str = "MODEL",
+                   help: str = "a zoo name (see 'cnnlab zoo') or a YAML/JSON spec file; a zoo name wins over a file of "
+                   "the same name unless the argument has a .yaml/.yml/.json suffix or a path separator (./NAME); "
+                   "file.py:Class or package.module:Class imports and runs that Python code") -> None:
+    p.add_argument("model", metavar=metavar, help=help)
     p.add_argument("--num-classes", type=int, metavar="N", help="classes of the output layer")
     p.add_argument("--in-channels", type=int, metavar="C", help="input channels the model is built for")
     p.add_argument("--aux", action=argparse.BooleanOptionalAction, default=None,
