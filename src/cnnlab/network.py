@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import CnnlabError
+from .files import write_text
 from .layers import LAYER_TYPES, Layer, Shape
 from .validate import (
     MAX_DEPTH,
@@ -591,10 +592,7 @@ def load_spec(path: str | Path) -> Network:
 def save_spec(net: Network, path: str | Path) -> None:
     p = Path(path)
     data = network_to_spec(net)
-    text = json.dumps(data, indent=2) if p.suffix.lower() == ".json" else _yaml_dump(data)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(p)
+    write_text(p, json.dumps(data, indent=2) if p.suffix.lower() == ".json" else _yaml_dump(data))
 
 
 def _yaml_dump(data: Any) -> str:

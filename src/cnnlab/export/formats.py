@@ -9,9 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnlabError
+from ..files import atomic_path
 from ..layers import Shape
 from ..network import Network
 from .pycode import python_source
@@ -36,24 +36,7 @@ class Exported:
     notes: list[str] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def atomic(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it when the block succeeds."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise CnnlabError(f"cannot write {path}: no directory {path.parent}; create it first")
-    if path.is_dir():
-        raise CnnlabError(f"cannot write {path}: it is a directory; give a file name")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise CnnlabError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+atomic = atomic_path  # the one atomic writer (cnnlab.files)
 
 
 def _quiet() -> contextlib.AbstractContextManager[None]:

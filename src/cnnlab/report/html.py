@@ -4,6 +4,7 @@ run, its loss and accuracy curves. No external assets: one file to mail or archi
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from html import escape as _html_escape
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from ..analysis import CONVENTIONS, Analysis
 from ..errors import CnnlabError
+from ..files import write_text
 from ..layers import fmt_shape
 from ..network import Network
 from . import diagram
@@ -151,7 +153,31 @@ def load_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         raise CnnlabError(f"{p} is not valid JSON ({e.msg}); re-run training or pass another --run") from None
     if not isinstance(data, list):
         raise CnnlabError(f"{p} should hold a list of per-epoch records")
+    for i, row in enumerate(data):
+        problem = _bad_record(row)
+        if problem:
+            raise CnnlabError(f"{p}: record {i + 1} {problem}; re-run training or pass another --run")
     return data
+
+
+_CURVE_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "label_smoothing")
+
+
+def _bad_record(row: Any) -> str:
+    """What is wrong with one metrics.json record ('' when nothing): the curves read these keys."""
+    if not isinstance(row, dict):
+        return "is not an object"
+    epoch = row.get("epoch")
+    if type(epoch) is not int or epoch < 1:
+        return f"has no epoch number (got {safe_text(repr(epoch))[:40]})"
+    for k in _CURVE_KEYS:
+        v = row.get(k)
+        if v is not None and (type(v) not in (int, float) or not math.isfinite(v)):
+            return f"has a {k} that is not a finite number (got {safe_text(repr(v))[:40]})"
+    k = row.get("num_classes")
+    if k is not None and (type(k) is not int or k < 1):
+        return f"has a num_classes that is not a positive integer (got {safe_text(repr(k))[:40]})"
+    return ""
 
 
 def curves(metrics: list[dict[str, Any]], label_smoothing: float | None = None,
@@ -272,8 +298,5 @@ def render(net: Network | None, a: Analysis, metrics: list[dict[str, Any]] | Non
 
 
 def write(path: str | Path, html: str) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(p)
+    """Write the page atomically; a missing folder or a folder in the file's place is one line."""
+    write_text(path, html)

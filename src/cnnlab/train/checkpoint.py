@@ -9,7 +9,6 @@ disk mid-write never destroys the last good file.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from ..errors import CnnlabError
+from ..files import atomic_path
 from ..network import Network, network_from_spec
 from .preprocess import Preprocess
 
@@ -206,19 +206,8 @@ def _x(shape: Any) -> str:
 
 def save(path: Path, ck: Checkpoint) -> None:
     """Write atomically; on any failure the temporary file goes and the old ``path`` stays."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(ck.to_state(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise CnnlabError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(ck.to_state(), f)
 
 
 def load(path: str | Path) -> Checkpoint:
@@ -245,15 +234,5 @@ def epoch_of(path: Path) -> int | None:
 
 def copy(src: Path, dst: Path) -> None:
     """Copy a checkpoint file atomically (best.pt restored from last.pt after an interrupted write)."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
-        with open(src, "rb") as f, open(tmp, "wb") as g:
-            shutil.copyfileobj(f, g)
-            g.flush()
-            os.fsync(g.fileno())
-        os.replace(tmp, dst)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise CnnlabError(f"cannot write {dst}: {e.strerror or e}") from None
-        raise
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)

@@ -4,13 +4,12 @@ so a GPU is not synchronised every step."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import CnnlabError
+from ..files import write_text
 
 
 class Meter:
@@ -46,15 +45,4 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
 def write_json(path: Path, obj: Any) -> None:
     """Atomic write: readers see the old file or the new one, never half of one; a failed write
     (a full disk) leaves no temporary file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(obj, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise CnnlabError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
+    write_text(path, json.dumps(obj, indent=2) + "\n")

@@ -8,9 +8,10 @@ cross-entropy. The curves say so, and draw that floor, so the gap is not read as
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from ..files import atomic_path
 
 
 def _pyplot() -> Any:
@@ -23,13 +24,8 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    try:
+    with atomic_path(path) as tmp:  # a full disk must not keep a partial image
         fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk must not keep a partial image
-        raise
 
 
 def smoothing_floor(label_smoothing: float, num_classes: int) -> float:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import CnnlabError
+from ..files import atomic_path
 
 SHOWN = 3  # keys named in full per kind of problem; the rest are counted
 
@@ -188,12 +189,9 @@ def _mismatch(source: str, net_name: str, own: dict[str, torch.Tensor], state: d
 
 def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> None:
     """Write a state_dict atomically: ``.safetensors`` by its extension, else ``torch.save``."""
-    import os
-
     p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    try:
+    with atomic_path(p) as tmp:
         if p.suffix.lower() == ".safetensors":
             from safetensors.torch import save_file
 
@@ -201,14 +199,6 @@ def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> None:
         else:
             with open(tmp, "wb") as f:
                 torch.save(state, f)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise CnnlabError(f"cannot write {p}: {e.strerror or e}") from None
-        raise
 
 
 def pretrained(ref: str, weights: str | Path, *, num_classes: int | None = None, size: tuple[int, int] | None = None,
