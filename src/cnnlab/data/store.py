@@ -43,8 +43,8 @@ SPLITS = ("train", "val")
 
 
 def is_store(path: str | Path) -> bool:
-    """True when ``path`` is a folder holding a store's manifest."""
-    return (Path(path) / MANIFEST).is_file()
+    """True when ``path`` is a folder holding a store's files (a damaged one too, so it is reported as such)."""
+    return any((Path(path) / f).is_file() for f in (MANIFEST, CHUNKS, IMAGES))
 
 
 def default_location(folder: str | Path, size: tuple[int, int] | None) -> Path:
@@ -164,6 +164,18 @@ def _crc(path: Path, offset: int, nbytes: int) -> int:
     return crc
 
 
+def _worker_init() -> None:
+    """Worker: end with the process that started it (Linux), so a killed prepare leaves no decoders behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before the line above ran
+            os._exit(1)
+
+
 def _decode_chunk(images: str, start: int, paths: list[str], channels: int,
                   size: tuple[int, int]) -> tuple[int, str | None]:
     """Worker: decode ``paths`` into their slots of ``images`` from slot ``start``, flush, return the chunk's CRC
@@ -223,7 +235,8 @@ def _prepare(root: Path, store: Path, size: tuple[int, int] | None, val_fraction
     same_source = (isinstance(old, dict) and old.get("format") == FORMAT and old.get("source") == str(root)
                    and old.get("classes") == classes and old.get("val_fraction") == val_fraction
                    and old.get("seed") == seed and old.get("asked_size") == (list(size) if size else None))
-    if same_source and old["files"] == entries:
+    changed = not (same_source and old["files"] == entries)
+    if not changed:
         m = old
     else:
         mode, hw, readable = _survey(root, [p for p, _ in items], size)
@@ -241,7 +254,8 @@ def _prepare(root: Path, store: Path, size: tuple[int, int] | None, val_fraction
              "val_fraction": val_fraction, "seed": seed, "count": len(entries),
              "splits": {"train": [0, n_train], "val": [n_train, len(entries)]},
              "chunk": chunk or max(1, CHUNK_BYTES // per), "skipped": skipped, "files": entries}
-        if isinstance(old, dict):
+        changed = isinstance(old, dict)
+        if changed:
             reason = ("its files changed" if same_source and old.get("size") == m["size"]
                       and old.get("channels") == m["channels"] else "it was prepared from other data or settings")
             log(f"{safe_text(str(root))} differs from the store {safe_text(str(store))} ({reason}): changed chunks "
@@ -252,12 +266,12 @@ def _prepare(root: Path, store: Path, size: tuple[int, int] | None, val_fraction
     labels = np.array([e[3] for e in m["files"]], np.int64)
     with sources.atomic_path(store / LABELS) as tmp, open(tmp, "wb") as f:
         np.save(f, labels)
-    _fill(root, store, m, workers, log, on_chunk)
+    _fill(root, store, m, workers, log, on_chunk, changed)
     return store
 
 
 def _fill(root: Path, store: Path, m: dict[str, Any], workers: int | None, log: Callable[[str], None],
-          on_chunk: Callable[[int], None] | None) -> None:
+          on_chunk: Callable[[int], None] | None, changed: bool) -> None:
     """Decode every chunk that is missing, stale or corrupt."""
     per, images = _image_bytes(m), store / IMAGES
     total = m["count"] * per
@@ -280,12 +294,12 @@ def _fill(root: Path, store: Path, m: dict[str, Any], workers: int | None, log: 
     if not todo:
         return
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    if len(todo) < n_chunks:
+    if len(todo) < n_chunks and not (changed or bad):
         log(f"resuming {safe_text(str(store))}: {n_chunks - len(todo)} of {n_chunks} chunks are done")
     c, size = m["channels"], tuple(m["size"])
     failed: list[str] = []
-    with _bar(f"preparing {store.name}", m["count"]) as advance, \
-            ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
+    with _bar(f"preparing {store.name}", m["count"], log) as advance, \
+            ProcessPoolExecutor(n_workers, get_context("spawn"), _worker_init) as pool:
         futures = {pool.submit(_decode_chunk, str(images), _chunk_range(m, k)[0],
                                [str(root / e[0]) for e in m["files"][slice(*_chunk_range(m, k))]], c, size): k
                    for k in todo}
@@ -320,13 +334,13 @@ def _corrupt(store: Path, m: dict[str, Any], crcs: dict[int, int]) -> list[int]:
 
 
 @contextlib.contextmanager
-def _bar(label: str, total: int) -> Any:
+def _bar(label: str, total: int, log: Callable[[str], None]) -> Any:
     """A rich bar of images decoded on a terminal; one line at the end otherwise."""
     console = sources.progress_console()
     if console is None:
         count = [0]
         yield lambda n: count.__setitem__(0, count[0] + n)
-        sys.stderr.write(f"cnnlab: {label}: decoded {count[0]:,} images\n")
+        log(f"{label}: decoded {count[0]:,} images")
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
