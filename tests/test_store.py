@@ -216,3 +216,95 @@ def test_bad_input_is_one_line(tmp_path, capsys) -> None:
     assert "differ in size" in fails("data", "prepare", mixed)
     assert "give an action" in fails("data")
     assert "already a prepared store" in fails("data", "prepare", s)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_with_torchrun_match_one_process(tmp_path, capsys) -> None:
+    """Two torchrun "nodes" on one machine (c10d rendezvous, gloo, CPU), each reading its shard of every epoch's
+    order from the same store, end with the weights of one process running the same global batch."""
+    data = colour_folder(tmp_path / "colours", per_class=16)
+    s = tmp_path / "st"
+    assert run(capsys, "data", "prepare", data, "--size", "32x32", "--out", s)[0] == 0
+    args = [*TRAIN, "--data", s, "--epochs", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = free_port()
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(r),
+                               "--nproc_per_node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "store-test",
+                               "--rdzv-endpoint", f"127.0.0.1:{port}", "-m", "cnnlab", *map(str, args), "--out",
+                               str(tmp_path / "ddp")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for r in (0, 1)]
+    outs = [p.communicate(timeout=240) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], [o[1][-2000:] for o in outs]
+    assert sum("x 2 processes" in o[0] for o in outs) == 1  # only global rank 0 speaks
+    assert run(capsys, *args, "--out", tmp_path / "one")[0] == 0
+    a, b = (checkpoint.load(tmp_path / d / "last.pt") for d in ("ddp", "one"))
+    for k in a.model:
+        assert torch.allclose(a.model[k], b.model[k], atol=1e-5), k
+
+    ra, rb = (json.loads((tmp_path / d / "metrics.json").read_text())[0] for d in ("ddp", "one"))
+    assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
+    assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-4) and ra["val_acc"] == rb["val_acc"]
+
+
+RSS_SCRIPT = textwrap.dedent("""
+    import json, sys, threading, time
+    import torch
+    from cnnlab.data import load
+    from cnnlab.models import load_model
+    from cnnlab.train import Options, Trainer
+    from cnnlab.train.recipes import Recipe
+
+    def anon():
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    torch.set_num_threads(1)
+    peak = [0]
+    def sample():
+        while True:
+            peak[0] = max(peak[0], anon())
+            time.sleep(0.002)
+    threading.Thread(target=sample, daemon=True).start()
+    time.sleep(0.05)
+    base = anon()
+    train = load(sys.argv[1], "train", size=(64, 64), val_fraction=0.0)
+    recipe = Recipe(name="rss", epochs=1, batch_size=8, lr=0.01, optimizer="sgd", normalize="scale")
+    net = load_model("lenet-rgb8", num_classes=len(train.classes), in_channels=3)
+    Trainer(net, train, None, recipe, Options(progress=False, log=lambda s: None)).fit()
+    time.sleep(0.05)
+    print(json.dumps({"growth": peak[0] - base, "bytes": train.images.nbytes, "mapped": train.mapped}))
+""")
+
+
+def test_training_from_a_store_keeps_memory_bounded(tmp_path) -> None:
+    """Peak RssAnon (the process's own memory, the page cache aside) while one epoch reads a whole store does not
+    grow with the store: 10x the images add less than a fixed budget, while in memory they add their own size."""
+    g = np.random.default_rng(0)
+    for k in range(2):
+        for name in ("small", "large"):
+            (tmp_path / name / f"c{k}").mkdir(parents=True)
+        for i in range(1000):
+            a = (g.integers(0, 255, (12, 12, 3), dtype=np.uint8) + 40 * k).astype(np.uint8)
+            im = Image.fromarray(a, "RGB").resize((64, 64))
+            for name, n in (("small", 100), ("large", 1000)):
+                if i < n:
+                    im.save(tmp_path / name / f"c{k}" / f"{i:04d}.jpg", quality=80)
+    results = {}
+    for name in ("small", "large"):
+        s = store.prepare(tmp_path / name, tmp_path / f"{name}.store", (64, 64), val_fraction=0.0, log=quiet)
+        for kind, source in (("store", s), ("memory", tmp_path / name)):
+            proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(source)], capture_output=True, text=True,
+                                  timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            results[kind, name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    extra = results["store", "large"]["bytes"] - results["store", "small"]["bytes"]
+    assert extra == 1800 * 3 * 64 * 64  # 22 MB more images
+    assert results["store", "large"]["mapped"] and not results["memory", "large"]["mapped"]
+    budget = 8 << 20
+    assert results["store", "large"]["growth"] - results["store", "small"]["growth"] < budget, results
+    assert results["memory", "large"]["growth"] - results["memory", "small"]["growth"] > extra - budget, results

@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import sys
 import warnings
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -150,18 +152,20 @@ def _chunk_range(m: dict[str, Any], k: int) -> tuple[int, int]:
 
 
 def _crc(path: Path, offset: int, nbytes: int) -> int:
-    """CRC-32 of ``nbytes`` at ``offset``, read in blocks (zlib releases the GIL, so threads check in parallel)."""
-    crc = 0
+    """CRC-32 of ``nbytes`` at ``offset``, read through a memory map: no buffer is allocated (the pages belong to
+    the page cache), and zlib releases the GIL, so threads check chunks in parallel. -1 when the file is short."""
+    if nbytes == 0:
+        return 0
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
     with open(path, "rb") as f:
-        f.seek(offset)
-        left = nbytes
-        while left > 0:
-            block = f.read(min(left, 8 << 20))
-            if not block:
-                return -1
-            crc = zlib.crc32(block, crc)
-            left -= len(block)
-    return crc
+        if os.fstat(f.fileno()).st_size < offset + nbytes:
+            return -1
+        with mmap.mmap(f.fileno(), offset + nbytes - start, access=mmap.ACCESS_READ, offset=start) as mm:
+            view = memoryview(mm)
+            try:
+                return zlib.crc32(view[offset - start:])
+            finally:
+                view.release()
 
 
 def _worker_init() -> None:
@@ -305,7 +309,12 @@ def _fill(root: Path, store: Path, m: dict[str, Any], workers: int | None, log: 
                    for k in todo}
         for fut in as_completed(futures):
             k = futures[fut]
-            crc, err = fut.result()
+            try:
+                crc, err = fut.result()
+            except BrokenProcessPool:
+                raise CnnlabError(f"a decoding worker of {safe_text(str(store))} died (out of memory, or killed): run "
+                                  "'cnnlab data prepare' again, with fewer --workers if memory is short (finished "
+                                  "chunks are kept)") from None
             if err is not None:
                 failed.append(err)
                 continue
