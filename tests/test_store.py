@@ -308,3 +308,17 @@ def test_training_from_a_store_keeps_memory_bounded(tmp_path) -> None:
     budget = 8 << 20
     assert results["store", "large"]["growth"] - results["store", "small"]["growth"] < budget, results
     assert results["memory", "large"]["growth"] - results["memory", "small"]["growth"] > extra - budget, results
+
+
+def test_predict_reads_a_store(tmp_path, capsys) -> None:
+    data = colour_folder(tmp_path / "colours")
+    s = tmp_path / "st"
+    assert run(capsys, "data", "prepare", data, "--size", "32x32", "--out", s)[0] == 0
+    assert run(capsys, *TRAIN, "--data", s, "--out", tmp_path / "r", "--epochs", "6", "--lr", "0.1")[0] == 0
+    one = str(data / "red" / "001.png")
+    rc, out, err = run(capsys, "predict", tmp_path / "r" / "last.pt", s, one, "--format", "json")
+    assert rc == 0, err
+    rows = json.loads(out)
+    held = [e[0] for e in store.manifest(s)["files"][54:]]
+    assert [r["image"] for r in rows] == [f"{s}/{h}" for h in held] + [one]
+    assert [r["class"] for r in rows] == [h.split("/")[0] for h in held] + ["red"]
