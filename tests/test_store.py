@@ -273,7 +273,7 @@ RSS_SCRIPT = textwrap.dedent("""
     time.sleep(0.05)
     base = anon()
     train = load(sys.argv[1], "train", size=(64, 64), val_fraction=0.0)
-    recipe = Recipe(name="rss", epochs=1, batch_size=8, lr=0.01, optimizer="sgd", normalize="scale")
+    recipe = Recipe(name="rss", epochs=1, batch_size=32, lr=0.01, optimizer="sgd", normalize="scale")
     net = load_model("lenet-rgb8", num_classes=len(train.classes), in_channels=3)
     Trainer(net, train, None, recipe, Options(progress=False, log=lambda s: None)).fit()
     time.sleep(0.05)
