@@ -216,6 +216,7 @@ def test_bad_input_is_one_line(tmp_path, capsys) -> None:
     assert "differ in size" in fails("data", "prepare", mixed)
     assert "give an action" in fails("data")
     assert "already a prepared store" in fails("data", "prepare", s)
+    assert "holding other files" in fails("data", "prepare", data, "--size", "32x32", "--out", mixed)
 
 
 def free_port() -> int:

@@ -224,6 +224,9 @@ def prepare(folder: str | Path, out: str | Path | None = None, size: tuple[int, 
     store = Path(out).expanduser() if out is not None else root.with_name(root.name + ".store")
     if store.exists() and not store.is_dir():
         raise CnnlabError(f"--out {safe_text(str(store))} is a file: give a folder for the store")
+    if store.is_dir() and not is_store(store) and any(p.name != ".lock" for p in store.iterdir()):
+        raise CnnlabError(f"--out {safe_text(str(store))} is a folder holding other files: give a new or empty folder "
+                          "for the store")
     if store.resolve().is_relative_to(root):
         raise CnnlabError(f"--out {safe_text(str(store))} is inside the folder it would hold: put it elsewhere")
     with sources.locked(store):
