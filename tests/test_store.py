@@ -323,3 +323,22 @@ def test_predict_reads_a_store(tmp_path, capsys) -> None:
     held = [e[0] for e in store.manifest(s)["files"][54:]]
     assert [r["image"] for r in rows] == [f"{s}/{h}" for h in held] + [one]
     assert [r["class"] for r in rows] == [h.split("/")[0] for h in held] + ["red"]
+
+
+def test_a_folder_too_large_for_memory_is_prepared_first(tmp_path, capsys, monkeypatch) -> None:
+    """With less memory than the decoded folder (184 KB here, 100 KB available), train prepares a store in the
+    cache, says so, and trains from it; the weights equal those of training from the folder in memory."""
+    from cnnlab import memory
+
+    data = colour_folder(tmp_path / "colours")
+    assert run(capsys, *TRAIN, "--data", data, "--size", "32x32", "--out", tmp_path / "mem")[0] == 0
+    monkeypatch.setattr(memory, "available_bytes", lambda: 100_000)
+    rc, out, err = run(capsys, *TRAIN, "--data", data, "--size", "32x32", "--out", tmp_path / "big")
+    assert rc == 0, err
+    where = store.default_location(data, (32, 32))
+    assert where.is_relative_to(tmp_path / "cache")
+    assert f"colours decodes to about 180.0 KiB, more than fits in the 97.7 KiB of memory available: preparing the " \
+           f"store {where} first" in out
+    assert store.manifest(where)["count"] == 60
+    a, b = (checkpoint.load(tmp_path / d / "last.pt") for d in ("mem", "big"))
+    assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)

@@ -209,12 +209,13 @@ def large_folder_store(data: str, size: tuple[int, int] | None, val_fraction: fl
         return data
     from ..data import store
 
-    if store.is_store(path) or not store.too_large(path, size):
+    out = store.default_location(path, size)
+    if store.is_store(path) or not store.too_large(path, size, out):
         return data
     from ..memory import available_bytes, human_bytes
 
-    out = store.default_location(path, size)
-    need, avail = store.estimated_bytes(path, size), available_bytes() or 0
+    n, per = store.estimated_bytes(path, size)
+    need, avail = n * per, available_bytes() or 0
     if os.environ.get("RANK", "0") == "0":  # under torchrun the ranks take turns; the first one prepares
         print(f"{path.name} decodes to about {human_bytes(need)}, more than fits in the {human_bytes(avail)} of memory "
               f"available: preparing the store {out} first (once; later runs reuse it)", flush=True)

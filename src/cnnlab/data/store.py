@@ -20,6 +20,7 @@ import hashlib
 import json
 import mmap
 import os
+import shutil
 import sys
 import warnings
 import zlib
@@ -57,14 +58,13 @@ def default_location(folder: str | Path, size: tuple[int, int] | None) -> Path:
     return sources.cache_dir() / "stores" / f"{root.name}-{key}-{tag}"
 
 
-def estimated_bytes(folder: str | Path, size: tuple[int, int] | None) -> int:
-    """What decoding the folder into memory would take (3 channels; the first image's size without ``size``)."""
+def estimated_bytes(folder: str | Path, size: tuple[int, int] | None) -> tuple[int, int]:
+    """(images, bytes of one decoded image) of a folder, counting 3 channels and, without ``size``, the first
+    readable image's size."""
     from PIL import Image
 
     root = Path(folder).expanduser()
     files = [p for p in root.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.parts[-2:])]
-    if not files:
-        return 0
     if size is None:
         for p in files:
             try:
@@ -74,15 +74,25 @@ def estimated_bytes(folder: str | Path, size: tuple[int, int] | None) -> int:
             except (OSError, ValueError):
                 continue
     h, w = size or (0, 0)
-    return len(files) * 3 * h * w
+    return len(files), 3 * h * w
 
 
-def too_large(folder: str | Path, size: tuple[int, int] | None) -> bool:
-    """True when the folder's decoded images would not fit in the memory available now."""
+def too_large(folder: str | Path, size: tuple[int, int] | None, store: Path | None = None) -> bool:
+    """True when the folder's decoded images would not fit in the memory available now, but a store of them
+    would: one image fits in memory and the store on the disk holding ``store``. Otherwise the in-memory loader
+    runs and says what does not fit."""
     from ..memory import available_bytes
 
     avail = available_bytes()
-    return avail is not None and estimated_bytes(folder, size) > avail * 0.8
+    if avail is None:
+        return False
+    n, per = estimated_bytes(folder, size)
+    if n * per <= avail * 0.8 or per * 5 > avail:
+        return False
+    place = Path(store) if store is not None else sources.cache_dir()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    return shutil.disk_usage(place).free > n * per
 
 
 # --- the listing --------------------------------------------------------------------------------------------
