@@ -401,7 +401,7 @@ def manifest(store: str | Path) -> dict[str, Any]:
 
 
 def load(store: str | Path, split: str, size: tuple[int, int] | None = None, verify: bool = True) -> dict[str, Any]:
-    """One split of a store: ``images`` a read-only-in-practice uint8 tensor mapped from disk, ``labels``,
+    """One split of a store: ``images`` a uint8 tensor mapped from disk (copy-on-write: a write never reaches the file), ``labels``,
     ``classes``. Every chunk the split touches is checked against its CRC-32 first (``verify``)."""
     import torch
 
