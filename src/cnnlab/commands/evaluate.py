@@ -113,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         net, model, prep = ck.rebuild()
         seed = check_seed(args.seed if args.seed is not None else ck.seed)
         fraction = args.val_fraction if args.val_fraction is not None else ck.val_fraction or 0.1
-        size = parse_size(args.size) or prep.read_size
+        from ..data.store import is_store
+
+        size = parse_size(args.size) or (None if is_store(args.data) else prep.read_size)
         data = load(args.data, args.split, data_dir=args.data_dir, size=size, val_fraction=fraction, seed=seed)
         crop = parse_size(args.crop, "--crop") or (prep.data_shape[1:] if prep.resize and not args.size else None)
         if crop is not None:
@@ -127,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
                           f"trained on {c}x{h}x{w}")
     if len(data.classes) != len(classes):
         raise CnnlabError(f"{args.data} has {len(data.classes)} classes, the checkpoint {len(classes)}")
+    if data.mapped and data.classes != classes:
+        raise CnnlabError(f"store {args.data} has other classes ({', '.join(data.classes[:4])}, ...) than the "
+                          f"checkpoint ({', '.join(classes[:4])}, ...): evaluate on the data it was trained on")
     if len(data) == 0:
         raise CnnlabError(f"the {args.split} split of {args.data} is empty")
     device = resolve_device(args.device)

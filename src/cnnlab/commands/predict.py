@@ -7,10 +7,12 @@ on. Digits for an MNIST model should be light on a dark background, as MNIST's a
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CnnlabError
+from ..text import safe_text
 from ._common import print_json
 from .evaluate import add_pretrained_args, check_pretrained_args
 
@@ -25,7 +27,7 @@ ORDER = 42
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a .pt file written by 'cnnlab train', or with --weights a model (zoo name or spec)")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...) or a prepared store (its held-out images)")
     p.add_argument("--top", type=int, default=1, metavar="K", help="show the K most likely classes (default 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
@@ -81,6 +83,41 @@ def _class_names(path: str) -> list[str]:
     return names
 
 
+def inputs(paths: list[str], channels: int, size: tuple[int, int], chunk: int = 256, *,
+           read_size: tuple[int, int] | None = None, crop: tuple[int, int] | None = None
+           ) -> tuple[list[str], Iterator[torch.Tensor]]:
+    """The names and batches to classify: image files, and for a prepared store its held-out images (its
+    training images when it holds none), read from its memory map ``chunk`` at a time. Files are decoded at
+    ``read_size`` (default ``size``) and cut to their centre ``crop``, as the training images were."""
+    import torch
+
+    from ..data import store
+
+    names: list[str] = []
+    parts: list[tuple[Any, int, int]] = []  # (a stacked batch of files or a store's images, start, stop)
+    files: list[torch.Tensor] = []
+    for p in paths:
+        if not store.is_store(p):
+            files.append(read_image(p, channels, read_size or size, crop))
+            names.append(p)
+            continue
+        m = store.manifest(p)
+        split = "val" if m["splits"]["val"][1] > m["splits"]["val"][0] else "train"
+        lo, hi = m["splits"][split]
+        data = store.load(p, split)
+        if tuple(data["images"].shape[1:]) != (channels, *size):
+            raise CnnlabError(f"store {p} holds {'x'.join(map(str, data['images'].shape[1:]))} images but the model "
+                              f"takes {channels}x{size[0]}x{size[1]}: prepare a store with --size {size[0]}x{size[1]}")
+        if files:
+            parts.append((torch.stack(files), 0, len(files)))
+            files = []
+        names += [f"{p}/{e[0]}" for e in m["files"][lo:hi]]
+        parts += [(data["images"], i, min(i + chunk, hi - lo)) for i in range(0, hi - lo, chunk)]
+    if files:
+        parts.append((torch.stack(files), 0, len(files)))
+    return names, (t[a:b].clone() for t, a, b in parts)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise CnnlabError(f"--top must be >= 1, got {args.top}")
@@ -102,21 +139,23 @@ def run(args: argparse.Namespace) -> int:
         classes = ck.classes
     c, h, w = prep.data_shape
     crop = (h, w) if prep.resize else None
-    batch = torch.stack([read_image(p, c, prep.read_size, crop) for p in args.images])
+    names, batches = inputs(args.images, c, (h, w), read_size=prep.read_size, crop=crop)
     device = resolve_device(args.device)
     model.to(device)
+    prep_dev = prep.to(device)
     with torch.inference_mode():
-        probs = model(prep.to(device)(batch.to(device))).float().softmax(1).cpu()
+        probs = torch.cat([model(prep_dev(b.to(device))).float().softmax(1).cpu() for b in batches])
     k = min(args.top, len(classes))
     top = probs.topk(k, 1)
     rows = [{"image": p, "predictions": [{"class": classes[int(i)], "probability": float(v)}
                                          for v, i in zip(top.values[n], top.indices[n])]}
-            for n, p in enumerate(args.images)]
+            for n, p in enumerate(names)]
     if args.format == "json":
         print_json(rows if k > 1 else [{"image": r["image"], **r["predictions"][0]} for r in rows])
         return 0
-    width = max(len(Path(p).name) for p in args.images)
-    for r in rows:
-        preds = "  ".join(f"{q['class']} {q['probability']:.1%}" for q in r["predictions"])
-        print(f"{Path(r['image']).name:<{width}}  {preds}")
+    shown = [safe_text(Path(p).name) for p in names]  # names from files and checkpoints: escaped
+    width = max(map(len, shown))
+    for name, r in zip(shown, rows):
+        preds = "  ".join(f"{safe_text(q['class'])} {q['probability']:.1%}" for q in r["predictions"])
+        print(f"{name:<{width}}  {preds}")
     return 0

@@ -9,11 +9,14 @@ size (see --fit). The named data sets validate on their test split; a folder on 
 OUT (default runs/MODEL-DATA) receives metrics.json (one object per epoch), curves.png, last.pt
 (every epoch) and best.pt (best validation metric). Multi-GPU or multi-process:
   torchrun --nproc_per_node N -m cnnlab train MODEL --data ...
+A folder too large for memory is first prepared into a store (see 'cnnlab data prepare'); a store given to
+--data is read through its memory map, each process reading its own shard of every epoch's order.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +54,8 @@ def parse_size(text: str | None, what: str = "--size") -> tuple[int, int] | None
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, metavar="D", help="mnist, cifar10, cifar100 or an image folder path")
+    p.add_argument("--data", required=True, metavar="D",
+                   help="mnist, cifar10, cifar100, an image folder path or a store from 'cnnlab data prepare'")
     p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's original files")
     p.add_argument("--size", metavar="HxW", help="image folders: resize to HxW (scale to cover, centre crop)")
     p.add_argument("--crop", metavar="HxW",
@@ -190,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train import Options, Trainer
 
     augment = preset(recipe.augment)
+    args.data = large_folder_store(args.data, size, args.val_fraction, seed)
     train = load(args.data, "train", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction,
                  seed=seed)
     val = load(args.data, "val", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction, seed=seed)
@@ -208,6 +213,10 @@ def run(args: argparse.Namespace) -> int:
     net = load_network(args)
     aug = augment.fit(train.images, torch.Generator().manual_seed(seed)) if augment.active else None
     folder = Path(args.data).is_dir()
+    if train.mapped:  # a store keeps the split it was prepared with
+        from ..data import store
+
+        args.val_fraction = store.manifest(args.data)["val_fraction"]
     opts = Options(out=out, device=args.device, amp=args.amp, channels_last=args.channels_last,
                    compile=args.compile, seed=seed, val_fraction=args.val_fraction if folder else None,
                    resume=args.resume, overwrite=args.overwrite,
@@ -254,6 +263,26 @@ def parameter_table(rows: list[tuple[str, int, int]]) -> str:
     lines = [f"  {'parameters':<{w}}  {'trainable':>12}  {'frozen':>12}"]
     lines += [f"  {name:<{w}}  {a:>12,}  {b:>12,}" for name, a, b in rows]
     return "\n".join(lines)
+
+
+def large_folder_store(data: str, size: tuple[int, int] | None, val_fraction: float, seed: int) -> str:
+    """``data``, or for a folder too large to decode into memory the store it is prepared into first."""
+    path = Path(data).expanduser()
+    if not path.is_dir():
+        return data
+    from ..data import store
+
+    out = store.default_location(path, size)
+    if store.is_store(path) or not store.too_large(path, size, out):
+        return data
+    from ..memory import available_bytes, human_bytes
+
+    n, per = store.estimated_bytes(path, size)
+    need, avail = n * per, available_bytes() or 0
+    if os.environ.get("RANK", "0") == "0":  # under torchrun the ranks take turns; the first one prepares
+        print(f"{path.name} decodes to about {human_bytes(need)}, more than fits in the {human_bytes(avail)} of memory "
+              f"available: preparing the store {out} first (once; later runs reuse it)", flush=True)
+    return str(store.prepare(path, out, size, val_fraction=val_fraction, seed=seed))
 
 
 def _best_text(row: dict) -> str:

@@ -33,6 +33,7 @@ class ImageSet:
     labels: torch.Tensor
     classes: list[str]
     name: str = ""
+    mapped: bool = False  # images are mapped from a prepared store on disk, not held in memory
 
     def __post_init__(self) -> None:
         import torch
@@ -70,7 +71,8 @@ def load(source: str, split: str = "train", *, data_dir: str | Path | None = Non
          size: tuple[int, int] | None = None, val_fraction: float = 0.1, seed: int = 0) -> ImageSet:
     """Load one split of a data set into memory.
 
-    ``source``: ``mnist`` | ``cifar10`` | ``cifar100`` | a path to an image folder (one sub-folder per class).
+    ``source``: ``mnist`` | ``cifar10`` | ``cifar100`` | a path to an image folder (one sub-folder per class) |
+    a store made by :func:`cnnlab.data.store.prepare` (its own split; ``val_fraction`` and ``seed`` unused).
     ``split``: ``train`` | ``test`` | ``val``. For an image folder ``val`` and ``test`` are its held-out
     images (``val/`` or ``test/`` sub-folders when present, else ``val_fraction`` of each class, drawn with
     ``seed``); the named sets publish no validation split, so there ``val`` is their test split.
@@ -96,6 +98,12 @@ def load(source: str, split: str = "train", *, data_dir: str | Path | None = Non
             obj = cifar.load(name, named_split, ddir)
         return ImageSet(obj["images"], obj["labels"], list(obj["classes"]), f"{name}/{named_split}")
     path = Path(str(source)).expanduser()
+    from . import store
+
+    if store.is_store(path):
+        obj = store.load(path, s, size=size)
+        return ImageSet(obj["images"], obj["labels"], list(obj["classes"]), f"{path.resolve().name}/{s}",
+                        mapped=True)
     if not path.is_dir():
         close = difflib.get_close_matches(name, NAMED, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""

@@ -196,7 +196,9 @@ def pca_basis(images: torch.Tensor, max_pixels: int = 1_000_000, generator: Gen 
         raise CnnlabError(f"PCA colour jitter needs RGB images (N, 3, H, W), got {tuple(images.shape)}")
     n, _, h, w = images.shape
     idx = torch.randint(0, n * h * w, (min(max_pixels, n * h * w),), generator=generator)
-    pix = images.permute(1, 0, 2, 3).reshape(3, -1)[:, idx.to(images.device)].double().cpu()
+    idx = idx.to(images.device)
+    # Gather the sampled pixels only: a channel-first reshape would copy the whole set (a mapped store too).
+    pix = images[idx // (h * w), :, (idx % (h * w)) // w, idx % w].T.double().cpu()
     scale = 255.0 if images.dtype == torch.uint8 else 1.0
     vals, vecs = torch.linalg.eigh(torch.cov(pix / scale))
     return vals.flip(0).float(), vecs.flip(1).float()

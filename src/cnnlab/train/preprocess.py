@@ -64,6 +64,7 @@ class Preprocess:
             return cls.imagenet((c, h, w), pad)
         s1 = torch.zeros(c, h, w, dtype=torch.float64)
         s2 = torch.zeros(c, dtype=torch.float64)
+        chunk = max(1, min(chunk, (64 << 20) // max(1, c * h * w * 8)))  # float64 copies of at most 64 MiB
         for i in range(0, n, chunk):
             x = images[i:i + chunk].double()
             s1 += x.sum(0)

@@ -1,8 +1,9 @@
-"""The training loop: in-memory uint8 batches, one recipe, checkpoints, metrics and curves.
+"""The training loop: uint8 batches from memory or a store mapped from disk, one recipe, checkpoints, metrics.
 
 Batches are sliced from the in-memory image tensor by a seeded permutation, converted and
 augmented as whole batches on the training device: no per-sample Dataset or worker processes,
-which on a small CPU cost more than the model itself. Every epoch reseeds its permutation,
+which on a small CPU cost more than the model itself. A prepared store (:mod:`cnnlab.data.store`) is indexed
+the same way through its memory map, so only the batch is ever copied. Every epoch reseeds its permutation,
 augmentation and dropout from (seed, epoch), so a run resumed after epoch k replays exactly the
 epochs an uninterrupted run would have.
 """
@@ -237,6 +238,7 @@ class Trainer:
         on_dev = self.device.type == "cuda" and train.images.nbytes < 2**31
         self.images = train.images.to(self.device) if on_dev else train.images
         self.labels = train.labels.to(self.device) if on_dev else train.labels
+        self.mapped = bool(getattr(train, "mapped", False)) and not on_dev
 
     def _wrap(self) -> None:
         """DDP and compile wrappers; built again when frozen layers thaw (DDP syncs only the
@@ -341,11 +343,10 @@ class Trainer:
         return F.cross_entropy(out, y, label_smoothing=ls), out
 
     def _batch(self, idx: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.images[idx]
+        x = gather(self.images, idx, self.mapped)
         y = self.labels[idx]
         if x.device != self.device:
-            x = x.to(self.device, non_blocking=True)
-            y = y.to(self.device, non_blocking=True)
+            x, y = to_device(x, self.device), to_device(y, self.device)
         if self.opts.augment is not None and gen is not None:
             x = self.opts.augment(x, gen)
         x = self.prep_dev(x)
@@ -542,8 +543,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, prep:
     with torch.inference_mode():
         for i in range(0, len(mine), batch_size):
             idx = mine[i:i + batch_size]
-            x = prep(images[idx].to(device, non_blocking=True))
-            y = labels[idx].to(device, non_blocking=True)
+            x = prep(to_device(images[idx], device))
+            y = to_device(labels[idx], device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
@@ -561,6 +562,26 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, prep:
     if cm is not None:
         res["confusion"] = distributed.all_sum(cm, ctx).cpu()
     return res
+
+
+def gather(images: torch.Tensor, idx: torch.Tensor, mapped: bool = False) -> torch.Tensor:
+    """``images[idx]``; from a store mapped on disk the rows are read in file order (sequential pages, read-ahead
+    works) and put back in ``idx`` order, so the batch is the same as from memory."""
+    if not mapped or len(idx) < 2:
+        return images[idx]
+    order = idx.argsort()
+    out = torch.empty((len(idx), *images.shape[1:]), dtype=images.dtype)
+    out[order] = images[idx[order]]
+    return out
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a CPU batch to ``device``; to a GPU through pinned memory, so the copy runs without blocking."""
+    if t.device == device:
+        return t
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def _cpu(obj: Any) -> Any:
