@@ -34,7 +34,9 @@ def test_random_specs_reach_every_outcome() -> None:
     """The generator is not degenerate: a small run sees valid networks and both kinds of refusal."""
     seen: dict[str, int] = {}
 
-    @bounded(60)
+    # derandomized: a fixed sequence of examples, so the check does not depend on the draw's luck
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+              derandomize=True)
     @given(spec_texts())
     def sample(spec) -> None:
         outcome = check_spec(spec[1], spec[0], FOLDER)
