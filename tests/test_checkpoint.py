@@ -95,6 +95,9 @@ CRAFTED = [
     (_other_network, "its weights do not fit its network"),
     (_self_loop, "layers nested more than 100 levels deep"),
     (_residual_scale, "Residual field 'scale' must be a finite number, got 'abc'"),
+    # a forged input size: refused by arithmetic, before a 240 GB dense layer is allocated
+    (lambda s: s["preprocess"].update(data_shape=[1, 100000, 100000]),
+     "parameters at its 1x100000x100000 input, the file holds"),
     (lambda s: s["preprocess"].update(scale="abc"), "bad 'preprocess': scale is not a float tensor"),
     (lambda s: s["preprocess"].update(scale=torch.ones(3, 1, 1)), "scale has shape (3, 1, 1)"),
     (lambda s: s["preprocess"].update(shift=torch.full((1, 1, 1), float("nan"))), "shift holds NaN"),

@@ -411,3 +411,9 @@ def test_ceil_mode_with_one_sided_padding_is_refused(padding) -> None:
         network_from_spec({"input": [1, 7, 18], "layers": layers})
     layers[0]["ceil_mode"] = False
     network_from_spec({"input": [1, 7, 18], "layers": layers})
+
+
+@pytest.mark.parametrize("size", ["\u00b2x2", "2x\u00b2", "9" * 5000 + "x2", "0x5", "3x3x3"])
+def test_train_size_takes_ascii_whole_numbers(size: str, capsys, tmp_path) -> None:
+    rc, _, err = run(capsys, "train", "lenet5", "--data", "mnist", "--size", size, "--out", str(tmp_path / "r"))
+    assert rc == 2 and err.count("\n") == 1 and "malformed --size" in err and len(err) < 200

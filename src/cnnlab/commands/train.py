@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CnnlabError
+from ..text import safe_text
 from ._common import add_model_args, load_network
 
 NAME = "train"
@@ -47,9 +48,11 @@ def parse_milestones(text: str | None) -> tuple[float, ...] | None:
 def parse_size(text: str | None, what: str = "--size") -> tuple[int, int] | None:
     if text is None:
         return None
-    parts = text.lower().replace("×", "x").split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise CnnlabError(f"malformed {what} '{text}': give HxW, e.g. 150x150")
+    parts = [p.strip() for p in text.lower().replace("×", "x").split("x")]
+    # ASCII digits only ('²' is a digit to str.isdigit but not to int), at most 2**31 - 1 each
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 10 and 0 < int(p) < 2**31 for p in parts):
+        raise CnnlabError(f"malformed {what} '{safe_text(text)[:40]}': give HxW with two positive whole numbers, "
+                          "e.g. 150x150")
     return int(parts[0]), int(parts[1])
 
 

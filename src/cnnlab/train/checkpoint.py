@@ -125,9 +125,14 @@ class Checkpoint:
         from ..analysis import analyze
 
         try:
-            out = tuple(analyze(net, self.preprocess.input_shape).output_shape)
+            a = analyze(net, self.preprocess.input_shape)
         except CnnlabError as e:
             raise InvalidCheckpoint(f"its network does not take its {_x(self.preprocess.input_shape)} input ({e})") from None
+        out, params = tuple(a.output_shape), a.totals["params"]
+        stored = sum(t.numel() for t in self.model.values())
+        if params > stored:  # checked by arithmetic before anything is allocated (a forged input size)
+            raise InvalidCheckpoint(f"its weights do not fit its network (it has {params:,} parameters at its "
+                                    f"{_x(self.preprocess.input_shape)} input, the file holds {stored:,} values)")
         if out != (len(self.classes),):
             raise InvalidCheckpoint(f"it names {len(self.classes)} classes but its network outputs {_x(out)} values")
         try:
