@@ -310,6 +310,6 @@ def init_weights(model: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:  # affine=False: no gamma, beta
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)

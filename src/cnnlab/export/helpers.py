@@ -177,3 +177,15 @@ class GlobalAvgPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean((2, 3))
 ''')
+
+_helper("ScaleShift", '''
+class ScaleShift(nn.Module):
+    """x * mul + add with constants (a traced ``x / 6`` or ``x + 3``)."""
+
+    def __init__(self, mul: float, add: float) -> None:
+        super().__init__()
+        self.mul, self.add = mul, add
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mul + self.add
+''')

@@ -7,7 +7,7 @@ auxiliary heads. Blocks that come out identical share one class.
 
 Composite kinds are walked through :data:`cnnlab.network.KINDS`: a kind's ``run`` is executed
 with a flow whose values are variable names, so every step it takes becomes a line of code. A kind
-whose ``run`` needs more than the flow's ``chain``/``concat``/``add``/``side`` registers its own
+whose ``run`` needs more than the flow's ``chain``/``concat``/``add``/``mul``/``side`` registers its own
 emitter with :func:`register_emitter`; a leaf layer type registers one with
 :func:`register_layer`. Anything else is refused in one line.
 """
@@ -23,6 +23,8 @@ from typing import Any
 
 from ..errors import CnnlabError
 from ..layers import (
+    ELU,
+    GELU,
     LRN,
     RBF,
     AdaptiveAvgPool,
@@ -31,25 +33,36 @@ from ..layers import (
     BatchNorm,
     ChannelPad,
     Conv,
+    ConvTranspose,
     Dense,
     Dropout,
     Flatten,
     GlobalAvgPool,
+    GroupNorm,
+    Hardsigmoid,
+    Hardswish,
     Layer,
+    LayerNorm,
+    LeakyReLU,
     MaxPool,
+    Mish,
     PartialConv,
     ReLU,
+    ReLU6,
+    Scale,
     ScaledTanh,
     Shape,
     Sigmoid,
+    SiLU,
     Softmax,
     Subsample,
     Tanh,
+    Upsample,
     ZeroPad,
     pair,
     resolve_padding,
 )
-from ..network import KINDS, Network, Node, Sequential, is_inline, join
+from ..network import KINDS, Graph, Network, Node, Sequential, is_inline, join
 from .helpers import HELPERS, with_dependencies
 
 INDENT = "    "
@@ -143,7 +156,32 @@ def _zero_pad(p: ZeroPad, s: Shape) -> tuple[str, tuple[str, ...]]:
 
 def _batch_norm(b: BatchNorm, s: Shape) -> tuple[str, tuple[str, ...]]:
     cls = "BatchNorm2d" if len(s) == 3 else "BatchNorm1d"
-    return f"nn.{cls}({_args(s[0], eps=_unless(b.eps, 1e-5), momentum=_unless(b.momentum, 0.1))})", ()
+    kw = {"eps": _unless(b.eps, 1e-5), "momentum": _unless(b.momentum, 0.1), "affine": _unless(b.affine, True),
+          "track_running_stats": _unless(b.track_running_stats, True)}
+    return f"nn.{cls}({_args(s[0], **kw)})", ()
+
+
+def _layer_norm(n: LayerNorm, s: Shape) -> tuple[str, tuple[str, ...]]:
+    kw = {"eps": _unless(n.eps, 1e-5), "elementwise_affine": _unless(n.affine, True), "bias": _unless(n.bias, True)}
+    return f"nn.LayerNorm({_args(list(n.shape), **kw)})", ()
+
+
+def _group_norm(n: GroupNorm, s: Shape) -> tuple[str, tuple[str, ...]]:
+    return f"nn.GroupNorm({_args(n.groups, s[0], eps=_unless(n.eps, 1e-5), affine=_unless(n.affine, True))})", ()
+
+
+def _conv_transpose(c: ConvTranspose, s: Shape) -> tuple[str, tuple[str, ...]]:
+    k, st, p, op, d = (pair(v) for v in (c.kernel, c.stride, c.padding, c.output_padding, c.dilation))
+    kw = {"stride": _unless(st, (1, 1)), "padding": _unless(p, (0, 0)), "output_padding": _unless(op, (0, 0)),
+          "groups": _unless(c.groups, 1), "bias": _unless(c.bias, True), "dilation": _unless(d, (1, 1))}
+    return f"nn.ConvTranspose2d({_args(s[0], c.filters, k, **kw)})", ()
+
+
+def _upsample(u: Upsample, s: Shape) -> tuple[str, tuple[str, ...]]:
+    size = pair(u.size) if u.size is not None else None
+    kw = {"size": size, "scale_factor": u.scale if size is None else None, "mode": u.mode,
+          "align_corners": u.align_corners}
+    return f"nn.Upsample({_args(**kw)})", ()
 
 
 def _simple(text: str, *helpers: str) -> LayerEmitter:
@@ -160,7 +198,7 @@ register_layer(AdaptiveAvgPool, lambda p, s: (f"nn.AdaptiveAvgPool2d({_lit(pair(
 register_layer(AdaptiveMaxPool, lambda p, s: (f"nn.AdaptiveMaxPool2d({_lit(pair(p.output))})", ()))
 register_layer(GlobalAvgPool, _simple("GlobalAvgPool()", "GlobalAvgPool"))
 register_layer(ChannelPad, lambda p, s: (f"ChannelPad({p.channels - s[0]}, {p.stride})", ("ChannelPad",)))
-register_layer(Flatten, _simple("nn.Flatten()"))
+register_layer(Flatten, lambda f, s: (f"nn.Flatten({'' if f.start_dim == 1 else f.start_dim})", ()))
 register_layer(Dense, lambda d, s: (f"nn.Linear({_args(s[0], d.units, bias=_unless(d.bias, True))})", ()))
 register_layer(RBF, lambda r, s: (f"RBFOutput({s[0]}, {r.units})", ("RBFOutput",)))
 register_layer(BatchNorm, _batch_norm)
@@ -173,6 +211,17 @@ register_layer(Tanh, _simple("nn.Tanh()"))
 register_layer(Sigmoid, _simple("nn.Sigmoid()"))
 register_layer(ScaledTanh, lambda t, s: (f"ScaledTanh({t.a!r}, {t.s!r})", ("ScaledTanh",)))
 register_layer(Softmax, _simple("nn.Softmax(dim=1)"))
+for _cls in (SiLU, Hardswish, Hardsigmoid, ReLU6, Mish):  # torch.nn's module of the same name, no arguments
+    register_layer(_cls, _simple(f"nn.{_cls.__name__}()"))
+register_layer(GELU, lambda g, s: (f"nn.GELU({'' if g.approximate == 'none' else f'approximate={g.approximate!r}'})",
+                                   ()))
+register_layer(LeakyReLU, lambda a, s: (f"nn.LeakyReLU({'' if a.slope == 0.01 else repr(a.slope)})", ()))
+register_layer(ELU, lambda a, s: (f"nn.ELU({'' if a.alpha == 1.0 else repr(a.alpha)})", ()))
+register_layer(Scale, lambda a, s: (f"ScaleShift({a.mul!r}, {a.add!r})", ("ScaleShift",)))
+register_layer(LayerNorm, _layer_norm)
+register_layer(GroupNorm, _group_norm)
+register_layer(ConvTranspose, _conv_transpose)
+register_layer(Upsample, _upsample)
 
 
 # --------------------------------------------------------------------------- composite kinds
@@ -268,8 +317,8 @@ class CodeFlow:
             x = Value(target, out)
         return x
 
-    def concat(self, xs: list[Value]) -> Value:
-        v = self.fresh("out")
+    def concat(self, xs: list[Value], name: str = "out") -> Value:
+        v = self.fresh(name)
         self.lines.append(f"{v} = torch.cat([{', '.join(x.expr for x in xs)}], 1)")
         return Value(v, (sum(x.shape[0] for x in xs), *xs[0].shape[1:]))
 
@@ -279,6 +328,16 @@ class CodeFlow:
         self.lines.append(f"{v} = {shortcut.expr} + {term}")
         return Value(v, body.shape)
 
+    def mul(self, xs: list[Value]) -> Value:
+        return self.merge("out", "*", xs)
+
+    def merge(self, name: str, op: str, xs: list[Value]) -> Value:
+        """One variable ``name`` holding ``xs`` joined by ``op`` (``+`` or ``*``, left to right as
+        the built module does), its shape broadcast as PyTorch does."""
+        v = self.fresh(name)
+        self.lines.append(f"{v} = {f' {op} '.join(x.expr for x in xs)}")
+        return Value(v, _broadcast([x.shape for x in xs]))
+
     def side(self, nodes: tuple[Node, ...], x: Value) -> None:
         outer, self.lines = self.lines, []
         y = self.chain(nodes, x)
@@ -287,6 +346,36 @@ class CodeFlow:
         self.lines += [INDENT + line for line in inner]
         self.lines.append(f"{INDENT}aux.append({y.expr})")
         self.aux = True
+
+
+def _broadcast(shapes: list[Shape]) -> Shape:
+    from ..analysis import broadcast
+
+    return broadcast(shapes) or shapes[0]
+
+
+def _graph(g: Graph, x: Value, flow: CodeFlow) -> Value:
+    """A DAG as straight-line code: one variable per node and per merge, each named after it; a
+    merge is ``torch.cat([...], 1)``, ``a + b + ...`` or ``a * b * ...``, written where first read."""
+    values: dict[str, Value] = {"": x}
+    merges = {m.name: m for m in g.merges}
+
+    def value(name: str) -> Value:
+        if name not in values:
+            m = merges[name]
+            xs = [value(v) for v in m.inputs]
+            if m.op == "concat":
+                values[name] = flow.concat(xs, m.name)
+            else:
+                values[name] = flow.merge(m.name, "*" if m.op == "mul" else "+", xs)
+        return values[name]
+
+    for node, src in zip(g.nodes, g.inputs):
+        values[node.name] = flow.chain((node,), value(src))
+    return value(g.output or g.nodes[-1].name)
+
+
+register_emitter(Graph, _graph)
 
 
 # --------------------------------------------------------------------------- the file
