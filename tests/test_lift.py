@@ -304,3 +304,30 @@ def test_a_module_with_parameters_called_twice_is_refused_not_counted_twice() ->
     with pytest.raises(LiftError) as e:
         trace(Twice(), (4, 8, 8))
     assert e.value.unsupported == {"module Conv2d with parameters called again (shared weights)": 1}
+
+
+class SharedInput(nn.Module):
+    """A ReLU whose input is read again by another branch and by the sum: an in-place ReLU in the
+    built module would change that value under the other readers (the module's own ReLU is not in
+    place, so the value it reads stays as it was)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.relu, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.relu(y) * self.conv2(y) + y
+
+
+def test_a_value_read_twice_is_not_changed_in_place() -> None:
+    m = SharedInput().eval()
+    net = trace(m, (3, 8, 8))
+    built = build(net).eval()
+    ours = m.state_dict()
+    # the lifted names nest the layers in blocks; each ends with the module's own name
+    built.load_state_dict({k: ours[next(o for o in ours if k == o or k.endswith("." + o))]
+                           for k in built.state_dict()}, strict=True)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(built(x), m(x), atol=1e-6)

@@ -635,7 +635,9 @@ class ReLU(Layer):
     def build(self, s: Shape) -> Any:
         from torch import nn
 
-        return nn.ReLU(inplace=True)
+        # Not in place: in a concat, a residual sum or a graph, the value a ReLU reads may be read
+        # again by another branch, which an in-place ReLU would silently change.
+        return nn.ReLU()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -206,7 +206,7 @@ register_layer(BatchNorm, _batch_norm)
 register_layer(LRN, lambda n, s: (f"nn.LocalResponseNorm({_args(n.size, alpha=n.alpha * n.size, beta=n.beta, k=n.k)})",
                                   ()))
 register_layer(Dropout, lambda d, s: (f"nn.Dropout({'' if d.p == 0.5 else repr(d.p)})", ()))
-register_layer(ReLU, _simple("nn.ReLU(inplace=True)"))
+register_layer(ReLU, _simple("nn.ReLU()"))  # not in place: see layers.ReLU
 register_layer(Tanh, _simple("nn.Tanh()"))
 register_layer(Sigmoid, _simple("nn.Sigmoid()"))
 register_layer(ScaledTanh, lambda t, s: (f"ScaledTanh({t.a!r}, {t.s!r})", ("ScaledTanh",)))
