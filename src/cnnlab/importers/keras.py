@@ -20,6 +20,7 @@ from .. import layers as ly
 from ..errors import CnnlabError
 from ..layers import Layer, Shape
 from ..network import Merge, Network, Node, graph, join, seq
+from ..text import safe_text
 from ..validate import load_json, short
 
 MAX_CONFIG_BYTES = 64 * 2**20
@@ -305,7 +306,7 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
             raise CnnlabError(f"Keras layer '{name}': Rescaling by a per-channel scale is not supported; "
                               "give one number for scale and offset")
         return leaf(ly.Scale(name=name, mul=float(mul), add=float(add)), kept)
-    raise CnnlabError(f"Keras layer '{name}' ({short(cls)}) is not supported: cnnlab reads {', '.join(SUPPORTED)}; "
+    raise CnnlabError(f"Keras layer '{safe_text(name)}' ({safe_text(cls)}) is not supported: cnnlab reads {', '.join(SUPPORTED)}; "
                       "rewrite it with these layers")
 
 
