@@ -301,3 +301,47 @@ def test_import_cnnlab_loads_neither_torch_nor_keras(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": SRC})
     assert r.stdout.split() == ["44426", "False", "False"], r.stderr
+
+
+def test_spec_round_trip_keeps_the_figures(tmp_path: Path) -> None:
+    from cnnlab.network import load_spec, save_spec
+
+    net = from_config(json.loads(small_functional().to_json()))
+    save_spec(net, tmp_path / "small.yaml")
+    again = load_spec(tmp_path / "small.yaml")
+    a, b = analyze(net), analyze(again)
+    assert a.totals == b.totals and [s.output_shape for s in a.layers] == [s.output_shape for s in b.layers]
+    assert b.layer("small.dw_bn").params == 16 and b.layer("small.se_reshape").output_shape == (16, 1, 1)
+
+
+def test_cli_trains_a_keras_model(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(5):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"c{c}" / f"{i}.png")
+    model = tmp_path / "small.keras"
+    small_functional().save(model)
+    r = subprocess.run([sys.executable, "-m", "cnnlab", "train", str(model), "--data", str(tmp_path / "imgs"),
+                        "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "run")], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "PYTHONPATH": SRC})
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 1
+
+
+def test_two_thousand_layer_json_under_a_second(tmp_path: Path) -> None:
+    import time
+
+    layers = [{"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [None, 16, 16, 8]}}]
+    for i in range(1000):
+        layers.append({"class_name": "Conv2D", "config": {"name": f"c{i}", "filters": 8, "kernel_size": [3, 3],
+                                                          "padding": "same", "activation": "linear"}})
+        layers.append({"class_name": "ReLU", "config": {"name": f"r{i}"}})
+    p = tmp_path / "deep.json"
+    p.write_text(json.dumps({"class_name": "Sequential", "config": {"name": "deep", "layers": layers}}))
+    t = time.perf_counter()
+    a = analyze(load_model(str(p)))
+    assert time.perf_counter() - t < 1.0
+    assert len(a.layers) == 2000 and a.totals["params"] == 1000 * (9 * 8 * 8 + 8)

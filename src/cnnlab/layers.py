@@ -436,6 +436,27 @@ class ZeroPad(Layer):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Crop(Layer):
+    """Remove ``crop`` pixels (top, bottom, left, right) from the edges (Keras' Cropping2D)."""
+
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def figures(self, s: Shape) -> LayerFigures:
+        c, h, w = _need_map(self, s)
+        t, b, left, r = self.crop
+        if min(self.crop) < 0 or h - t - b < 1 or w - left - r < 1:
+            raise ShapeError(f"layer '{self.name}': cropping {t}, {b}, {left}, {r} from {fmt_shape(s)} leaves nothing; "
+                             "crop less, by non-negative amounts")
+        return LayerFigures(out=(c, h - t - b, w - left - r))
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        t, b, left, r = self.crop
+        return nn.ZeroPad2d((-left, -r, -t, -b))  # negative padding crops
+
+
+@dataclass(frozen=True, kw_only=True)
 class AdaptiveAvgPool(Layer):
     """Adaptive average pooling to a fixed ``output`` size (torchvision's ``avgpool``)."""
 
@@ -909,7 +930,7 @@ class Upsample(Layer):
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
-    for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, ChannelPad, AdaptiveAvgPool, AdaptiveMaxPool,
+    for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, Crop, ChannelPad, AdaptiveAvgPool, AdaptiveMaxPool,
                 GlobalAvgPool, Flatten, Reshape, Dense, RBF, BatchNorm, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
                 Softmax, SiLU, Hardswish, Hardsigmoid, ReLU6, Mish, GELU, LeakyReLU, ELU, Scale, LayerNorm, GroupNorm,
                 ConvTranspose, Upsample)

@@ -209,8 +209,9 @@ def _crop_or_pad(cls: str, cfg: dict[str, Any], name: str) -> Layer:
         (t, b), (left, r) = (_pair(x, key, name) for x in v)
     else:
         raise CnnlabError(f"Keras layer '{name}': {key} {short(v)} is not an int, [h, w] or [[t, b], [l, r]]")
-    sign = 1 if cls == "ZeroPadding2D" else -1  # cropping is negative padding (PyTorch's ZeroPad2d crops)
-    return ly.ZeroPad(name=name, padding=(sign * t, sign * b, sign * left, sign * r))
+    if cls == "Cropping2D":
+        return ly.Crop(name=name, crop=(t, b, left, r))
+    return ly.ZeroPad(name=name, padding=(t, b, left, r))
 
 
 def _batchnorm(cfg: dict[str, Any], name: str, last: int) -> Layer:
