@@ -45,9 +45,13 @@ def test_public_names_resolve_to_their_modules() -> None:
     from cnnlab import adapt, analysis, models
 
     assert set(cnnlab.__all__) == {"__version__", "analyze", "build", "diagnose", "apply", "load_model",
-                                   "list_models", "fit", "analyze_module", "export_model"}
+                                   "list_models", "fit", "analyze_module", "export_model", "load_keras",
+                                   "load_caffe"}
     assert cnnlab.analyze is analysis.analyze and cnnlab.diagnose is adapt.diagnose and cnnlab.apply is adapt.apply
     assert cnnlab.load_model is models.load_model
+    from cnnlab.importers import caffe, keras
+
+    assert cnnlab.load_keras is keras.load_keras and cnnlab.load_caffe is caffe.load_caffe
     from cnnlab import torch_backend
 
     assert cnnlab.build is torch_backend.build

@@ -436,6 +436,27 @@ class ZeroPad(Layer):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Crop(Layer):
+    """Remove ``crop`` pixels (top, bottom, left, right) from the edges (Keras' Cropping2D)."""
+
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def figures(self, s: Shape) -> LayerFigures:
+        c, h, w = _need_map(self, s)
+        t, b, left, r = self.crop
+        if min(self.crop) < 0 or h - t - b < 1 or w - left - r < 1:
+            raise ShapeError(f"layer '{self.name}': cropping {t}, {b}, {left}, {r} from {fmt_shape(s)} leaves nothing; "
+                             "crop less, by non-negative amounts")
+        return LayerFigures(out=(c, h - t - b, w - left - r))
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        t, b, left, r = self.crop
+        return nn.ZeroPad2d((-left, -r, -t, -b))  # negative padding crops
+
+
+@dataclass(frozen=True, kw_only=True)
 class AdaptiveAvgPool(Layer):
     """Adaptive average pooling to a fixed ``output`` size (torchvision's ``avgpool``)."""
 
@@ -525,6 +546,25 @@ class Flatten(Layer):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Reshape(Layer):
+    """A vector to a map with unit axes, ``shape`` (C, 1, 1) (Keras' ``Reshape((1, 1, C))`` before a
+    squeeze-excitation gate): the same values, no parameters."""
+
+    shape: tuple[int, ...]
+
+    def figures(self, s: Shape) -> LayerFigures:
+        if math.prod(s) != math.prod(self.shape) or any(d < 1 for d in self.shape):
+            raise ShapeError(f"layer '{self.name}': cannot reshape {fmt_shape(s)} to {fmt_shape(self.shape)}; "
+                             "give a shape with as many values")
+        return LayerFigures(out=tuple(self.shape), explain=lambda: [f"{fmt_shape(s)} -> {fmt_shape(self.shape)}"])
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.Unflatten(1, tuple(self.shape))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
     """Fully connected layer."""
 
@@ -578,20 +618,28 @@ class BatchNorm(Layer):
     momentum: float = 0.1
     affine: bool = True  # without it there is no gamma and beta
     track_running_stats: bool = True  # without it there are no running statistics
+    center: bool = True  # beta, when affine (Keras' center=False drops it)
+    scale: bool = True  # gamma, when affine (Keras' scale=False drops it)
 
     def figures(self, s: Shape) -> LayerFigures:
         c = s[0]
-        p, b = 2 * c * self.affine, 2 * c * self.track_running_stats
+        kept = [n for n, on in (("gamma", self.scale), ("beta", self.center)) if on and self.affine]
+        p, b = len(kept) * c, 2 * c * self.track_running_stats
+        what = f"{len(kept)} * {c} ({', '.join(kept)})" if p else "0 (not affine)"
         return LayerFigures(out=s, params=p, buffers=b,
-                    explain=lambda: [f"params: {'2 * ' + str(c) + ' (gamma, beta)' if p else '0 (not affine)'}; "
-                                     f"buffers: {'2 * ' + str(c) if b else '0 (batch statistics only)'}"])
+                    explain=lambda: [f"params: {what}; buffers: {'2 * ' + str(c) if b else '0 (batch statistics only)'}"])
 
     def build(self, s: Shape) -> Any:
         from torch import nn
 
         cls = nn.BatchNorm2d if len(s) == 3 else nn.BatchNorm1d
-        return cls(s[0], eps=self.eps, momentum=self.momentum, affine=self.affine,
-                   track_running_stats=self.track_running_stats)
+        bn = cls(s[0], eps=self.eps, momentum=self.momentum, affine=self.affine,
+                 track_running_stats=self.track_running_stats)
+        if self.affine and not self.scale:  # batch_norm treats a missing gamma as 1 and beta as 0
+            bn.weight = None
+        if self.affine and not self.center:
+            bn.bias = None
+        return bn
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -884,8 +932,8 @@ class Upsample(Layer):
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
-    for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, ChannelPad, AdaptiveAvgPool, AdaptiveMaxPool,
-                GlobalAvgPool, Flatten, Dense, RBF, BatchNorm, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
+    for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, Crop, ChannelPad, AdaptiveAvgPool, AdaptiveMaxPool,
+                GlobalAvgPool, Flatten, Reshape, Dense, RBF, BatchNorm, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
                 Softmax, SiLU, Hardswish, Hardsigmoid, ReLU6, Mish, GELU, LeakyReLU, ELU, Scale, LayerNorm, GroupNorm,
                 ConvTranspose, Upsample)
 }

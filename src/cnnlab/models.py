@@ -1,6 +1,7 @@
 """One way from a reference to a network, for Python and the CLI alike.
 
-A reference is a zoo name, a YAML/JSON spec file, or a PyTorch module written ``file.py:NAME`` or
+A reference is a zoo name, a YAML/JSON spec file, a Keras config (``.keras`` archive or
+``model.to_json()`` file), a Caffe ``.prototxt``, or a PyTorch module written ``file.py:NAME`` or
 ``package.module:NAME`` (traced at ``input_shape``). Only tracing imports torch.
 """
 
@@ -17,7 +18,7 @@ from .errors import CnnlabError
 from .layers import Shape
 from .network import Network, load_spec
 
-SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".keras", ".prototxt")
 
 
 def list_models() -> list[str]:
@@ -61,7 +62,7 @@ def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | N
         raise CnnlabError(f"--shortcut applies to the zoo's ResNets, not to {ref}: a spec file or a module "
                           "keeps the shortcuts it describes")
     if spec:
-        return load_spec(ref)
+        return load_file(ref)
     if module:
         return trace_module(ref, input_shape, kwargs)
     kw: dict[str, Any] = {}
@@ -78,6 +79,26 @@ def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | N
                 raise CnnlabError(f"--{opt.replace('_', '-')} must be >= 1, got {v}")
             kw[key] = v
     return zoo.get(ref, **kw)
+
+
+def load_file(path: str) -> Network:
+    """A model file: a cnnlab spec, a Keras ``.keras`` archive or ``model.to_json()`` file (told by
+    its content), or a Caffe ``.prototxt``."""
+    low = path.lower()
+    if low.endswith(".keras"):
+        from .importers.keras import load_keras
+
+        return load_keras(path)
+    if low.endswith(".prototxt"):
+        from .importers.caffe import load_caffe
+
+        return load_caffe(path)
+    if low.endswith(".json"):
+        from .importers.keras import load_keras, looks_like_keras_json
+
+        if looks_like_keras_json(path):
+            return load_keras(path)
+    return load_spec(path)
 
 
 def _builder_parameters(name: str) -> Mapping[str, inspect.Parameter]:

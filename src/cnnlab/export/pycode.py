@@ -155,6 +155,9 @@ def _zero_pad(p: ZeroPad, s: Shape) -> tuple[str, tuple[str, ...]]:
 
 
 def _batch_norm(b: BatchNorm, s: Shape) -> tuple[str, tuple[str, ...]]:
+    if b.affine and not (b.center and b.scale):
+        raise CnnlabError(f"layer '{b.name}' is a BatchNorm without {'gamma' if not b.scale else 'beta'} (Keras' "
+                          "center/scale), which the pytorch export cannot write: export to onnx or torchscript")
     cls = "BatchNorm2d" if len(s) == 3 else "BatchNorm1d"
     kw = {"eps": _unless(b.eps, 1e-5), "momentum": _unless(b.momentum, 0.1), "affine": _unless(b.affine, True),
           "track_running_stats": _unless(b.track_running_stats, True)}

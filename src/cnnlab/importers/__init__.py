@@ -1,0 +1,1 @@
+"""Networks written for other frameworks (Keras configs, Caffe prototxt) read into the description."""

@@ -1,0 +1,348 @@
+"""Caffe ``.prototxt`` (deploy or train_val) as a :class:`~cnnlab.network.Network`.
+
+The protobuf text format is read by a small parser of its own (no protobuf dependency): a message
+is a list of ``name: value`` and ``name { message }`` fields, repeated fields collect in order.
+Blobs are named values: each layer reads its ``bottom`` blobs and writes its ``top`` (in place
+when they are equal), so a layer graph becomes a :class:`Graph` (a chain stays a chain). Caffe
+pools round up (ceil mode); the analysis flags where that differs from PyTorch's floor.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .. import layers as ly
+from ..errors import CnnlabError
+from ..layers import Layer, Shape
+from ..network import Merge, Network, Node, graph
+from ..text import safe_text
+
+MAX_PROTOTXT_BYTES = 16 * 2**20
+
+Message = dict[str, list[Any]]
+
+_TOKEN = re.compile(r"""\s+|\#[^\n]*|(?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')|(?P<punct>[{}:;,<>\[\]])"""
+                    r"""|(?P<word>[A-Za-z0-9_.+\-]+)""")
+
+
+def parse_prototxt(text: str, where: str = "prototxt") -> Message:
+    """The protobuf text format as nested dicts of lists; errors name the line."""
+    tokens: list[tuple[str, str, int]] = []
+    line, pos = 1, 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise CnnlabError(f"{where}, line {line}: unexpected {safe_text(text[pos])!r}; is it a prototxt file?")
+        kind = m.lastgroup
+        if kind is not None:
+            tokens.append((kind, m.group(kind), line))
+        line += m.group(0).count("\n")
+        pos = m.end()
+    i = 0
+
+    def message(depth: int, end: str | None) -> Message:
+        nonlocal i
+        if depth > 64:
+            raise CnnlabError(f"{where}, line {tokens[i][2]}: nested more than 64 deep")
+        out: Message = {}
+        while i < len(tokens):
+            kind, tok, ln = tokens[i]
+            if kind == "punct" and tok in ("}", ">") and end is not None:
+                i += 1
+                return out
+            if kind != "word":
+                raise CnnlabError(f"{where}, line {ln}: expected a field name, got {tok!r}")
+            i += 1
+            if i < len(tokens) and tokens[i][1] == ":":
+                i += 1
+            if i >= len(tokens):
+                raise CnnlabError(f"{where}, line {ln}: field '{safe_text(tok)}' has no value")
+            vkind, v, vln = tokens[i]
+            if v in ("{", "<"):
+                i += 1
+                value: Any = message(depth + 1, "}" if v == "{" else ">")
+            elif vkind == "str":
+                i += 1
+                value = v[1:-1].encode().decode("unicode_escape") if "\\" in v else v[1:-1]
+            elif vkind == "word":
+                i += 1
+                value = _scalar(v)
+            else:
+                raise CnnlabError(f"{where}, line {vln}: field '{safe_text(tok)}' has no value (got {v!r})")
+            out.setdefault(tok, []).append(value)
+            if i < len(tokens) and tokens[i][1] in (";", ","):
+                i += 1
+        if end is not None:
+            last = tokens[-1][2] if tokens else 1
+            raise CnnlabError(f"{where}, line {last}: a '{{' is never closed; add the missing '}}'")
+        return out
+
+    return message(0, None)
+
+
+def _scalar(v: str) -> Any:
+    try:
+        return int(v)
+    except ValueError:
+        pass
+    try:
+        return float(v)
+    except ValueError:
+        return {"true": True, "false": False}.get(v, v)
+
+
+def load_caffe(path: str | Path) -> Network:
+    """The network a Caffe ``.prototxt`` describes (``.caffemodel`` weights are not read)."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_PROTOTXT_BYTES:
+            raise CnnlabError(f"{p.name}: over {MAX_PROTOTXT_BYTES >> 20} MiB; is it a prototxt?")
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CnnlabError(f"cannot read Caffe model {p.name}: {e}") from None
+    return from_prototxt(parse_prototxt(text, p.name), p.name, default_name=p.stem)
+
+
+# --------------------------------------------------------------------------- translation
+
+SUPPORTED = ("Input", "Data", "Convolution", "Pooling", "InnerProduct", "ReLU", "Sigmoid", "TanH", "LRN", "Dropout",
+             "Softmax", "Concat", "Eltwise", "BatchNorm", "Scale", "Split", "Flatten")
+_SKIPPED = ("Accuracy", "Silence")  # and every *Data and *Loss layer of a train_val file
+
+
+def _skipped(kind: str) -> bool:
+    return kind == "Input" or kind.endswith("Data") or kind.endswith("Loss") or kind in _SKIPPED
+
+
+def _one(msg: Message, key: str, default: Any = None) -> Any:
+    v = msg.get(key)
+    return v[-1] if v else default
+
+
+def _param(layer: Message, key: str) -> Message:
+    v = _one(layer, key, {})
+    return v if isinstance(v, dict) else {}
+
+
+def _hw(p: Message, base: str, default: int, name: str) -> tuple[int, int]:
+    """A Caffe size: ``base`` (one value, or one per axis) or ``base_h``/``base_w``."""
+    h, w = _one(p, f"{base}_h"), _one(p, f"{base}_w")
+    if h is not None or w is not None:
+        if h is None or w is None:
+            raise CnnlabError(f"Caffe layer '{name}': give both {base}_h and {base}_w")
+        vals = [h, w]
+    else:
+        got = p.get(base) or [default]
+        vals = [got[0], got[-1]] if len(got) in (1, 2) else []
+    if len(vals) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in vals):
+        raise CnnlabError(f"Caffe layer '{name}': {base} {got if h is None else (h, w)} is not one or two "
+                          "non-negative integers")
+    return vals[0], vals[1]
+
+
+@dataclass
+class _Builder:
+    taken: set[str]
+    nodes: list[Node] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
+    shapes: dict[str, Shape] = field(default_factory=dict)  # value -> channels-first shape
+    blobs: dict[str, str] = field(default_factory=dict)  # Caffe blob -> the value that holds it
+    notes: list[str] = field(default_factory=list)
+
+    def fresh(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.taken:
+            name, i = f"{base}_{i}", i + 1
+        self.taken.add(name)
+        return name
+
+    def add(self, layer: Layer, src: str) -> str:
+        out = layer.figures(self.shapes[src]).out
+        self.nodes.append(layer)
+        self.inputs.append(src)
+        self.shapes[layer.name] = out
+        return layer.name
+
+
+def _input_shape(net: Message, layers: list[Message], where: str) -> tuple[str, Shape] | None:
+    dims: list[Any] | None = None
+    name = _one(net, "input")
+    if name is not None:
+        shape = _one(net, "input_shape")
+        dims = (shape or {}).get("dim") if shape is not None else net.get("input_dim")
+    for layer in layers:
+        if dims is None and _one(layer, "type") == "Input":
+            name = _one(layer, "top")
+            dims = (_one(_param(layer, "input_param"), "shape") or {}).get("dim")
+    if dims is None:
+        for layer in layers:  # a train_val file: the data layer's crop is the input
+            crop = _one(_param(layer, "transform_param"), "crop_size")
+            if str(_one(layer, "type", "")).endswith("Data") and crop:
+                name, dims = (layer.get("top") or [None])[0], [1, 3, crop, crop]
+                break
+    if dims is None:
+        return None
+    if not isinstance(name, str) or len(dims) not in (2, 4) or \
+            not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise CnnlabError(f"{where}: input dims {dims} are not N x C x H x W (or N x D) positive integers")
+    return name, tuple(dims[1:])
+
+
+def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "caffe") -> Network:
+    """Translate a parsed prototxt."""
+    layers = net.get("layer", [])
+    if net.get("layers"):
+        raise CnnlabError(f"{where}: V1 'layers' entries; upgrade the file with Caffe's upgrade_net_proto_text")
+    if not layers or not all(isinstance(x, dict) for x in layers):
+        raise CnnlabError(f"{where}: no 'layer {{ ... }}' entries; is it a Caffe prototxt?")
+    found = _input_shape(net, layers, where)
+    if found is None:
+        raise CnnlabError(f"{where}: no input shape; add an Input layer, input_shape or input_dim")
+    model = str(_one(net, "name", default_name)) or default_name
+    names = [str(_one(x, "name", "")) for x in layers]
+    kept = [n for x, n in zip(layers, names) if not _skipped(str(_one(x, "type", "")))]
+    if len(set(kept)) != len(kept):
+        dup = next(n for n in kept if kept.count(n) > 1)
+        raise CnnlabError(f"{where}: two layers are named '{safe_text(dup)}'; give each layer its own name")
+    b = _Builder(set(names))
+    b.shapes[""] = found[1]
+    b.blobs[found[0]] = ""
+    for layer, name in zip(layers, names):
+        kind = _one(layer, "type")
+        if not isinstance(kind, str) or not name:
+            raise CnnlabError(f"{where}: a layer without a name or type; give both")
+        if _skipped(kind):
+            if kind != "Input":
+                b.notes.append(f"{kind} layer '{name}' skipped")
+            continue
+        bottoms, tops = layer.get("bottom", []), layer.get("top", [])
+        for blob in bottoms:
+            if blob not in b.blobs:
+                raise CnnlabError(f"{where}: Caffe layer '{safe_text(name)}' reads blob '{safe_text(blob)}', which "
+                                  "no earlier layer produces; order the layers so that each bottom is written first")
+        srcs = [b.blobs[x] for x in bottoms]
+        outs = _layer(b, layer, kind, name, srcs, where)
+        for blob, value in zip(tops, outs if len(outs) == len(tops) else outs * len(tops)):
+            b.blobs[blob] = value
+    if not b.nodes:
+        raise CnnlabError(f"{where}: no layers besides the input")
+    last = b.blobs[_one(layers[-1], "top")] if _one(layers[-1], "top") in b.blobs else b.nodes[-1].name
+    meta: dict[str, Any] = {"source": "caffe"}
+    if b.notes:
+        meta["notes"] = b.notes
+    chain = not b.merges and last == b.nodes[-1].name and \
+        all(src == (b.nodes[i - 1].name if i else "") for i, src in enumerate(b.inputs))
+    if chain:
+        return Network(model, tuple(b.nodes), found[1], meta)
+    return Network(model, (graph(model, b.nodes, b.inputs, b.merges, last if last != b.nodes[-1].name else ""),),
+                   found[1], meta)
+
+
+def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], where: str) -> list[str]:
+    """Add one Caffe layer; returns the values of its tops (one value for all tops when they share it)."""
+    if kind in ("Concat", "Eltwise"):
+        return [_merge(b, layer, kind, name, srcs)]
+    if kind == "Split":
+        return srcs[:1]
+    if len(srcs) != 1:
+        raise CnnlabError(f"{where}: Caffe layer '{safe_text(name)}' ({kind}) reads {len(srcs)} bottoms; give it one")
+    src = srcs[0]
+    s = b.shapes[src]
+    if kind == "Convolution":
+        p = _param(layer, "convolution_param")
+        k, st = _hw(p, "kernel_size", 1, name), _hw(p, "stride", 1, name)
+        pad, dil = _hw(p, "pad", 0, name), _hw(p, "dilation", 1, name)
+        return [b.add(ly.Conv(name=name, filters=int(_one(p, "num_output", 0)), kernel=k, stride=st, padding=pad,
+                              dilation=dil, groups=int(_one(p, "group", 1)), bias=bool(_one(p, "bias_term", True))),
+                      src)]
+    if kind == "Pooling":
+        p = _param(layer, "pooling_param")
+        op = _one(p, "pool", "MAX")
+        if op not in ("MAX", "AVE"):
+            raise CnnlabError(f"Caffe layer '{safe_text(name)}': pool {safe_text(op)} is not supported; use MAX or AVE")
+        if _one(p, "global_pooling", False):
+            cls = ly.AdaptiveMaxPool if op == "MAX" else ly.AdaptiveAvgPool
+            return [b.add(cls(name=name, output=1), src)]
+        k, st, pad = _hw(p, "kernel_size", 1, name), _hw(p, "stride", 1, name), _hw(p, "pad", 0, name)
+        if op == "MAX":
+            return [b.add(ly.MaxPool(name=name, kernel=k, stride=st, padding=pad, ceil_mode=True), src)]
+        return [b.add(ly.AvgPool(name=name, kernel=k, stride=st, padding=pad, ceil_mode=True), src)]
+    if kind == "InnerProduct":
+        p = _param(layer, "inner_product_param")
+        if len(s) != 1:  # Caffe flattens from axis 1 by itself
+            src = b.add(ly.Flatten(name=b.fresh(f"{name}_flatten")), src)
+        return [b.add(ly.Dense(name=name, units=int(_one(p, "num_output", 0)), bias=bool(_one(p, "bias_term", True))),
+                      src)]
+    if kind == "ReLU":
+        slope = float(_one(_param(layer, "relu_param"), "negative_slope", 0.0))
+        return [b.add(ly.LeakyReLU(name=name, slope=slope) if slope else ly.ReLU(name=name), src)]
+    if kind in ("Sigmoid", "TanH"):
+        return [b.add((ly.Sigmoid if kind == "Sigmoid" else ly.Tanh)(name=name), src)]
+    if kind == "LRN":
+        p = _param(layer, "lrn_param")
+        if _one(p, "norm_region", "ACROSS_CHANNELS") != "ACROSS_CHANNELS":
+            raise CnnlabError(f"Caffe layer '{safe_text(name)}': LRN within a channel is not supported; "
+                              "use ACROSS_CHANNELS")
+        size = int(_one(p, "local_size", 5))  # Caffe divides alpha by the window size; cnnlab's LRN does not
+        return [b.add(ly.LRN(name=name, size=size, alpha=float(_one(p, "alpha", 1.0)) / size,
+                             beta=float(_one(p, "beta", 0.75)), k=float(_one(p, "k", 1.0))), src)]
+    if kind == "Dropout":
+        return [b.add(ly.Dropout(name=name, p=float(_one(_param(layer, "dropout_param"), "dropout_ratio", 0.5))),
+                      src)]
+    if kind == "Softmax":
+        return [b.add(ly.Softmax(name=name), src)]
+    if kind == "Flatten":
+        return [b.add(ly.Flatten(name=name), src)]
+    if kind == "BatchNorm":
+        eps = float(_one(_param(layer, "batch_norm_param"), "eps", 1e-5))
+        return [b.add(ly.BatchNorm(name=name, eps=eps, affine=False), src)]
+    if kind == "Scale":
+        return [_scale(b, layer, name, src)]
+    raise CnnlabError(f"Caffe layer '{safe_text(name)}' ({safe_text(kind)}) is not supported: cnnlab reads "
+                      f"{', '.join(SUPPORTED)}; rewrite it with these layers")
+
+
+def _scale(b: _Builder, layer: Message, name: str, src: str) -> str:
+    """A Scale after a BatchNorm gives it gamma (and beta with bias_term): one affine BatchNorm."""
+    i = next((j for j, n in enumerate(b.nodes) if n.name == src), None)
+    bn = b.nodes[i] if i is not None else None
+    if not isinstance(bn, ly.BatchNorm) or bn.affine:
+        raise CnnlabError(f"Caffe layer '{safe_text(name)}': a Scale is supported right after a BatchNorm; "
+                          "put a BatchNorm before it")
+    bias = bool(_one(_param(layer, "scale_param"), "bias_term", False))
+    b.nodes[i] = replace(bn, affine=True, center=bias)  # type: ignore[index]
+    return src
+
+
+def _merge(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str]) -> str:
+    if len(srcs) < 2:
+        return srcs[0] if srcs else ""
+    shapes = [b.shapes[x] for x in srcs]
+    if kind == "Concat":
+        p = _param(layer, "concat_param")
+        axis = _one(p, "axis", _one(p, "concat_dim", 1))
+        if axis != 1 or len({s[1:] for s in shapes}) != 1:
+            raise CnnlabError(f"Caffe layer '{safe_text(name)}': cannot concatenate "
+                              f"{', '.join(map(ly.fmt_shape, shapes))} on axis {axis}; concatenate channels "
+                              "(axis 1) of maps of one size")
+        op, out = "concat", (sum(s[0] for s in shapes), *shapes[0][1:])
+    else:
+        p = _param(layer, "eltwise_param")
+        operation = _one(p, "operation", "SUM")
+        if operation not in ("SUM", "PROD") or p.get("coeff"):
+            raise CnnlabError(f"Caffe layer '{safe_text(name)}': Eltwise {safe_text(operation)} "
+                              f"{'with coefficients ' if p.get('coeff') else ''}is not supported; use SUM or PROD")
+        if len(set(shapes)) != 1:
+            raise CnnlabError(f"Caffe layer '{safe_text(name)}': Eltwise of {', '.join(map(ly.fmt_shape, shapes))}; "
+                              "give its bottoms one shape")
+        op, out = ("add" if operation == "SUM" else "mul"), shapes[0]
+    m = name
+    b.merges.append(Merge(m, op, tuple(srcs)))
+    b.shapes[m] = out
+    return m
+
+

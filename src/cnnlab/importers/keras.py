@@ -1,0 +1,499 @@
+"""Keras model configs (``model.to_json()`` or a ``.keras`` archive's ``config.json``) as a
+:class:`~cnnlab.network.Network`.
+
+A thin translator: each Keras layer becomes the cnnlab layer that computes the same thing, shown
+channels-first. A Sequential model becomes a chain; a Functional one a :class:`Graph` whose
+Add/Concatenate/Multiply layers are merges. Keras 3 and tf.keras 2 JSON are both read. Pure
+Python: neither Keras nor torch is imported.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import layers as ly
+from ..errors import CnnlabError
+from ..layers import Layer, Shape
+from ..network import Merge, Network, Node, graph, join, seq
+from ..text import safe_text
+from ..validate import load_json, short
+
+MAX_CONFIG_BYTES = 64 * 2**20
+
+SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
+             "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "BatchNormalization", "Activation", "ReLU",
+             "LeakyReLU", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
+             "Add", "Concatenate", "Multiply", "Rescaling")
+
+# Keras activation name -> a cnnlab layer (None: the identity).
+ACTIVATIONS: dict[str, Any] = {
+    "linear": None, "relu": ly.ReLU, "relu6": ly.ReLU6, "softmax": ly.Softmax, "sigmoid": ly.Sigmoid,
+    "tanh": ly.Tanh, "swish": ly.SiLU, "silu": ly.SiLU, "hard_swish": ly.Hardswish, "hard_silu": ly.Hardswish,
+    "hard_sigmoid": ly.Hardsigmoid, "gelu": ly.GELU, "elu": ly.ELU, "leaky_relu": ly.LeakyReLU,
+}
+_MERGES = {"Add": "add", "Concatenate": "concat", "Multiply": "mul"}
+_EXTRA = ("CustomScaleLayer",)  # keras.applications' own layer (InceptionResNetV2's scaled residual sum)
+_ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
+            "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
+            "SeparableConvolution2D": "SeparableConv2D"}
+
+
+def is_keras_config(data: Any) -> bool:
+    """Whether parsed JSON is a Keras model config (``"class_name"`` and ``"config"``)."""
+    return isinstance(data, dict) and "class_name" in data and isinstance(data.get("config"), dict)
+
+
+def looks_like_keras_json(path: str | Path) -> bool:
+    """Whether a ``.json`` file holds a Keras config, judged from its first few kilobytes."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return '"class_name"' in head and '"config"' in head
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The model config of a ``.keras`` archive or a JSON file."""
+    p = Path(path)
+    where = p.name
+    try:
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                if "config.json" not in z.namelist():
+                    raise CnnlabError(f"{where}: no config.json inside; save the model with model.save('m.keras')")
+                info = z.getinfo("config.json")
+                if info.file_size > MAX_CONFIG_BYTES:
+                    raise CnnlabError(f"{where}: config.json is over {MAX_CONFIG_BYTES >> 20} MiB")
+                text = z.read("config.json").decode("utf-8")
+        else:
+            if p.stat().st_size > MAX_CONFIG_BYTES:
+                raise CnnlabError(f"{where}: over {MAX_CONFIG_BYTES >> 20} MiB; is it a Keras config?")
+            text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, zipfile.BadZipFile) as e:
+        raise CnnlabError(f"cannot read Keras model {where}: {e}") from None
+    data = load_json(text, where)
+    if not is_keras_config(data):
+        raise CnnlabError(f"{where}: not a Keras model config (no \"class_name\"/\"config\"); "
+                          "write one with open(path, 'w').write(model.to_json())")
+    return data
+
+
+def load_keras(path: str | Path) -> Network:
+    """The network a Keras ``.keras`` archive or ``model.to_json()`` file describes."""
+    return from_config(read_config(path), where=Path(path).name)
+
+
+def snake(name: str) -> str:
+    """Keras' snake_case of a class name (the key of a layer's weights in ``model.weights.h5``)."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
+
+
+# --------------------------------------------------------------------------- translation
+
+
+@dataclass
+class _Value:
+    shape: Shape  # channels-first
+    flat: tuple[int, int, int] | None = None  # a flattened H, W, C map (Keras order), for Dense weights
+
+
+@dataclass
+class _Builder:
+    where: str
+    taken: set[str]
+    nodes: list[Node] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
+    values: dict[str, _Value] = field(default_factory=dict)
+    alias: dict[str, str] = field(default_factory=dict)  # Keras layer name -> the value it produced
+    flatten: dict[str, list[int]] = field(default_factory=dict)  # Dense name -> [H, W, C] it reads
+    weights: list[list[str]] = field(default_factory=list)  # [keras class, layer name] in order
+
+    def fresh(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.taken:
+            name, i = f"{base}_{i}", i + 1
+        self.taken.add(name)
+        return name
+
+    def add(self, node: Node, src: str, shape: Shape, flat: tuple[int, int, int] | None = None) -> str:
+        self.nodes.append(node)
+        self.inputs.append(src)
+        self.values[node.name] = _Value(shape, flat)
+        return node.name
+
+
+def _cfg(layer: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str]:
+    if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
+        raise CnnlabError(f"{where}: a layer entry {short(layer)} has no config; is it a Keras model config?")
+    cls = layer.get("class_name")
+    cfg = layer["config"]
+    name = cfg.get("name") or layer.get("name")
+    if not isinstance(cls, str) or not isinstance(name, str) or not name:
+        raise CnnlabError(f"{where}: a layer entry has no class_name or name; is it a Keras model config?")
+    return _ALIASES.get(cls, cls), cfg, name
+
+
+def _pair(v: Any, what: str, name: str) -> tuple[int, int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v):
+        return (v[0], v[1])
+    raise CnnlabError(f"Keras layer '{name}': {what} {short(v)} is not an int or a pair of ints")
+
+
+def _activation(v: Any, name: str) -> Any:
+    if isinstance(v, dict):  # a serialized function: {"class_name": "function", "config": "relu"}
+        v = v.get("config") if isinstance(v.get("config"), str) else v.get("class_name")
+    if v is None:
+        return None
+    if not isinstance(v, str) or v not in ACTIVATIONS:
+        raise CnnlabError(f"Keras layer '{name}': activation {short(v)} is not supported; use one of "
+                          f"{', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[v]
+
+
+def _check_channels_last(cfg: dict[str, Any], name: str) -> None:
+    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
+        raise CnnlabError(f"Keras layer '{name}': data_format {short(cfg['data_format'])} is not supported; "
+                          "build the model channels_last (the Keras default)")
+
+
+def _conv(cls: str, cfg: dict[str, Any], name: str, c: int) -> list[Layer]:
+    _check_channels_last(cfg, name)
+    k = _pair(cfg.get("kernel_size"), "kernel_size", name)
+    s = _pair(cfg.get("strides", 1), "strides", name)
+    d = _pair(cfg.get("dilation_rate", 1), "dilation_rate", name)
+    pad = cfg.get("padding", "valid")
+    if pad not in ("valid", "same"):
+        raise CnnlabError(f"Keras layer '{name}': padding {short(pad)} is not supported; use 'valid' or 'same'")
+    bias = bool(cfg.get("use_bias", True))
+    geo = dict(kernel=k, stride=s, dilation=d, padding=pad)
+    if cls == "Conv2D":
+        return [ly.Conv(name=name, filters=int(cfg["filters"]), groups=int(cfg.get("groups", 1)), bias=bias, **geo)]
+    mult = int(cfg.get("depth_multiplier", 1))
+    if cls == "DepthwiseConv2D":
+        return [ly.Conv(name=name, filters=c * mult, groups=c, bias=bias, **geo)]
+    return [ly.Conv(name="depthwise", filters=c * mult, groups=c, bias=False, **geo),
+            ly.Conv(name="pointwise", filters=int(cfg["filters"]), kernel=1, bias=bias)]
+
+
+def _pool(cls: str, cfg: dict[str, Any], name: str) -> Layer:
+    _check_channels_last(cfg, name)
+    k = _pair(cfg.get("pool_size", 2), "pool_size", name)
+    s = _pair(cfg.get("strides") or k, "strides", name)
+    pad = cfg.get("padding", "valid")
+    if pad not in ("valid", "same"):
+        raise CnnlabError(f"Keras layer '{name}': padding {short(pad)} is not supported; use 'valid' or 'same'")
+    if cls == "MaxPooling2D":
+        return ly.MaxPool(name=name, kernel=k, stride=s, padding=pad)
+    return ly.AvgPool(name=name, kernel=k, stride=s, padding=pad, count_include_pad=False)
+
+
+def _crop_or_pad(cls: str, cfg: dict[str, Any], name: str) -> Layer:
+    key = "padding" if cls == "ZeroPadding2D" else "cropping"
+    v = cfg.get(key, 1 if cls == "ZeroPadding2D" else 0)
+    if isinstance(v, int):
+        t = b = left = r = v
+    elif isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) for x in v):
+        t = b = v[0]
+        left = r = v[1]
+    elif isinstance(v, (list, tuple)) and len(v) == 2:
+        (t, b), (left, r) = (_pair(x, key, name) for x in v)
+    else:
+        raise CnnlabError(f"Keras layer '{name}': {key} {short(v)} is not an int, [h, w] or [[t, b], [l, r]]")
+    if cls == "Cropping2D":
+        return ly.Crop(name=name, crop=(t, b, left, r))
+    return ly.ZeroPad(name=name, padding=(t, b, left, r))
+
+
+def _batchnorm(cfg: dict[str, Any], name: str, last: int) -> Layer:
+    axis = cfg.get("axis", -1)
+    if isinstance(axis, list) and len(axis) == 1:
+        axis = axis[0]
+    if axis not in (-1, last):
+        raise CnnlabError(f"Keras layer '{name}': BatchNormalization over axis {short(axis)} is not supported; "
+                          "normalize the channels (axis=-1)")
+    return ly.BatchNorm(name=name, eps=float(cfg.get("epsilon", 1e-3)), momentum=1 - float(cfg.get("momentum", 0.99)),
+                        center=bool(cfg.get("center", True)), scale=bool(cfg.get("scale", True)))
+
+
+def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> str:
+    """Add the layer ``name`` reading value ``src``; returns the value it produces."""
+    v = b.values[src]
+    s = v.shape
+    kept = v.flat  # what a shape-keeping layer passes on
+
+    def leaf(layer: Layer, flat: tuple[int, int, int] | None = None) -> str:
+        return b.add(layer, src, layer.figures(s).out, flat)
+
+    def then(value: str, act: Any) -> str:
+        if act is None:
+            return value
+        layer = act(name=b.fresh(f"{name}_activation"))
+        return b.add(layer, value, layer.figures(b.values[value].shape).out, b.values[value].flat)
+
+    if cls in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
+        if len(s) != 3:
+            raise CnnlabError(f"Keras layer '{name}' ({cls}) needs a feature map but gets a vector of {s[0]}")
+        b.weights.append([cls, name])
+        parts = _conv(cls, cfg, name, s[0])
+        node: Node = parts[0] if len(parts) == 1 else seq(name, *parts)
+        out = s
+        for p in parts:
+            out = p.figures(out).out
+        return then(b.add(node, src, out), _activation(cfg.get("activation"), name))
+    if cls == "Dense":
+        b.weights.append([cls, name])
+        units, bias = int(cfg["units"]), bool(cfg.get("use_bias", True))
+        act = _activation(cfg.get("activation"), name)
+        if len(s) == 3:  # Keras applies Dense along the channels of every pixel: a 1x1 convolution
+            return then(leaf(ly.Conv(name=name, filters=units, kernel=1, bias=bias)), act)
+        if v.flat and v.flat[0] * v.flat[1] > 1:
+            b.flatten[name] = list(v.flat)
+        return then(leaf(ly.Dense(name=name, units=units, bias=bias)), act)
+    if cls in ("MaxPooling2D", "AveragePooling2D"):
+        return leaf(_pool(cls, cfg, name))
+    if cls in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        _check_channels_last(cfg, name)
+        avg = cls == "GlobalAveragePooling2D"
+        if cfg.get("keepdims"):
+            return leaf((ly.AdaptiveAvgPool if avg else ly.AdaptiveMaxPool)(name=name, output=1))
+        if avg:
+            return leaf(ly.GlobalAvgPool(name=name))
+        return leaf(seq(name, ly.AdaptiveMaxPool(name="pool", output=1), ly.Flatten(name="flatten")))
+    if cls == "BatchNormalization":
+        b.weights.append([cls, name])
+        return leaf(_batchnorm(cfg, name, len(s)), kept)
+    if cls == "Activation":
+        act = _activation(cfg.get("activation"), name)
+        if act is None:
+            return src
+        return leaf(act(name=name), kept)
+    if cls == "ReLU":
+        mx, slope, thr = cfg.get("max_value"), float(cfg.get("negative_slope") or 0.0), cfg.get("threshold") or 0.0
+        if thr:
+            raise CnnlabError(f"Keras layer '{name}': ReLU with a threshold is not supported; use threshold 0")
+        if mx is None and not slope:
+            return leaf(ly.ReLU(name=name), kept)
+        if mx is None:
+            return leaf(ly.LeakyReLU(name=name, slope=slope), kept)
+        if float(mx) == 6.0 and not slope:
+            return leaf(ly.ReLU6(name=name), kept)
+        raise CnnlabError(f"Keras layer '{name}': ReLU(max_value={mx}, negative_slope={slope}) is not supported; "
+                          "use max_value None or 6 without a slope")
+    if cls == "LeakyReLU":
+        slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
+        return leaf(ly.LeakyReLU(name=name, slope=float(slope)), kept)
+    if cls in ("Dropout", "SpatialDropout2D"):
+        return leaf(ly.Dropout(name=name, p=float(cfg.get("rate", 0.5))), kept)
+    if cls == "Flatten":
+        return leaf(ly.Flatten(name=name), (s[1], s[2], s[0]) if len(s) == 3 else kept)
+    if cls == "Reshape":
+        return _reshape(b, cfg, name, src, s, kept)
+    if cls in ("ZeroPadding2D", "Cropping2D"):
+        _check_channels_last(cfg, name)
+        return leaf(_crop_or_pad(cls, cfg, name))
+    if cls == "Rescaling":
+        mul, add = cfg.get("scale", 1.0), cfg.get("offset", 0.0)
+        if not isinstance(mul, (int, float)) or not isinstance(add, (int, float)):
+            raise CnnlabError(f"Keras layer '{name}': Rescaling by a per-channel scale is not supported; "
+                              "give one number for scale and offset")
+        return leaf(ly.Scale(name=name, mul=float(mul), add=float(add)), kept)
+    raise CnnlabError(f"Keras layer '{safe_text(name)}' ({safe_text(cls)}) is not supported: cnnlab reads {', '.join(SUPPORTED)}; "
+                      "rewrite it with these layers")
+
+
+def _reshape(b: _Builder, cfg: dict[str, Any], name: str, src: str, s: Shape,
+             kept: tuple[int, int, int] | None) -> str:
+    target = cfg.get("target_shape")
+    if not isinstance(target, (list, tuple)) or not all(isinstance(x, int) for x in target):
+        raise CnnlabError(f"Keras layer '{name}': target_shape {short(target)} is not a list of ints")
+    n = math.prod(s)
+    if -1 in target:
+        rest = math.prod(x for x in target if x != -1)
+        target = [n // rest if x == -1 else x for x in target]
+    if math.prod(target) != n:
+        raise CnnlabError(f"Keras layer '{name}': cannot reshape {n} values to {short(target)}")
+    if len(target) == 1:
+        layer = ly.Flatten(name=name)
+        return b.add(layer, src, layer.figures(s).out, (s[1], s[2], s[0]) if len(s) == 3 else kept)
+    if len(s) == 1 and len(target) == 3 and target[0] == target[1] == 1:
+        layer2 = ly.Reshape(name=name, shape=(target[2], 1, 1))
+        return b.add(layer2, src, layer2.figures(s).out)
+    raise CnnlabError(f"Keras layer '{name}': Reshape to {short(target)} is not supported; cnnlab reads a Reshape "
+                      "that flattens or adds unit axes ((1, 1, C))")
+
+
+def _merge(b: _Builder, cls: str, cfg: dict[str, Any], name: str, srcs: list[str]) -> str:
+    shapes = [b.values[x].shape for x in srcs]
+    if len(srcs) < 2:
+        raise CnnlabError(f"Keras layer '{name}' ({cls}) needs at least two inputs, got {len(srcs)}")
+    if cls == "Concatenate":
+        axis = cfg.get("axis", -1)
+        if axis not in (-1, len(shapes[0])):
+            raise CnnlabError(f"Keras layer '{name}': Concatenate on axis {short(axis)} is not supported; "
+                              "concatenate channels (axis=-1)")
+        if len({sh[1:] for sh in shapes}) != 1:
+            raise CnnlabError(f"Keras layer '{name}': cannot concatenate {', '.join(map(ly.fmt_shape, shapes))}")
+        out: Shape = (sum(sh[0] for sh in shapes), *shapes[0][1:])
+    else:
+        from ..analysis import broadcast
+
+        got = broadcast(shapes)
+        if got is None:
+            raise CnnlabError(f"Keras layer '{name}' ({cls}): shapes {', '.join(map(ly.fmt_shape, shapes))} "
+                              "do not broadcast")
+        out = got
+    m = b.fresh(name)
+    b.merges.append(Merge(m, _MERGES[cls], tuple(srcs)))
+    b.values[m] = _Value(out)
+    return m
+
+
+def _scaled_sum(b: _Builder, cfg: dict[str, Any], name: str, srcs: list[str]) -> str:
+    """keras.applications' InceptionResNetV2 ``CustomScaleLayer``: ``inputs[0] + inputs[1] * scale``."""
+    scale = cfg.get("scale")
+    if len(srcs) != 2 or not isinstance(scale, (int, float)):
+        raise CnnlabError(f"Keras layer '{name}' (CustomScaleLayer) needs two inputs and a numeric scale")
+    layer = ly.Scale(name=b.fresh(f"{name}_scale"), mul=float(scale))
+    scaled = b.add(layer, srcs[1], b.values[srcs[1]].shape)
+    return _merge(b, "Add", {}, name, [srcs[0], scaled])
+
+
+def _input_shape(cfg: dict[str, Any], name: str) -> Shape:
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    if shape is not None:
+        shape = shape[1:]
+    else:
+        shape = cfg.get("input_shape") or cfg.get("shape")
+    if not isinstance(shape, (list, tuple)) or not shape or not all(isinstance(x, int) and x > 0 for x in shape):
+        raise CnnlabError(f"Keras layer '{name}': input shape {short(shape)} is not fixed; give every "
+                          "dimension, e.g. Input(shape=(224, 224, 3))")
+    if len(shape) == 3:
+        return (shape[2], shape[0], shape[1])
+    if len(shape) == 1:
+        return (shape[0],)
+    raise CnnlabError(f"Keras layer '{name}': input shape {short(shape)} is neither (H, W, C) nor (N,)")
+
+
+def _tensor_ref(t: Any) -> str | None:
+    """The producing layer of one inbound tensor (Keras 3 ``__keras_tensor__`` or tf.keras 2 list)."""
+    if isinstance(t, dict) and t.get("class_name") == "__keras_tensor__":
+        hist = t.get("config", {}).get("keras_history")
+        return hist[0] if isinstance(hist, list) and hist and isinstance(hist[0], str) else None
+    if isinstance(t, list) and t and isinstance(t[0], str):
+        return t[0]
+    return None
+
+
+def _inbound(layer: dict[str, Any], name: str, where: str) -> list[str]:
+    nodes = layer.get("inbound_nodes", [])
+    if not nodes:
+        return []
+    if len(nodes) > 1:
+        raise CnnlabError(f"{where}: Keras layer '{name}' is called {len(nodes)} times; shared layers are not "
+                          "supported, give each call its own layer")
+    node = nodes[0]
+    if isinstance(node, dict):  # Keras 3: {"args": [tensor or [tensors]], "kwargs": {}}
+        args = node.get("args", [])
+        items = args[0] if len(args) == 1 and isinstance(args[0], list) else args
+    else:  # tf.keras 2: [[layer, node, tensor, kwargs], ...]
+        items = node
+    refs = [_tensor_ref(t) for t in items]
+    if not refs or any(r is None for r in refs):
+        raise CnnlabError(f"{where}: Keras layer '{name}' has inputs cnnlab cannot read: {short(items)}")
+    return refs  # type: ignore[return-value]
+
+
+def _endpoints(v: Any) -> list[str]:
+    if isinstance(v, list) and len(v) >= 1 and isinstance(v[0], str):
+        return [v[0]]
+    if isinstance(v, list):
+        return [x[0] for x in v if isinstance(x, list) and x and isinstance(x[0], str)]
+    return []
+
+
+def from_config(data: dict[str, Any], where: str = "Keras config") -> Network:
+    """Translate a parsed Keras model config."""
+    cls, cfg = data.get("class_name"), data["config"]
+    model_name = cfg.get("name") if isinstance(cfg.get("name"), str) else "keras_model"
+    entries = cfg.get("layers")
+    if cls not in ("Sequential", "Functional", "Model") or not isinstance(entries, list) or not entries:
+        raise CnnlabError(f"{where}: a {short(cls)} config; cnnlab reads a Sequential or Functional model with layers")
+    names = [_cfg(e, where)[2] for e in entries]
+    if len(set(names)) != len(names):
+        raise CnnlabError(f"{where}: layer names repeat; give each layer its own name")
+    b = _Builder(where, set(names))
+    meta: dict[str, Any] = {"source": "keras", "keras_class": cls}
+    if cls == "Sequential":
+        shape: Shape | None = None
+        prev = ""
+        for e in entries:
+            lcls, lcfg, name = _cfg(e, where)
+            if shape is None:
+                shape = _input_shape(lcfg if lcls == "InputLayer" else {**e.get("build_config", {}), **lcfg}, name)
+                b.values[""] = _Value(shape)
+            if lcls == "InputLayer":
+                continue
+            if lcls in _MERGES:
+                raise CnnlabError(f"{where}: Keras layer '{name}' ({lcls}) cannot sit in a Sequential model")
+            prev = _layer(b, lcls, lcfg, name, prev)
+        out = prev
+    else:
+        ins = _endpoints(cfg.get("input_layers"))
+        outs = _endpoints(cfg.get("output_layers"))
+        if len(ins) != 1 or len(outs) != 1:
+            raise CnnlabError(f"{where}: {len(ins)} inputs and {len(outs)} outputs; cnnlab reads models with one "
+                              "input and one output")
+        for e in entries:
+            lcls, lcfg, name = _cfg(e, where)
+            if lcls == "InputLayer":
+                if name != ins[0]:
+                    raise CnnlabError(f"{where}: input '{name}' is not the model's input '{ins[0]}'")
+                b.values[""] = _Value(_input_shape(lcfg, name))
+                b.alias[name] = ""
+                continue
+            refs = _inbound(e, name, where)
+            for r in refs:
+                if r not in b.alias:
+                    raise CnnlabError(f"{where}: Keras layer '{name}' reads '{r}', which no earlier layer produces")
+            srcs = [b.alias[r] for r in refs]
+            if lcls not in SUPPORTED and lcls not in _EXTRA:
+                _layer(b, lcls, lcfg, name, srcs[0])  # refuses it, naming the supported set
+            if lcls == "CustomScaleLayer":
+                b.alias[name] = _scaled_sum(b, lcfg, name, srcs)
+                continue
+            if lcls in _MERGES:
+                b.alias[name] = _merge(b, lcls, lcfg, name, srcs)
+                continue
+            if len(srcs) != 1:
+                raise CnnlabError(f"{where}: Keras layer '{name}' ({lcls}) reads {len(srcs)} inputs; give it one")
+            b.alias[name] = _layer(b, lcls, lcfg, name, srcs[0])
+        if "" not in b.values:
+            raise CnnlabError(f"{where}: no InputLayer; build the model from keras.Input(shape=...)")
+        if outs[0] not in b.alias:
+            raise CnnlabError(f"{where}: the output '{outs[0]}' is not a layer of the model")
+        out = b.alias[outs[0]]
+    if not b.nodes:
+        raise CnnlabError(f"{where}: the model has no layers besides its input")
+    meta["keras_weights"] = b.weights
+    if b.flatten:
+        meta["keras_flatten"] = b.flatten
+    chain = not b.merges and all(src == (b.nodes[i - 1].name if i else "") for i, src in enumerate(b.inputs)) \
+        and out == b.nodes[-1].name
+    if chain:
+        layers: tuple[Node, ...] = tuple(b.nodes)
+        meta["keras_prefix"] = ""
+    else:
+        g = graph(model_name, b.nodes, b.inputs, b.merges, out if out != b.nodes[-1].name else "")
+        layers = (g,)
+        meta["keras_prefix"] = join("", model_name)
+    return Network(model_name, layers, b.values[""].shape, meta)

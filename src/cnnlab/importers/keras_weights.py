@@ -1,0 +1,118 @@
+"""Keras 3 weights (``model.weights.h5``, alone or inside a ``.keras`` archive) copied into the
+PyTorch module built from the imported network.
+
+Keras stores a layer's variables under ``layers/<snake_case class name>[_n]/vars/<i>``, numbered
+in the model's layer order; kernels are channels-last and a Dense after a Flatten reads pixels in
+(H, W, C) order, so each array is transposed (and the Dense rows permuted) to PyTorch's layout.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CnnlabError
+from ..network import Network, join
+from .keras import snake
+
+
+def _read_layers(path: Path) -> dict[str, list[np.ndarray]]:
+    try:
+        import h5py
+    except ImportError:
+        raise CnnlabError("reading Keras weights needs h5py: pip install h5py") from None
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                if "model.weights.h5" not in z.namelist():
+                    raise CnnlabError(f"{path.name}: no model.weights.h5 inside; save the model with model.save()")
+                blob: Any = io.BytesIO(z.read("model.weights.h5"))
+        else:
+            blob = str(path)
+        with h5py.File(blob, "r") as h:
+            root = h.get("layers")
+            if root is None:
+                raise CnnlabError(f"{path.name}: no 'layers' group; give Keras 3 weights (model.save_weights or .keras)")
+            out: dict[str, list[np.ndarray]] = {}
+            for key, group in root.items():
+                vs = group.get("vars")
+                if vs is not None:
+                    out[key] = [np.asarray(vs[str(i)]) for i in range(len(vs))]
+            return out
+    except OSError as e:
+        raise CnnlabError(f"cannot read Keras weights {path.name}: {e}") from None
+
+
+def _conv(w: np.ndarray) -> np.ndarray:
+    return w.transpose(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
+
+
+def _depthwise(w: np.ndarray) -> np.ndarray:
+    kh, kw, c, m = w.shape  # output channel i*m + j comes from input channel i
+    return w.reshape(kh, kw, c * m, 1).transpose(2, 3, 0, 1)
+
+
+def _dense(w: np.ndarray, flat: list[int] | None) -> np.ndarray:
+    if flat:  # rows in Keras' (H, W, C) order -> PyTorch's (C, H, W)
+        h, wd, c = flat
+        w = w.reshape(h, wd, c, -1).transpose(2, 0, 1, 3).reshape(h * wd * c, -1)
+    return w.T
+
+
+def _arrays(cls: str, vs: list[np.ndarray], mod: nn.Module, flat: list[int] | None) -> dict[str, np.ndarray]:
+    """The module's tensors (by state_dict key) from Keras' variables, in Keras' order."""
+    if cls == "Conv2D":
+        return dict(zip(("weight", "bias"), (_conv(vs[0]), *vs[1:])))
+    if cls == "DepthwiseConv2D":
+        return dict(zip(("weight", "bias"), (_depthwise(vs[0]), *vs[1:])))
+    if cls == "SeparableConv2D":
+        return dict(zip(("depthwise.weight", "pointwise.weight", "pointwise.bias"),
+                        (_depthwise(vs[0]), _conv(vs[1]), *vs[2:])))
+    if cls == "Dense":
+        w = vs[0]
+        kernel = w.T[:, :, None, None] if isinstance(mod, nn.Conv2d) else _dense(w, flat)
+        return dict(zip(("weight", "bias"), (kernel, *vs[1:])))
+    if cls == "BatchNormalization":
+        keys = [k for k, on in (("weight", mod.weight is not None), ("bias", mod.bias is not None)) if on]
+        return dict(zip((*keys, "running_mean", "running_var"), vs))
+    raise CnnlabError(f"Keras layer class {cls} has no weights cnnlab can load")
+
+
+def load_keras_weights(module: nn.Module, net: Network, path: str | Path) -> nn.Module:
+    """Copy the Keras weights at ``path`` into ``module`` (``cnnlab.build(net)``) and return it."""
+    p = Path(path)
+    order = net.meta.get("keras_weights")
+    if order is None:
+        raise CnnlabError(f"network '{net.name}' was not imported from Keras; Keras weights cannot load into it")
+    stored = _read_layers(p)
+    prefix = net.meta.get("keras_prefix", "")
+    flatten = net.meta.get("keras_flatten", {})
+    used: dict[str, int] = {}
+    state = module.state_dict()
+    new: dict[str, torch.Tensor] = {}
+    for cls, name in order:
+        base = snake(cls)
+        n = used.get(base, 0)
+        used[base] = n + 1
+        key = base if n == 0 else f"{base}_{n}"
+        if key not in stored:
+            raise CnnlabError(f"{p.name}: no weights for Keras layer '{name}' (looked for layers/{key}); "
+                              "save the weights from the same model")
+        path_ = join(prefix, name)
+        mod = module.get_submodule(path_)
+        for k, arr in _arrays(cls, stored[key], mod, flatten.get(name)).items():
+            full = join(path_, k)
+            if full not in state or tuple(state[full].shape) != arr.shape:
+                got = tuple(state[full].shape) if full in state else "nothing"
+                raise CnnlabError(f"{p.name}: Keras layer '{name}' gives {k} of shape {arr.shape}, the module has "
+                                  f"{got}; save the weights from the same model")
+            new[full] = torch.from_numpy(np.ascontiguousarray(arr)).to(state[full].dtype)
+    module.load_state_dict(new, strict=False)
+    return module

@@ -1,0 +1,217 @@
+"""Caffe prototxt read into the description: layer structures of the public BVLC/Caffe examples,
+written here, with figures derived by hand or taken from cnnlab's own zoo models."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnnlab import zoo
+from cnnlab.analysis import analyze
+from cnnlab.errors import CnnlabError
+from cnnlab.importers.caffe import from_prototxt, load_caffe, parse_prototxt
+from cnnlab.models import load_model
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def conv(name: str, bottom: str, n: int, k: int, s: int = 1, p: int = 0, group: int = 1, bias: bool = True) -> str:
+    extra = f" group: {group}" if group > 1 else ""
+    extra += "" if bias else " bias_term: false"
+    return (f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}"\n'
+            f"  convolution_param {{ num_output: {n} kernel_size: {k} stride: {s} pad: {p}{extra} }} }}\n")
+
+
+def relu(name: str, blob: str) -> str:
+    return f'layer {{ name: "{name}" type: "ReLU" bottom: "{blob}" top: "{blob}" }}\n'
+
+
+def pool(name: str, bottom: str, k: int, s: int, p: int = 0, op: str = "MAX") -> str:
+    return (f'layer {{ name: "{name}" type: "Pooling" bottom: "{bottom}" top: "{name}"\n'
+            f"  pooling_param {{ pool: {op} kernel_size: {k} stride: {s} pad: {p} }} }}\n")
+
+
+def lrn(name: str, bottom: str) -> str:
+    return (f'layer {{ name: "{name}" type: "LRN" bottom: "{bottom}" top: "{name}"\n'
+            "  lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 } }\n")
+
+
+def fc(name: str, bottom: str, n: int) -> str:
+    return (f'layer {{ name: "{name}" type: "InnerProduct" bottom: "{bottom}" top: "{name}"\n'
+            f"  inner_product_param {{ num_output: {n} }} }}\n")
+
+
+def drop(name: str, blob: str) -> str:
+    return (f'layer {{ name: "{name}" type: "Dropout" bottom: "{blob}" top: "{blob}"\n'
+            "  dropout_param { dropout_ratio: 0.5 } }\n")
+
+
+# BVLC AlexNet's deploy.prototxt layer structure (conv, relu, norm, pool; grouped conv2/4/5).
+ALEXNET = ('name: "AlexNet"\n'
+           'layer { name: "data" type: "Input" top: "data" input_param { shape: { dim: 10 dim: 3 dim: 227 dim: 227 } } }\n'
+           + conv("conv1", "data", 96, 11, 4) + relu("relu1", "conv1") + lrn("norm1", "conv1") + pool("pool1", "norm1", 3, 2)
+           + conv("conv2", "pool1", 256, 5, p=2, group=2) + relu("relu2", "conv2") + lrn("norm2", "conv2")
+           + pool("pool2", "norm2", 3, 2)
+           + conv("conv3", "pool2", 384, 3, p=1) + relu("relu3", "conv3")
+           + conv("conv4", "conv3", 384, 3, p=1, group=2) + relu("relu4", "conv4")
+           + conv("conv5", "conv4", 256, 3, p=1, group=2) + relu("relu5", "conv5") + pool("pool5", "conv5", 3, 2)
+           + fc("fc6", "pool5", 4096) + relu("relu6", "fc6") + drop("drop6", "fc6")
+           + fc("fc7", "fc6", 4096) + relu("relu7", "fc7") + drop("drop7", "fc7")
+           + fc("fc8", "fc7", 1000) + 'layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }\n')
+
+
+def test_parser_reads_the_text_format() -> None:
+    msg = parse_prototxt('name: "x"  # a comment\ninput_dim: 1 input_dim: 3\nlayer { name: \'a\' type: "ReLU" '
+                         "relu_param: { negative_slope: 0.1 } }\nflag: true")
+    assert msg == {"name": ["x"], "input_dim": [1, 3], "flag": [True],
+                   "layer": [{"name": ["a"], "type": ["ReLU"], "relu_param": [{"negative_slope": [0.1]}]}]}
+
+
+def test_alexnet_equals_the_zoo(tmp_path: Path) -> None:
+    p = tmp_path / "alexnet.prototxt"
+    p.write_text(ALEXNET)
+    net = load_model(str(p))
+    a, z = analyze(net), analyze(zoo.get("alexnet"))
+    assert (a.totals["params"], a.totals["macs"]) == (z.totals["params"], z.totals["macs"]) == (60_965_224, 724_406_816)
+    for name in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8"):
+        assert a.layer(name).output_shape == z.layer(name).output_shape, name
+    assert a.layer("conv2").params == 5 * 5 * 48 * 256 + 256  # two towers: each filter sees 48 maps
+    norm = net.layers[2]
+    assert (norm.size, norm.alpha, norm.k) == (5, pytest.approx(1e-4 / 5), 1.0)  # Caffe divides alpha by the size
+
+
+def test_alexnet_adapts_to_a_wide_input(tmp_path: Path) -> None:
+    p = tmp_path / "alexnet.prototxt"
+    p.write_text(ALEXNET)
+    r = subprocess.run([sys.executable, "-m", "cnnlab", "adapt", str(p), "--input", "3x270x480"], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "PYTHONPATH": SRC})
+    assert r.returncode == 0, r.stderr
+    assert "Verdict" in r.stdout
+
+
+def test_mnist_lenet(tmp_path: Path) -> None:
+    # Caffe's examples/mnist/lenet.prototxt: conv 20 5x5, max pool 2/2, conv 50 5x5, pool, ip 500, relu, ip 10.
+    text = ('name: "LeNet"\ninput: "data"\ninput_shape { dim: 64 dim: 1 dim: 28 dim: 28 }\n'
+            + conv("conv1", "data", 20, 5) + pool("pool1", "conv1", 2, 2) + conv("conv2", "pool1", 50, 5)
+            + pool("pool2", "conv2", 2, 2) + fc("ip1", "pool2", 500) + relu("relu1", "ip1") + fc("ip2", "ip1", 10)
+            + 'layer { name: "prob" type: "Softmax" bottom: "ip2" top: "prob" }\n')
+    a = analyze(from_prototxt(parse_prototxt(text)))
+    # 20*(25+1) + 50*(20*25+1) + (50*4*4+1)*500 + (500+1)*10
+    assert a.totals["params"] == 520 + 25_050 + 400_500 + 5_010 == 431_080
+    assert a.totals["macs"] == 25 * 20 * 24 * 24 + 500 * 50 * 8 * 8 + 800 * 500 + 500 * 10
+    assert a.output_shape == (10,)
+
+
+def test_googlenet_inception_block_equals_the_zoo() -> None:
+    # BVLC GoogLeNet's inception_3a on pool2/3x3_s2 (192x28x28), every conv followed by an in-place ReLU.
+    def cr(name: str, bottom: str, n: int, k: int, p: int = 0) -> str:
+        return conv(name, bottom, n, k, p=p) + relu(f"{name}_relu", name)
+
+    text = ('name: "block"\ninput: "pool2/3x3_s2"\ninput_dim: 1 input_dim: 192 input_dim: 28 input_dim: 28\n'
+            + cr("inception_3a/1x1", "pool2/3x3_s2", 64, 1)
+            + cr("inception_3a/3x3_reduce", "pool2/3x3_s2", 96, 1) + cr("inception_3a/3x3", "inception_3a/3x3_reduce", 128, 3, 1)
+            + cr("inception_3a/5x5_reduce", "pool2/3x3_s2", 16, 1) + cr("inception_3a/5x5", "inception_3a/5x5_reduce", 32, 5, 2)
+            + pool("inception_3a/pool", "pool2/3x3_s2", 3, 1, 1)
+            + cr("inception_3a/pool_proj", "inception_3a/pool", 32, 1)
+            + 'layer { name: "inception_3a/output" type: "Concat" bottom: "inception_3a/1x1" bottom: "inception_3a/3x3"'
+            ' bottom: "inception_3a/5x5" bottom: "inception_3a/pool_proj" top: "inception_3a/output" }\n')
+    # Caffe names hold '/', which is fine in a module name; the block reads as a graph.
+    a = analyze(from_prototxt(parse_prototxt(text.replace("/", "_"))))
+    zoo_net = analyze(zoo.get("googlenet"))
+    z = zoo_net.blocks["inception_3a"]
+    zoo_macs = sum(s.macs for s in zoo_net.layers if s.name.startswith("inception_3a."))
+    assert a.output_shape == z.output_shape == (256, 28, 28)
+    assert a.totals["params"] == z.params == 163_696
+    # 28*28 * (192*64 + 192*96 + 9*96*128 + 192*16 + 25*16*32 + 192*32)
+    assert a.totals["macs"] == zoo_macs == 784 * 163_328 == 128_049_152
+
+
+def test_resnet_bottleneck_batchnorm_scale_eltwise() -> None:
+    def cbs(name: str, bottom: str, n: int, k: int, p: int = 0, act: bool = True) -> str:
+        return (conv(name, bottom, n, k, p=p, bias=False)
+                + f'layer {{ name: "bn_{name}" type: "BatchNorm" bottom: "{name}" top: "{name}" }}\n'
+                + f'layer {{ name: "scale_{name}" type: "Scale" bottom: "{name}" top: "{name}" '
+                  "scale_param { bias_term: true } }\n"
+                + (relu(f"{name}_relu", name) if act else ""))
+
+    text = ('name: "bottleneck"\ninput: "pool1"\ninput_dim: 1 input_dim: 64 input_dim: 56 input_dim: 56\n'
+            + cbs("res2a_branch1", "pool1", 256, 1, act=False)
+            + cbs("res2a_branch2a", "pool1", 64, 1) + cbs("res2a_branch2b", "res2a_branch2a", 64, 3, 1)
+            + cbs("res2a_branch2c", "res2a_branch2b", 256, 1, act=False)
+            + 'layer { name: "res2a" type: "Eltwise" bottom: "res2a_branch1" bottom: "res2a_branch2c" top: "res2a" }\n'
+            + relu("res2a_relu", "res2a"))
+    net = from_prototxt(parse_prototxt(text))
+    a = analyze(net)
+    convs = 64 * 256 + 64 * 64 + 9 * 64 * 64 + 64 * 256
+    bn_channels = 256 + 64 + 64 + 256
+    # Scale's gamma and beta are the parameters; BatchNorm's mean and variance are buffers (Caffe's third
+    # blob, the moving-average factor, is one number per layer that PyTorch does not keep).
+    assert a.totals["params"] == convs + 2 * bn_channels == 75_008
+    assert a.totals["buffers"] == 2 * bn_channels
+    assert a.output_shape == (256, 56, 56)
+    assert a.layer("bottleneck.bn_res2a_branch2b").type == "BatchNorm"
+
+
+def test_cifar10_pooling_rounds_up() -> None:
+    # Caffe's cifar10_quick: conv 32 5x5 pad 2, max pool 3/2 -> ceil((32 - 3)/2) + 1 = 16 (PyTorch's floor: 15).
+    text = ('name: "cifar"\ninput: "data"\ninput_dim: 1 input_dim: 3 input_dim: 32 input_dim: 32\n'
+            + conv("conv1", "data", 32, 5, p=2) + pool("pool1", "conv1", 3, 2) + relu("relu1", "pool1")
+            + conv("conv2", "pool1", 32, 5, p=2) + relu("relu2", "conv2") + pool("pool2", "conv2", 3, 2, op="AVE")
+            + conv("conv3", "pool2", 64, 5, p=2) + relu("relu3", "conv3") + pool("pool3", "conv3", 3, 2, op="AVE")
+            + fc("ip1", "pool3", 64) + fc("ip2", "ip1", 10))
+    a = analyze(from_prototxt(parse_prototxt(text)))
+    assert [a.layer(n).output_shape for n in ("pool1", "pool2", "pool3")] == [(32, 16, 16), (32, 8, 8), (64, 4, 4)]
+    assert a.layer("ip1").params == 64 * 4 * 4 * 64 + 64
+    assert any(kind == "ceil" for kind, _ in a.layer("pool1").findings)
+
+
+def test_train_val_skips_data_and_loss_layers() -> None:
+    text = ('name: "tv"\nlayer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TRAIN }\n'
+            "  transform_param { crop_size: 24 } }\n"
+            + conv("conv1", "data", 8, 5) + fc("ip", "conv1", 10)
+            + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }\n'
+            + 'layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc" }\n')
+    net = from_prototxt(parse_prototxt(text))
+    assert net.input_shape == (3, 24, 24)
+    assert analyze(net).totals["params"] == 8 * 76 + 8 * 20 * 20 * 10 + 10
+    assert net.meta["notes"] == ["Data layer 'mnist' skipped", "SoftmaxWithLoss layer 'loss' skipped",
+                                 "Accuracy layer 'acc' skipped"]
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('name: "x"\nlayer { name: "a"\n type: "ReLU"', "line 3: a '{' is never closed"),
+    ('name: "x"\ninput_dim: 1\n}', "line 3: expected a field name"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayer { name: "w" type: "Python" '
+     'bottom: "d" top: "w" }', "Caffe layer 'w' (Python) is not supported: cnnlab reads Input"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayer { name: "r" type: "ReLU" '
+     'bottom: "nowhere" top: "r" }', "reads blob 'nowhere', which no earlier layer produces"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "a" type: "ReLU" bottom: "b" top: "a" }\nlayer { name: "b" type: "ReLU" bottom: "a" top: "b" }',
+     "reads blob 'b', which no earlier layer produces"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n' + conv("c", "d", 4, 11),
+     "layer 'c': output height"),
+])
+def test_bad_prototxt_one_line(tmp_path: Path, text: str, words: str) -> None:
+    p = tmp_path / "bad.prototxt"
+    p.write_text(text)
+    with pytest.raises(CnnlabError, match=None) as e:
+        load_caffe(p)
+    assert words in str(e.value) and "\n" not in str(e.value)
+    r = subprocess.run([sys.executable, "-m", "cnnlab", "summary", str(p)], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "PYTHONPATH": SRC})
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_two_thousand_layers_under_a_second(tmp_path: Path) -> None:
+    body = "".join(conv(f"c{i}", f"c{i - 1}" if i else "data", 8, 3, p=1) + relu(f"r{i}", f"c{i}") for i in range(1000))
+    p = tmp_path / "deep.prototxt"
+    p.write_text('input: "data"\ninput_dim: 1 input_dim: 8 input_dim: 16 input_dim: 16\n' + body)
+    t = time.perf_counter()
+    a = analyze(load_caffe(p))
+    assert time.perf_counter() - t < 1.0
+    assert len(a.layers) == 2000 and a.totals["params"] == 1000 * (9 * 8 * 8 + 8)

@@ -1,0 +1,347 @@
+"""Keras models read into the description, checked against real Keras (on its PyTorch backend)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "torch":
+    pytest.skip("these tests run Keras on PyTorch (KERAS_BACKEND=torch)", allow_module_level=True)
+
+import torch  # noqa: E402
+from keras import layers as L  # noqa: E402
+
+import cnnlab  # noqa: E402
+from cnnlab.analysis import Analysis, analyze  # noqa: E402
+from cnnlab.errors import CnnlabError  # noqa: E402
+from cnnlab.importers.keras import from_config, load_keras  # noqa: E402
+from cnnlab.importers.keras_weights import load_keras_weights  # noqa: E402
+from cnnlab.models import load_model  # noqa: E402
+from cnnlab.network import join  # noqa: E402
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def seed003_lenet() -> keras.Model:
+    """Seed 003's LeNet, written as the seed writes it."""
+    model = keras.Sequential()
+    model.add(L.Conv2D(6, kernel_size=(5, 5), activation="relu", input_shape=(28, 28, 1)))
+    model.add(L.MaxPooling2D(pool_size=(2, 2)))
+    model.add(L.Conv2D(16, kernel_size=(5, 5), activation="relu"))
+    model.add(L.MaxPooling2D(pool_size=(2, 2)))
+    model.add(L.Flatten())
+    model.add(L.Dense(120, activation="relu"))
+    model.add(L.Dense(84, activation="relu"))
+    model.add(L.Dense(10, activation="softmax"))
+    return model
+
+
+def small_functional() -> keras.Model:
+    """Every translation at once: 'same' stride-2 padding that is asymmetric on a 16x16 input,
+    BatchNorm with and without center/scale, depthwise and separable convs, a squeeze-excitation
+    gate (Multiply), a residual Add, a Concatenate, padding, cropping, rescaling."""
+    x = inp = keras.Input((16, 16, 3), name="image")
+    x = L.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
+    x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(x)  # 16 -> 8, pad (0, 1)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU(max_value=6.0, name="stem_relu")(x)
+    y = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="dw")(x)  # 8 -> 16 channels
+    y = L.BatchNormalization(center=False, name="dw_bn")(y)
+    y = L.Activation("swish", name="dw_act")(y)
+    s = L.GlobalAveragePooling2D(name="se_pool")(y)
+    s = L.Reshape((1, 1, 16), name="se_reshape")(s)
+    s = L.Dense(4, activation="relu", name="se_reduce")(s)
+    s = L.Dense(16, activation="sigmoid", name="se_expand")(s)
+    y = L.Multiply(name="se_scale")([y, s])
+    y = L.Conv2D(8, 1, name="project")(y)
+    y = L.BatchNormalization(scale=False, name="project_bn")(y)
+    x = L.Add(name="residual")([x, y])
+    a = L.SeparableConv2D(6, 3, padding="same", activation="relu", name="sep")(x)
+    b = L.MaxPooling2D(3, strides=1, padding="same", name="pool_same")(x)
+    x = L.Concatenate(name="cat")([a, b])  # 6 + 8 = 14 channels
+    x = L.ZeroPadding2D(((1, 0), (0, 1)), name="zpad")(x)  # 9x9
+    x = L.Cropping2D(((0, 1), (1, 0)), name="crop")(x)  # 8x8
+    # 'same' average pooling with symmetric padding: Keras on PyTorch pads an asymmetric 'same' with
+    # zeros that it then counts, where TensorFlow (and cnnlab) average over the input pixels only.
+    x = L.AveragePooling2D(3, strides=1, padding="same", name="avg_same")(x)
+    x = L.AveragePooling2D(2, name="avg")(x)  # 4x4
+    x = L.LeakyReLU(negative_slope=0.2, name="leaky")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dropout(0.3, name="drop")(x)
+    out = L.Dense(5, name="logits")(x)
+    return keras.Model(inp, out, name="small")
+
+
+def counts(model: keras.Model) -> tuple[int, int]:
+    tr = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    nt = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    return tr, nt
+
+
+def stats_of(a: Analysis, net: cnnlab.network.Network, name: str):  # type: ignore[name-defined]
+    prefix = net.meta["keras_prefix"]
+    for path in (join(prefix, name), join(join(prefix, name), "pointwise"), join(join(prefix, name), "flatten")):
+        try:
+            return a.layer(path)
+        except KeyError:
+            continue
+    return None
+
+
+def channels_first(shape: tuple) -> tuple[int, ...]:
+    s = tuple(shape[1:])
+    return (s[2], s[0], s[1]) if len(s) == 3 else s
+
+
+def check_against_keras(model: keras.Model, net: cnnlab.network.Network) -> Analysis:  # type: ignore[name-defined]
+    a = analyze(net)
+    tr, nt = counts(model)
+    assert (a.totals["params"], a.totals["buffers"]) == (tr, nt)
+    assert a.output_shape == channels_first(model.output_shape)
+    seen = 0
+    for layer in model.layers:
+        st = stats_of(a, net, layer.name)
+        if st is None:  # input, merges, a linear activation: no layer of their own
+            assert type(layer).__name__ in ("InputLayer", "Add", "Concatenate", "Multiply", "CustomScaleLayer",
+                                            "Activation"), layer.name
+            continue
+        seen += 1
+        assert st.output_shape == channels_first(layer.output.shape), layer.name
+    assert seen >= len(model.layers) // 2
+    return a
+
+
+def test_seed003_lenet_counts_shapes_and_macs(tmp_path: Path) -> None:
+    model = seed003_lenet()
+    p = tmp_path / "lenet.json"
+    p.write_text(model.to_json())
+    net = load_model(str(p))
+    a = check_against_keras(model, net)
+    assert a.totals["params"] == model.count_params() == 44_426  # 156 + 2,416 + 30,840 + 10,164 + 850
+    by = {s.name: s for s in a.layers}
+    assert by["conv2d"].macs == 5 * 5 * 1 * 6 * 24 * 24  # 86,400
+    assert by["conv2d_1"].macs == 5 * 5 * 6 * 16 * 8 * 8  # 153,600
+    assert by["dense"].macs == 256 * 120
+    assert a.totals["macs"] == 86_400 + 153_600 + 256 * 120 + 120 * 84 + 84 * 10
+    assert by["conv2d_activation"].type == "ReLU" and by["dense_2_activation"].type == "Softmax"
+    assert net.meta["keras_flatten"] == {"dense": [4, 4, 16]}
+
+
+def test_small_functional_counts_shapes_and_padding(tmp_path: Path) -> None:
+    model = small_functional()
+    net = from_config(json.loads(model.to_json()))
+    a = check_against_keras(model, net)
+    stem = a.layer("small.stem")
+    assert stem.output_shape == (8, 8, 8) and stem.macs == 3 * 3 * 3 * 8 * 8 * 8
+    assert [(ax.pb, ax.pa) for ax in stem.axes] == [(0, 1), (0, 1)]  # TensorFlow's 'same': the odd pixel after
+    assert a.layer("small.dw").params == 3 * 3 * 16 + 16 and a.layer("small.dw").macs == 9 * 16 * 8 * 8
+    assert (a.layer("small.dw_bn").params, a.layer("small.dw_bn").buffers) == (16, 32)  # gamma only
+    assert (a.layer("small.project_bn").params, a.layer("small.project_bn").buffers) == (8, 16)  # beta only
+    assert a.layer("small.sep.depthwise").params == 9 * 8 and a.layer("small.sep.pointwise").params == 8 * 6 + 6
+    assert a.layer("small.se_reduce").type == "Conv" and a.layer("small.se_reduce").params == 16 * 4 + 4
+    assert a.layer("small.avg_same").output_shape == (14, 8, 8) and a.layer("small.avg").output_shape == (14, 4, 4)
+
+
+def test_small_functional_weights_match_keras(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(1)
+    model = small_functional()
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # non-trivial BatchNorm statistics, so that their layout is exercised
+        if isinstance(layer, L.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
+    path = tmp_path / "small.keras"
+    model.save(path)
+    x = rng.uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    want = model.predict(x, verbose=0)
+    net = load_model(str(path))
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    assert got.shape == want.shape == (3, 5)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert np.abs(want).max() > 1e-2  # the outputs are not all close to zero
+
+
+def test_lenet_weights_after_flatten_match_keras(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(2)
+    model = seed003_lenet()
+    path = tmp_path / "lenet.keras"
+    model.save(path)
+    x = np.random.default_rng(1).random((4, 28, 28, 1), dtype=np.float32)
+    want = model.predict(x, verbose=0)
+    net = load_keras(path)
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    # Without the (H, W, C) -> (C, H, W) row permutation the first Dense would read the wrong pixels.
+    bad = dict(net.meta)
+    bad.pop("keras_flatten")
+    wrong = load_keras_weights(cnnlab.build(net).eval(), cnnlab.network.Network(net.name, net.layers,
+                                                                                  net.input_shape, bad), path)
+    with torch.no_grad():
+        off = wrong(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    assert np.abs(off - want).max() > 1e-3
+
+
+def test_resnet50_weights_match_keras(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(3)
+    model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classifier_activation=None)
+    path = tmp_path / "r50.keras"
+    model.save(path)
+    x = np.random.default_rng(2).random((2, 64, 64, 3), dtype=np.float32)
+    want = model.predict(x, verbose=0)
+    net = load_model(str(path))
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+APPS = {  # trainable, non-trainable as Keras counts them (asserted against Keras in the test as well)
+    "MobileNetV2": (3_504_872, 34_112), "ResNet50": (25_583_592, 53_120), "VGG16": (138_357_544, 0),
+    "InceptionV3": (23_817_352, 34_432), "Xception": (22_855_952, 54_528), "DenseNet121": (7_978_856, 83_648),
+    "InceptionResNetV2": (55_813_192, 60_544),
+}
+
+
+@pytest.mark.parametrize("name", list(APPS))
+def test_keras_applications(name: str, tmp_path: Path) -> None:
+    model = getattr(keras.applications, name)(weights=None)
+    assert counts(model) == APPS[name]
+    p = tmp_path / "m.json"
+    p.write_text(model.to_json())
+    net = load_model(str(p))
+    check_against_keras(model, net)
+
+
+def test_mobilenetv2_macs() -> None:
+    # MobileNetV2 at 224: 300M multiply-adds (Sandler et al. 2018, Table 4 lists 300M for 1.0 / 224).
+    net = from_config(json.loads(keras.applications.MobileNetV2(weights=None).to_json()))
+    assert round(analyze(net).totals["macs"] / 1e6) == 301
+
+
+TF2_JSON = {  # the tf.keras 2 layout: batch_input_shape and nested-list inbound nodes
+    "class_name": "Functional", "config": {
+        "name": "tf2", "layers": [
+            {"class_name": "InputLayer", "name": "in", "config": {"batch_input_shape": [None, 32, 32, 3], "name": "in"},
+             "inbound_nodes": []},
+            {"class_name": "Conv2D", "name": "c1", "inbound_nodes": [[["in", 0, 0, {}]]],
+             "config": {"name": "c1", "filters": 4, "kernel_size": [3, 3], "strides": [1, 1], "padding": "same",
+                        "activation": "relu", "use_bias": True, "dilation_rate": [1, 1], "groups": 1}},
+            {"class_name": "Conv2D", "name": "c2", "inbound_nodes": [[["in", 0, 0, {}]]],
+             "config": {"name": "c2", "filters": 4, "kernel_size": [1, 1], "strides": [1, 1], "padding": "valid",
+                        "activation": "linear", "use_bias": False}},
+            {"class_name": "Add", "name": "sum", "inbound_nodes": [[["c1", 0, 0, {}], ["c2", 0, 0, {}]]],
+             "config": {"name": "sum"}},
+            {"class_name": "GlobalAveragePooling2D", "name": "gap", "inbound_nodes": [[["sum", 0, 0, {}]]],
+             "config": {"name": "gap"}},
+        ],
+        "input_layers": [["in", 0, 0]], "output_layers": [["gap", 0, 0]]},
+    "keras_version": "2.13.1", "backend": "tensorflow"}
+
+
+def test_tf_keras2_json(tmp_path: Path) -> None:
+    p = tmp_path / "tf2.json"
+    p.write_text(json.dumps(TF2_JSON))
+    a = analyze(load_model(str(p)))
+    assert a.totals["params"] == (27 * 4 + 4) + 3 * 4
+    assert a.layer("tf2.c1_activation").output_shape == (4, 32, 32)
+    assert a.output_shape == (4,)
+
+
+def test_lambda_and_unknown_layers_are_refused() -> None:
+    x = inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(4, 3, name="conv")(x)
+    x = L.Lambda(lambda t: t * 2, name="double")(x)
+    cfg = json.loads(keras.Model(inp, x).to_json())
+    with pytest.raises(CnnlabError, match=r"Keras layer 'double' \(Lambda\) is not supported: cnnlab reads "
+                                          r"InputLayer, Conv2D, .*Rescaling"):
+        from_config(cfg)
+    seq = json.loads(keras.Sequential([keras.Input((10,)), L.Dense(4), L.LayerNormalization(name="ln")]).to_json())
+    with pytest.raises(CnnlabError, match=r"'ln' \(LayerNormalization\) is not supported"):
+        from_config(seq)
+
+
+def test_cli_summary_and_errors(tmp_path: Path) -> None:
+    model = seed003_lenet()
+    good = tmp_path / "lenet.keras"
+    model.save(good)
+    env = {**os.environ, "PYTHONPATH": SRC}
+    r = subprocess.run([sys.executable, "-m", "cnnlab", "summary", str(good), "--format", "json"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["totals"]["params"] == 44_426
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"class_name": "Sequential", "config": {"layers": [')
+    lam = tmp_path / "lam.json"
+    lam.write_text(json.dumps({"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"name": "i", "batch_shape": [None, 4]}},
+        {"class_name": "Lambda", "config": {"name": "f"}}]}}))
+    for bad, words in ((broken, "broken.json"), (lam, "Keras layer 'f' (Lambda) is not supported")):
+        r = subprocess.run([sys.executable, "-m", "cnnlab", "summary", str(bad)], capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_import_cnnlab_loads_neither_torch_nor_keras(tmp_path: Path) -> None:
+    p = tmp_path / "lenet.json"
+    p.write_text(seed003_lenet().to_json())
+    code = ("import sys, cnnlab; net = cnnlab.load_keras(sys.argv[1]); a = cnnlab.analyze(net); "
+            "print(a.totals['params'], 'torch' in sys.modules, 'keras' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": SRC})
+    assert r.stdout.split() == ["44426", "False", "False"], r.stderr
+
+
+def test_spec_round_trip_keeps_the_figures(tmp_path: Path) -> None:
+    from cnnlab.network import load_spec, save_spec
+
+    net = from_config(json.loads(small_functional().to_json()))
+    save_spec(net, tmp_path / "small.yaml")
+    again = load_spec(tmp_path / "small.yaml")
+    a, b = analyze(net), analyze(again)
+    assert a.totals == b.totals and [s.output_shape for s in a.layers] == [s.output_shape for s in b.layers]
+    assert b.layer("small.dw_bn").params == 16 and b.layer("small.se_reshape").output_shape == (16, 1, 1)
+
+
+def test_cli_trains_a_keras_model(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(5):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"c{c}" / f"{i}.png")
+    model = tmp_path / "small.keras"
+    small_functional().save(model)
+    r = subprocess.run([sys.executable, "-m", "cnnlab", "train", str(model), "--data", str(tmp_path / "imgs"),
+                        "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "run")], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "PYTHONPATH": SRC})
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 1
+
+
+def test_two_thousand_layer_json_under_a_second(tmp_path: Path) -> None:
+    import time
+
+    layers = [{"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [None, 16, 16, 8]}}]
+    for i in range(1000):
+        layers.append({"class_name": "Conv2D", "config": {"name": f"c{i}", "filters": 8, "kernel_size": [3, 3],
+                                                          "padding": "same", "activation": "linear"}})
+        layers.append({"class_name": "ReLU", "config": {"name": f"r{i}"}})
+    p = tmp_path / "deep.json"
+    p.write_text(json.dumps({"class_name": "Sequential", "config": {"name": "deep", "layers": layers}}))
+    t = time.perf_counter()
+    a = analyze(load_model(str(p)))
+    assert time.perf_counter() - t < 1.0
+    assert len(a.layers) == 2000 and a.totals["params"] == 1000 * (9 * 8 * 8 + 8)
