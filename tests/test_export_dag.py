@@ -29,6 +29,7 @@ from cnnlab.layers import (
     ChannelPad,
     Conv,
     ConvTranspose,
+    Crop,
     Dense,
     Dropout,
     Flatten,
@@ -44,6 +45,7 @@ from cnnlab.layers import (
     PartialConv,
     ReLU,
     ReLU6,
+    Reshape,
     Scale,
     ScaledTanh,
     Sigmoid,
@@ -64,6 +66,8 @@ from test_export import cli, load_file, top_class, without_cnnlab
 
 # One instance of each layer type with its non-default settings, and the input it is tried on.
 SAMPLES: dict[type[Layer], tuple[Layer, tuple[int, ...]]] = {
+    Crop: (Crop(crop=(1, 0, 2, 1)), (3, 6, 7)),
+    Reshape: (Reshape(shape=(4, 1, 1)), (4,)),
     Conv: (Conv(filters=4, kernel=3, stride=2, padding=(0, 1, 1, 0), groups=2, bias=False), (4, 7, 7)),
     PartialConv: (PartialConv(filters=3, table=((0, 1), (1, 2), (0, 1, 2)), kernel=3), (3, 6, 6)),
     MaxPool: (MaxPool(kernel=3, stride=2, padding="same"), (3, 8, 8)),

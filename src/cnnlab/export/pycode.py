@@ -34,6 +34,7 @@ from ..layers import (
     ChannelPad,
     Conv,
     ConvTranspose,
+    Crop,
     Dense,
     Dropout,
     Flatten,
@@ -49,6 +50,7 @@ from ..layers import (
     PartialConv,
     ReLU,
     ReLU6,
+    Reshape,
     Scale,
     ScaledTanh,
     Shape,
@@ -197,6 +199,8 @@ register_layer(MaxPool, _max_pool)
 register_layer(AvgPool, _avg_pool)
 register_layer(Subsample, _subsample)
 register_layer(ZeroPad, _zero_pad)
+register_layer(Crop, lambda c, s: (f"nn.ZeroPad2d({(-c.crop[2], -c.crop[3], -c.crop[0], -c.crop[1])!r})", ()))
+register_layer(Reshape, lambda r, s: (f"nn.Unflatten(1, {tuple(r.shape)!r})", ()))
 register_layer(AdaptiveAvgPool, lambda p, s: (f"nn.AdaptiveAvgPool2d({_lit(pair(p.output))})", ()))
 register_layer(AdaptiveMaxPool, lambda p, s: (f"nn.AdaptiveMaxPool2d({_lit(pair(p.output))})", ()))
 register_layer(GlobalAvgPool, _simple("GlobalAvgPool()", "GlobalAvgPool"))
