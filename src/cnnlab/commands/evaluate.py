@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CnnlabError
+from ..text import safe_text
 from ._common import print_json
 from .train import add_data_args, add_weights_args, parse_size
 
@@ -141,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print_json({"top1": res["top1"], "top5": res["top5"], "loss": res["loss"], "n": res["n"]})
     else:
-        print(f"{net.name} ({Path(args.weights or args.checkpoint).name}) on {data.name}, {res['n']:,} images")
+        where = safe_text(f"{net.name} ({Path(args.weights or args.checkpoint).name}) on {data.name}")
+        print(f"{where}, {res['n']:,} images")
         print(f"  top-1 accuracy  {res['top1']:.2%}")
         print(f"  top-5 accuracy  {res['top5']:.2%}")
         print(f"  loss            {res['loss']:.4f}")
@@ -153,5 +155,5 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError(f"cannot write the confusion matrix {png}: {e.strerror or e}; give another --confusion") \
             from None
     if args.format != "json":
-        print(f"  confusion matrix: {png}")
+        print(f"  confusion matrix: {safe_text(png)}")
     return 0
