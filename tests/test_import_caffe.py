@@ -3,6 +3,7 @@ written here, with figures derived by hand or taken from cnnlab's own zoo models
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -215,3 +216,19 @@ def test_two_thousand_layers_under_a_second(tmp_path: Path) -> None:
     a = analyze(load_caffe(p))
     assert time.perf_counter() - t < 1.0
     assert len(a.layers) == 2000 and a.totals["params"] == 1000 * (9 * 8 * 8 + 8)
+
+
+def test_summary_saves_the_imported_network_as_a_spec(tmp_path: Path, capsys) -> None:
+    """A prototxt becomes a cnnlab spec with `summary --save`; the spec reads back to the same figures."""
+    from cnnlab.cli import main
+
+    src, spec = tmp_path / "alexnet.prototxt", tmp_path / "alexnet.yaml"
+    src.write_text(ALEXNET)
+    assert main(["summary", str(src), "--format", "json", "--save", str(spec)]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["summary", str(spec), "--format", "json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert first["totals"] == again["totals"] and again["totals"]["params"] == 60_965_224
+    assert [r["output_shape"] for r in first["layers"]] == [r["output_shape"] for r in again["layers"]]
+    assert main(["summary", "lenet5", "--save", str(tmp_path / "lenet.txt")]) == 2
+    assert "a spec file ends in .yaml, .yml or .json" in capsys.readouterr().err

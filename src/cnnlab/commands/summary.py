@@ -62,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="measured rows: fold modules deeper than N levels into their ancestor, as torchinfo does")
     p.add_argument("--measured", action="store_true",
                    help="answer from the measured path even when the model has a description")
+    p.add_argument("--save", metavar="FILE", help="also write the model's description as a YAML/JSON spec (a Keras, "
+                   "Caffe or lifted PyTorch model becomes a cnnlab spec file)")
 
 
 def _note(text: str) -> None:
@@ -128,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--batch must be >= 1, got {args.batch}")
     if args.depth is not None and args.depth < 1:
         raise CnnlabError(f"--depth must be >= 1, got {args.depth}")
+    if args.save and not args.save.lower().endswith((".yaml", ".yml", ".json")):
+        raise CnnlabError(f"--save {args.save}: a spec file ends in .yaml, .yml or .json")
     if is_module_ref(args.model):
-        a = module_analysis(args)[1]
+        net, a = module_analysis(args)
     else:
         if args.kwargs:
             raise CnnlabError("--kwargs applies to a module (file.py:NAME); a zoo model takes --num-classes, "
@@ -166,5 +170,14 @@ def run(args: argparse.Namespace) -> int:
         from ..report.text import render_summary
 
         render_summary(a, explain=args.explain)
+    if args.save:
+        if net is None:
+            raise CnnlabError(f"{args.model} has no description (it was answered from the measured path): "
+                              "nothing to save as a spec")
+        from ..network import save_spec
+        from ..text import safe_text
+
+        save_spec(net, args.save)
+        _note(f"wrote the description of {safe_text(net.name)} to {safe_text(args.save)}")
     return 0
 
