@@ -121,7 +121,8 @@ class Subsample2d(nn.Module):
 
 
 class RBFOutput(nn.Module):
-    """``y_i = sum_j (x_j - w_ij)^2``, expanded so the cross term is one matrix product."""
+    """LeNet-5's Euclidean RBF output: y_i = sum_j (x_j - w_ij)^2, expanded so the cross term is one
+    matrix product."""
 
     def __init__(self, n: int, units: int) -> None:
         super().__init__()
@@ -133,6 +134,8 @@ class RBFOutput(nn.Module):
 
 
 class ScaledTanh(nn.Module):
+    """a * tanh(s * x) (LeNet-5: a = 1.7159, s = 2/3)."""
+
     def __init__(self, a: float, s: float) -> None:
         super().__init__()
         self.a, self.s = a, s
@@ -142,6 +145,8 @@ class ScaledTanh(nn.Module):
 
 
 class ScaleShift(nn.Module):
+    """x * mul + add with constants (a traced ``x / 6`` or ``x + 3``)."""
+
     def __init__(self, mul: float, add: float) -> None:
         super().__init__()
         self.mul, self.add = mul, add
@@ -151,6 +156,8 @@ class ScaleShift(nn.Module):
 
 
 class ChannelPad(nn.Module):
+    """A parameter-free shortcut (ResNet option A): every stride-th pixel, channels zero-padded."""
+
     def __init__(self, extra: int, stride: int) -> None:
         super().__init__()
         self.extra, self.stride = extra, stride
@@ -161,6 +168,8 @@ class ChannelPad(nn.Module):
 
 
 class GlobalAvgPool(nn.Module):
+    """The mean of each map: (N, C, H, W) -> (N, C)."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean((2, 3))
 

@@ -6,6 +6,10 @@ TensorFlow 'same' padding, ...). Each computes what its counterpart in
 
 from __future__ import annotations
 
+import inspect
+
+from .. import torch_backend
+
 # name -> (source, names of the helpers it uses)
 HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {}
 
@@ -133,59 +137,8 @@ class Subsample2d(nn.Module):
         return F.conv2d(x, w, self.bias, self.stride, dilation=self.dilation, groups=x.shape[1])
 ''', "pad_input")
 
-_helper("RBFOutput", '''
-class RBFOutput(nn.Module):
-    """LeNet-5's Euclidean RBF output: y_i = sum_j (x_j - w_ij)^2."""
 
-    def __init__(self, inputs: int, units: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randint(0, 2, (units, inputs)).float() * 2 - 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * x).sum(1, keepdim=True) - 2 * x @ self.weight.t() + (self.weight * self.weight).sum(1)
-''')
-
-_helper("ScaledTanh", '''
-class ScaledTanh(nn.Module):
-    """a * tanh(s * x) (LeNet-5: a = 1.7159, s = 2/3)."""
-
-    def __init__(self, a: float, s: float) -> None:
-        super().__init__()
-        self.a, self.s = a, s
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a * torch.tanh(self.s * x)
-''')
-
-_helper("ChannelPad", '''
-class ChannelPad(nn.Module):
-    """A parameter-free shortcut (ResNet option A): every stride-th pixel, channels zero-padded."""
-
-    def __init__(self, extra: int, stride: int) -> None:
-        super().__init__()
-        self.extra, self.stride = extra, stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
-''')
-
-_helper("GlobalAvgPool", '''
-class GlobalAvgPool(nn.Module):
-    """The mean of each map: (N, C, H, W) -> (N, C)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean((2, 3))
-''')
-
-_helper("ScaleShift", '''
-class ScaleShift(nn.Module):
-    """x * mul + add with constants (a traced ``x / 6`` or ``x + 3``)."""
-
-    def __init__(self, mul: float, add: float) -> None:
-        super().__init__()
-        self.mul, self.add = mul, add
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.mul + self.add
-''')
+# Modules that need nothing beyond torch are written once, in cnnlab.torch_backend, and copied from there.
+for _cls in (torch_backend.RBFOutput, torch_backend.ScaledTanh, torch_backend.ChannelPad, torch_backend.GlobalAvgPool,
+             torch_backend.ScaleShift):
+    _helper(_cls.__name__, inspect.getsource(_cls))
