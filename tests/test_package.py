@@ -46,7 +46,7 @@ def test_public_names_resolve_to_their_modules() -> None:
 
     assert set(cnnlab.__all__) == {"__version__", "analyze", "build", "diagnose", "apply", "load_model",
                                    "list_models", "fit", "analyze_module", "export_model", "load_keras",
-                                   "load_caffe"}
+                                   "load_caffe", "CnnlabError"}
     assert cnnlab.analyze is analysis.analyze and cnnlab.diagnose is adapt.diagnose and cnnlab.apply is adapt.apply
     assert cnnlab.load_model is models.load_model
     from cnnlab.importers import caffe, keras
@@ -55,6 +55,9 @@ def test_public_names_resolve_to_their_modules() -> None:
     from cnnlab import torch_backend
 
     assert cnnlab.build is torch_backend.build
+    from cnnlab.errors import CnnlabError
+
+    assert cnnlab.CnnlabError is CnnlabError  # what every one-line error raises, to catch in a notebook
     assert cnnlab.list_models() == zoo.names() and "lenet5" in cnnlab.list_models()
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         cnnlab.nope  # noqa: B018

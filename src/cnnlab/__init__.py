@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {"analyze": "analysis", "build": "torch_backend", "diagnose": "adapt", "apply": "adapt",
             "load_model": "models", "list_models": "models", "fit": "train.run",
             "analyze_module": "measure", "export_model": "export",
-            "load_keras": "importers.keras", "load_caffe": "importers.caffe"}
+            "load_keras": "importers.keras", "load_caffe": "importers.caffe", "CnnlabError": "errors"}
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
 

@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ def _error(e: BaseException, what: str) -> CnnlabError:
     return user_code_error(e, what)
 
 
+_FILES: dict[tuple[str, int, int], Any] = {}  # a file runs once per process while it is unchanged
+
+
 def load_object(ref: str) -> Any:
     """The object NAME of ``ref``, its module imported (a file by path, a package by name)."""
     where, _, attr = ref.rpartition(":")
@@ -40,12 +44,17 @@ def load_object(ref: str) -> Any:
         if where.endswith(".py"):
             if not Path(where).is_file():
                 raise CnnlabError(f"cannot load {ref}: no file {where}")
-            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
-            if spec is None or spec.loader is None:
-                raise CnnlabError(f"cannot load {ref}: {where} is not a Python file")
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules.setdefault(spec.name, mod)  # dataclasses and pickling look modules up by name
-            spec.loader.exec_module(mod)
+            st = Path(where).stat()
+            key = (str(Path(where).resolve()), st.st_mtime_ns, st.st_size)
+            mod = _FILES.get(key)
+            if mod is None:
+                spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+                if spec is None or spec.loader is None:
+                    raise CnnlabError(f"cannot load {ref}: {where} is not a Python file")
+                mod = importlib.util.module_from_spec(spec)
+                sys.modules.setdefault(spec.name, mod)  # dataclasses and pickling look modules up by name
+                spec.loader.exec_module(mod)
+                _FILES[key] = mod
         else:
             mod = importlib.import_module(where)
     except CnnlabError:
@@ -93,3 +102,154 @@ def load_module(ref: str, kwargs: Mapping[str, Any] | None = None) -> Any:
     if not isinstance(model, nn.Module):
         raise CnnlabError(f"{ref}() returned a {type(model).__name__}, not an nn.Module")
     return model
+
+
+# --- rebuilding a trained module ------------------------------------------------------------------
+
+JSON_TYPES = (str, int, float, bool, type(None))
+
+
+def _plain(v: Any) -> bool:
+    """JSON-like values only: what a checkpoint may hand to a constructor."""
+    if isinstance(v, JSON_TYPES):
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(_plain(x) for x in v)
+    return isinstance(v, dict) and all(isinstance(k, str) and _plain(x) for k, x in v.items())
+
+
+def _stdlib(name: str) -> bool:
+    top = name.split(".", 1)[0]
+    return top in sys.stdlib_module_names or top in ("builtins", "__main__")
+
+
+def _returns_module(fn: Any) -> bool:
+    """Whether ``fn`` is annotated to return an ``nn.Module`` (torchvision's builders are)."""
+    import typing
+
+    from torch import nn
+
+    try:
+        ret = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation that does not resolve says nothing either way
+        return False
+    return isinstance(ret, type) and issubclass(ret, nn.Module)
+
+
+def _takes_arguments(cls: type) -> bool:
+    """Whether building ``cls`` needs arguments (or takes its layers as ``*args``, as nn.Sequential does)."""
+    try:
+        ps = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_POSITIONAL or (p.default is p.empty and p.kind is not p.VAR_KEYWORD) for p in ps)
+
+
+@dataclass
+class ModuleRef:
+    """How a trained user module is built again: its import reference and the keyword arguments of its
+    class or factory. A checkpoint of such a run keeps this instead of a network description.
+
+    Rebuilding imports and runs code, so a reference read from a file is held to what a training run
+    can have written: a ``file.py`` that exists, or a package outside the standard library; the object an
+    ``nn.Module`` class, a function of that file, or a factory annotated to return an ``nn.Module``; the
+    arguments plain JSON values. ``module`` is the instance itself when it was given in Python.
+    """
+
+    ref: str | None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    module: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, ref: str, kwargs: Mapping[str, Any] | None = None) -> ModuleRef:
+        """``ref`` as given on the command line, its file made absolute so the checkpoint finds it from
+        anywhere."""
+        where, _, attr = ref.rpartition(":")
+        if where.endswith(".py") and Path(where).is_file():
+            ref = f"{Path(where).resolve()}:{attr}"
+        kwargs = dict(kwargs or {})
+        if not _plain(kwargs):
+            raise CnnlabError(f"--kwargs for {attr}: give plain values (numbers, strings, booleans, lists), "
+                              "which the checkpoint records to build the module again")
+        return cls(ref, kwargs, attr)
+
+    @classmethod
+    def to_train(cls, ref: str, kwargs: Mapping[str, Any], classes: int) -> ModuleRef:
+        """``ref`` for a run on data of ``classes`` classes: ``num_classes`` is set from the data when the
+        class or factory takes it and ``kwargs`` does not give it."""
+        from torch import nn
+
+        obj = load_object(ref)
+        kwargs = dict(kwargs)
+        if not isinstance(obj, nn.Module) and "num_classes" not in kwargs:
+            try:
+                params = inspect.signature(obj).parameters
+            except (TypeError, ValueError):
+                params = {}
+            if "num_classes" in params:
+                kwargs["num_classes"] = classes
+            elif any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                # A factory passing **kwargs on (torchvision's): keep num_classes if the module accepts it.
+                try:
+                    load_module(ref, {**kwargs, "num_classes": classes})
+                    kwargs["num_classes"] = classes
+                except CnnlabError:
+                    pass
+        return cls.of(ref, kwargs)
+
+    @classmethod
+    def of_instance(cls, model: Any) -> ModuleRef:
+        """A module object given in Python: rebuilt later from its class when that class imports by name
+        and takes no arguments (otherwise the checkpoint holds the weights alone)."""
+        t = type(model)
+        ref = None
+        if not _stdlib(t.__module__) and "<locals>" not in t.__qualname__ and not _takes_arguments(t):
+            ref = f"{t.__module__}:{t.__qualname__}"
+        return cls(ref, {}, t.__name__, model)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "kwargs": self.kwargs, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ModuleRef:
+        """Read what :meth:`to_dict` wrote; raises ValueError naming what is wrong."""
+        if not isinstance(d, dict):
+            raise ValueError("'module' must be a mapping")
+        ref, kwargs, name = d.get("ref"), d.get("kwargs", {}), d.get("name", "")
+        if ref is not None and (not isinstance(ref, str) or ref.count(":") < 1):
+            raise ValueError("'module.ref' must be file.py:NAME or package.module:NAME")
+        if not isinstance(kwargs, dict) or not _plain(kwargs):
+            raise ValueError("'module.kwargs' must map names to plain values")
+        if not isinstance(name, str):
+            raise ValueError("'module.name' must be a string")
+        return cls(ref, kwargs, name)
+
+    def build(self, source: str = "the checkpoint") -> Any:
+        """The module: the instance given in Python, else a new one from the reference."""
+        if self.module is not None:
+            return self.module
+        if self.ref is None:
+            raise CnnlabError(f"{source} holds the weights of a module given as a Python object ({self.name}), "
+                              "with no reference to build it again: build it yourself and load them with "
+                              "model.load_state_dict(cnnlab.train.checkpoint.load(PATH).model)")
+        self.check_ref(source)
+        return load_module(self.ref, self.kwargs)
+
+    def check_ref(self, source: str) -> None:
+        """Refuse what no training run writes: the standard library, callables that build no module."""
+        from torch import nn
+
+        where, _, attr = str(self.ref).rpartition(":")
+        refuse = f"{source} names {self.ref} to build its model, which "
+        if where.endswith(".py"):
+            if not Path(where).is_file():
+                raise CnnlabError(refuse + f"is not here: put {Path(where).name} back at {where}, or build the "
+                                  "module yourself and load the checkpoint's weights")
+        elif not where or _stdlib(where):
+            raise CnnlabError(refuse + "is not a model: the reference must be a model file or package")
+        obj = load_object(str(self.ref))
+        ok = isinstance(obj, nn.Module) or (isinstance(obj, type) and issubclass(obj, nn.Module)) or (
+            inspect.isfunction(obj) and (where.endswith(".py") or _returns_module(obj)))
+        if not ok:
+            raise CnnlabError(refuse + "is not an nn.Module class nor a function returning one")

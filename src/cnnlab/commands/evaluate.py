@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         ck = checkpoint.load(args.checkpoint)
         ck.check_finite(args.checkpoint)
-        net, model, prep = ck.rebuild()
+        net, model, prep = ck.rebuild(args.checkpoint)
         seed = check_seed(args.seed if args.seed is not None else ck.seed)
         fraction = args.val_fraction if args.val_fraction is not None else ck.val_fraction or 0.1
         from ..data.store import is_store

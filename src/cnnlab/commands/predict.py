@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         ck = checkpoint.load(args.checkpoint)
         ck.check_finite(args.checkpoint)
-        _, model, prep = ck.rebuild()
+        _, model, prep = ck.rebuild(args.checkpoint)
         classes = ck.classes
     c, h, w = prep.data_shape
     crop = (h, w) if prep.resize else None

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import CnnlabError
 from ..text import safe_text
-from ._common import add_model_args, load_network
+from ._common import add_model_args, load_network, parse_kwargs
 
 NAME = "train"
 HELP = "train a model on MNIST, CIFAR or an image folder"
@@ -70,6 +70,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..train.recipes import OPTIMIZERS, PRESETS, SCHEDULES
 
     add_model_args(p)
+    p.add_argument("--kwargs", metavar="K=V,...",
+                   help="MODEL file.py:NAME or package.module:NAME: arguments of its class or factory (key=value,... "
+                        "or JSON); num_classes is set from the data when the factory takes it. The module itself "
+                        "trains (its layers and initialization), at the data's size, and returns logits; the "
+                        "checkpoint records the reference and arguments, so eval and predict build it again")
     add_data_args(p)
     p.add_argument("--val-fraction", type=float, default=0.1, metavar="F",
                    help="image folders without val/: fraction of each class held out (default 0.1)")
@@ -159,7 +164,18 @@ def recipe_from_args(args: argparse.Namespace, out: Path, resumed: Any = None) -
 
 def run(args: argparse.Namespace) -> int:
     data_name = Path(args.data).name if Path(args.data).is_dir() else args.data
-    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.model).stem}-{data_name}"
+    from ..usermodule import is_module_ref
+
+    user = is_module_ref(args.model)
+    stem = args.model.rpartition(":")[2] if user else Path(args.model).stem
+    out = Path(args.out) if args.out else Path("runs") / f"{stem}-{data_name}"
+    if not user and getattr(args, "kwargs", None):
+        raise CnnlabError("--kwargs applies to a module (file.py:NAME or package.module:NAME); a zoo model takes "
+                          "--num-classes and --in-channels")
+    if user:
+        for opt, v in (("--aux", args.aux), ("--shortcut", args.shortcut), ("--in-channels", args.in_channels)):
+            if v is not None:
+                raise CnnlabError(f"{opt} applies to zoo models; give a module's own arguments with --kwargs")
     from ..train import checkpoint
     from ..train.trainer import check_out, check_seed
 
@@ -213,7 +229,12 @@ def run(args: argparse.Namespace) -> int:
     if args.in_channels is not None and args.in_channels != c:
         raise CnnlabError(f"--in-channels {args.in_channels} but {args.data} images have {c} channels")
     args.num_classes, args.in_channels = len(train.classes), c
-    net = load_network(args)
+    if user:
+        from ..usermodule import ModuleRef
+
+        net = ModuleRef.to_train(args.model, parse_kwargs(args.kwargs), len(train.classes))
+    else:
+        net = load_network(args)
     aug = augment.fit(train.images, torch.Generator().manual_seed(seed)) if augment.active else None
     folder = Path(args.data).is_dir()
     if train.mapped:  # a store keeps the split it was prepared with

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import CnnlabError
 from ..layers import Shape
+from ..network import Network
 
 if TYPE_CHECKING:
     from .formats import Exported
@@ -60,6 +61,9 @@ def export_model(ref: str, fmt: str, out: str | Path, *, input_shape: Shape | No
         model = build(net, shape)
         logits = weights = False
     model.eval()
+    if fmt == "pytorch" and not isinstance(net, Network):
+        raise CnnlabError(f"{ref} trained the module {net.ref}: that file is its PyTorch source already; export "
+                          "it as onnx or torchscript")
     if fmt == "pytorch":
         done = to_pytorch(net, model, shape, out, logits=logits, source=Path(ref).name if weights else ref,
                           weights=weights)
@@ -79,8 +83,10 @@ def _from_checkpoint(ref: str, input_shape: Shape | None) -> tuple:
 
     ck = checkpoint.load(ref)
     ck.check_finite(ref)
-    net, model, prep = ck.rebuild()
+    net, model, prep = ck.rebuild(ref)
     shape = tuple(prep.input_shape)
+    if ck.source is not None:  # a user's module takes any size it was written for
+        return net, model, tuple(input_shape or shape), prep.mode
     if input_shape is not None and tuple(input_shape) != shape:
         shape = tuple(input_shape)
         model = build(net, shape, logits=True)

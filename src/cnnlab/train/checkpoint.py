@@ -1,5 +1,6 @@
-"""Checkpoints that rebuild their model alone: the network spec, the input map, the classes, the
-weights, and the optimizer and schedule state that ``--resume`` needs.
+"""Checkpoints that rebuild their model alone: the network spec (or, for a user's own module, its
+import reference and arguments), the input map, the classes, the weights, and the optimizer and
+schedule state that ``--resume`` needs.
 
 :class:`Checkpoint` is the only code that knows the file's keys. Reading checks every one of them
 (a file is data from anywhere: a wrong type or shape must give one line, not a traceback deep in
@@ -19,6 +20,7 @@ import torch
 from ..errors import CnnlabError
 from ..files import atomic_path
 from ..network import Network, network_from_spec
+from ..usermodule import ModuleRef
 from .preprocess import Preprocess
 
 FORMAT = "cnnlab-checkpoint"
@@ -33,7 +35,7 @@ class InvalidCheckpoint(CnnlabError):
 class Checkpoint:
     """One training run at the end of an epoch."""
 
-    network: dict[str, Any]          # the network spec (network_to_spec)
+    network: dict[str, Any]          # the network spec (network_to_spec), or {"name", "module"} for a user's module
     preprocess: Preprocess
     classes: list[str]
     model: dict[str, torch.Tensor]   # state_dict of the built module
@@ -52,6 +54,7 @@ class Checkpoint:
     torch_version: str = field(default_factory=lambda: str(torch.__version__))
     _net: Network | None = field(default=None, init=False, repr=False, compare=False)
     _built: torch.nn.Module | None = field(default=None, init=False, repr=False, compare=False)
+    _source: ModuleRef | None = field(default=None, init=False, repr=False, compare=False)
 
     # --- file form ------------------------------------------------------------------------------
 
@@ -121,6 +124,12 @@ class Checkpoint:
             raise InvalidCheckpoint("'plateau' must hold 'scale' and 'bad' numbers")
         if min(self.epoch, self.step, self.best_epoch, self.stale, self.seed) < 0 or self.best_epoch > self.epoch:
             raise InvalidCheckpoint("negative or inconsistent epoch counters")
+        if "module" in self.network:
+            try:
+                self._source = ModuleRef.from_dict(self.network["module"])
+            except ValueError as e:
+                raise InvalidCheckpoint(str(e)) from None
+            return  # the module is user code: it is built, and checked against the weights, by rebuild()
         net = self.net
         from ..analysis import analyze
 
@@ -139,8 +148,11 @@ class Checkpoint:
             module = self._module()
         except CnnlabError as e:
             raise InvalidCheckpoint(f"its network does not build ({e})") from None
-        want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
         self._built = module  # rebuild() reuses it: a large network is built once
+        self._check_weights(module)
+
+    def _check_weights(self, module: torch.nn.Module) -> None:
+        want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
         got = {k: tuple(v.shape) for k, v in self.model.items()}
         if want.keys() != got.keys():
             missing, extra = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
@@ -155,7 +167,21 @@ class Checkpoint:
     # --- the model ------------------------------------------------------------------------------
 
     @property
+    def source(self) -> ModuleRef | None:
+        """The user's module this run trained (None: a network description)."""
+        if self._source is None and "module" in self.network:
+            self._source = ModuleRef.from_dict(self.network["module"])
+        return self._source
+
+    @property
+    def name(self) -> str:
+        return str(self.network.get("name", ""))
+
+    @property
     def net(self) -> Network:
+        if self.source is not None:
+            raise InvalidCheckpoint(f"it holds a user's module ({self.source.ref or self.source.name}), not a "
+                                    "network description")
         if self._net is None:
             try:
                 self._net = network_from_spec(self.network, "checkpoint")
@@ -170,8 +196,24 @@ class Checkpoint:
 
         return build(self.net, self.preprocess.input_shape, logits=True)
 
-    def rebuild(self) -> tuple[Network, torch.nn.Module, Preprocess]:
-        """The network, its module with the saved weights (eval mode) and the input map."""
+    def rebuild(self, source: str | Path = "the checkpoint") -> tuple[Network | ModuleRef, torch.nn.Module, Preprocess]:
+        """The network (or the user's module reference), its module with the saved weights (eval mode)
+        and the input map. A user's module is imported and built here, then checked against the weights
+        and the classes as a description is on loading."""
+        if self.source is not None:
+            model = self.source.build(str(source))
+            try:
+                self._check_weights(model)
+            except InvalidCheckpoint as e:
+                raise InvalidCheckpoint(f"{source}: {e} ({self.source.ref} builds another module than the one "
+                                        "trained; give the same file and --kwargs)") from None
+            model.load_state_dict(self.model)
+            model.eval()
+            out = output_shape(model, self.preprocess.input_shape, str(self.source.ref))
+            if out != (len(self.classes),):
+                raise InvalidCheckpoint(f"{source}: it names {len(self.classes)} classes but "
+                                        f"{self.source.name} outputs {_x(out)} values")
+            return self.source, model, self.preprocess
         model, self._built = self._built or self._module(), None
         model.load_state_dict(self.model)
         return self.net, model.eval(), self.preprocess
@@ -185,6 +227,27 @@ class Checkpoint:
         if bad:
             raise CnnlabError(f"{source} holds NaN or infinite weights ({', '.join(bad[:3])}): its predictions "
                               "would be meaningless; use a checkpoint from before training diverged")
+
+
+def output_shape(model: torch.nn.Module, input_shape: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """The per-image output shape of ``model`` (eval mode, one image of ``input_shape``): the first output
+    when it returns several (auxiliary heads). A failure in the user's code is one line naming it."""
+    from ..measure import user_code_error
+
+    was = model.training
+    try:
+        with torch.no_grad():
+            p = next(model.parameters(), None)
+            out = model.eval()(torch.zeros(1, *input_shape, device=p.device if p is not None else "cpu"))
+    except Exception as e:
+        raise user_code_error(e, f"running {what} on a {_x(input_shape)} input") from None
+    finally:
+        model.train(was)
+    while isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise CnnlabError(f"{what} returns a {type(out).__name__}, not a tensor of class scores")
+    return tuple(out.shape[1:])
 
 
 def _get(d: dict[str, Any], key: str, kind: type, prefix: str = "") -> Any:

@@ -19,6 +19,7 @@ import torch
 from ..data import ImageSet, load
 from ..errors import CnnlabError
 from ..network import Network
+from ..usermodule import ModuleRef
 from .recipes import Recipe, get_recipe
 from .trainer import Options, Trainer, check_seed, evaluate, resolve_device
 
@@ -78,7 +79,7 @@ class Run:
         from . import checkpoint
 
         if self.best_checkpoint is not None:
-            _, model, prep = checkpoint.load(self.best_checkpoint).rebuild()
+            _, model, prep = checkpoint.load(self.best_checkpoint).rebuild(self.best_checkpoint)
             return model, prep, self.trainer.classes
         return self.trainer.model, self.trainer.prep, self.trainer.classes
 
@@ -175,18 +176,23 @@ def _subset(ds: ImageSet, n: int | None, seed: int, what: str) -> ImageSet:
     return ImageSet(ds.images[idx], ds.labels[idx], ds.classes, f"{ds.name} ({n:,} of {len(ds):,})")
 
 
-def _network(model: Any, train: ImageSet, **kw: Any) -> Network:
+def _network(model: Any, train: ImageSet, kwargs: dict[str, Any] | None = None, **kw: Any) -> Network | ModuleRef:
+    """A description to build, or a user's module to train as it is (an object, or file.py:NAME)."""
+    from ..usermodule import is_module_ref
+
+    if kwargs is not None and not (isinstance(model, str) and is_module_ref(model)):
+        raise CnnlabError("kwargs= applies to a module reference (file.py:NAME or package.module:NAME)")
     if isinstance(model, Network):
         return model
     if isinstance(model, torch.nn.Module):
-        from ..trace import trace
-
-        return trace(model, train.shape, name=type(model).__name__)
+        return ModuleRef.of_instance(model)
     if isinstance(model, str):
-        from ..models import is_spec, load_model
+        from ..models import load_model
 
-        if is_spec(model) or ":" in model:
-            return load_model(model, input_shape=train.shape)
+        if is_module_ref(model):
+            return ModuleRef.to_train(model, dict(kwargs or {}), len(train.classes))
+        if ":" in model:
+            return load_model(model)
         return load_model(model, num_classes=len(train.classes), in_channels=train.shape[0], **kw)
     raise CnnlabError(f"model {model!r}: give a zoo name, a spec file, file.py:NAME, a Network or a torch module")
 
@@ -195,11 +201,12 @@ def fit(model: Any, data: str | tuple[ImageSet, ImageSet | None] = "mnist", reci
         epochs: int | None = None, out: str | Path | None = None, *, subset: int | None = None,
         val_subset: int | None = None, seed: int | None = None, data_dir: str | Path | None = None,
         size: tuple[int, int] | None = None, val_fraction: float = 0.1, augment: bool = True,
-        display: bool = True, aux: bool | None = None, **options: Any) -> Run:
+        display: bool = True, aux: bool | None = None, kwargs: dict[str, Any] | None = None, **options: Any) -> Run:
     """Train ``model`` on ``data`` with ``recipe`` and return the :class:`Run`.
 
-    ``model``: a zoo name, a spec file, ``file.py:NAME``, a :class:`Network` or a torch module, built
-    for the data's channels and classes. ``data``: ``mnist``, ``cifar10``, ``cifar100``, an image
+    ``model``: a zoo name, a spec file or a :class:`Network` (built for the data's channels and classes),
+    or a torch module trained as it is: an object, or ``file.py:NAME`` / ``package.module:NAME`` whose
+    class or factory gets ``kwargs`` (and ``num_classes`` from the data when it takes one). ``data``: ``mnist``, ``cifar10``, ``cifar100``, an image
     folder, or a ``(train, val)`` pair of :class:`ImageSet`. ``out``: the folder for checkpoints,
     metrics.json and curves.png (None: kept in memory only). ``subset`` / ``val_subset``: train or
     validate on that many images drawn with the seed (a fraction of an epoch, for a quick look).
@@ -230,7 +237,7 @@ def fit(model: Any, data: str | tuple[ImageSet, ImageSet | None] = "mnist", reci
     train = _subset(train, subset, seed, "subset")
     if val is not None:
         val = _subset(val, val_subset, seed + 1, "val_subset") if len(val) else None
-    net = _network(model, train, **({"aux": aux} if aux is not None else {}))
+    net = _network(model, train, kwargs, **({"aux": aux} if aux is not None else {}))
     aug = None
     if augment:
         from ..data.augment import preset

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import CnnlabError
 from ..network import Network, network_to_spec
+from ..usermodule import ModuleRef
 from . import checkpoint, distributed, transfer
 from .checkpoint import Checkpoint
 from .metrics import Meter, confusion_matrix, topk_correct, write_json
@@ -113,6 +114,15 @@ def check_out(out: Path | None, resume: bool, overwrite: bool) -> None:
                           "--overwrite to start over, or another --out")
 
 
+def _parameters(fn: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
 def _seed_for(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63)
 
@@ -130,11 +140,16 @@ class State:
 
 
 class Trainer:
-    """Train ``net`` on ``train`` with ``recipe``; validate on ``val`` after every epoch."""
+    """Train ``net`` on ``train`` with ``recipe``; validate on ``val`` after every epoch.
 
-    def __init__(self, net: Network, train: Any, val: Any | None, recipe: Recipe, opts: Options | None = None,
+    ``net`` is a network description (built here) or a user's own module (:class:`ModuleRef`), trained as
+    it is: its own layers and initialization, the data's size as its input, its reference in checkpoints.
+    """
+
+    def __init__(self, net: Network | ModuleRef, train: Any, val: Any | None, recipe: Recipe, opts: Options | None = None,
                  *, data_name: str = "") -> None:
         self.net, self.train_set, self.val_set, self.recipe = net, train, val, recipe
+        self.user = isinstance(net, ModuleRef)
         self.opts = opts or Options()
         self.data_name = data_name or getattr(train, "name", "")
         resumed = self._setup_run()
@@ -173,6 +188,10 @@ class Trainer:
         train, net = self.train_set, self.net
         self.classes = list(train.classes)
         c, h, w = train.images.shape[1:]
+        if self.user:  # a module has no design input: it takes the data as it is
+            self.prep = Preprocess.fit(train.images, self.recipe.normalize, (0, 0, 0, 0))
+            self.prep.resize = self.opts.resize
+            return
         if net.input_shape[0] != c:
             raise CnnlabError(f"{net.name} is built for {net.input_shape[0]} input channels but the data has {c}")
         pad = fit_padding((h, w), tuple(net.input_shape[1:]), self.opts.fit)
@@ -192,7 +211,11 @@ class Trainer:
 
         r, o = self.recipe, self.opts
         torch.manual_seed(self.seed)
-        self.model = build(self.net, self.prep.input_shape, logits=True)
+        if isinstance(self.net, ModuleRef):
+            self.model = self.net.build("the run")
+            self._check_module_output()
+        else:
+            self.model = build(self.net, self.prep.input_shape, logits=True)
         self.plan = transfer.make_plan(self.model, r.freeze, r.unfreeze) if r.freeze else None
         self.loaded: Loaded | None = None
         if o.weights is not None and resumed is None:
@@ -205,6 +228,30 @@ class Trainer:
         groups = transfer.param_groups(self.model, self.plan, r.lr, r.lr_backbone, self.thawed)
         self.optimizer = make_optimizer(r, groups, self.device.type)
         self.plateau = Plateau(r.plateau_factor, r.plateau_patience, "min" if r.monitor == "val_loss" else "max")
+
+    def _check_module_output(self) -> None:
+        """A user's module must give one score per class for the data's images."""
+        from .checkpoint import output_shape
+
+        net = self.net
+        assert isinstance(net, ModuleRef)
+        out = output_shape(self.model, self.prep.input_shape, net.ref or net.name)
+        n = len(self.classes)
+        if out != (n,):
+            from ..usermodule import load_object
+
+            takes = net.ref is not None and ("num_classes" in net.kwargs or
+                                             "num_classes" in _parameters(load_object(net.ref)))
+            fix = f"give --kwargs num_classes={n}" if takes else f"give its last layer {n} outputs"
+            c, h, w = self.prep.input_shape
+            raise CnnlabError(f"{net.name} outputs {'x'.join(map(str, out))} values for a {c}x{h}x{w} image but the "
+                              f"data has {n} classes: {fix}")
+
+    def spec(self) -> dict[str, Any]:
+        """What checkpoints record to build the model again."""
+        if isinstance(self.net, ModuleRef):
+            return {"name": self.net.name, "module": self.net.to_dict()}
+        return network_to_spec(self.net)
 
     def parameter_counts(self) -> list[tuple[str, int, int]]:
         """(part, trainable, frozen) for the classifier and the backbone, as the run starts."""
@@ -286,7 +333,11 @@ class Trainer:
                               f"{len(self.classes)}; resume with the data it was trained on")
         if ck.classes != self.classes:
             raise CnnlabError(f"--resume: {path} was trained on other classes ({', '.join(ck.classes[:4])}, ...)")
-        if ck.network["layers"] != network_to_spec(self.net)["layers"]:
+        if self.user and ck.network.get("module") != self.spec()["module"]:
+            was = ck.network.get("module") or {}
+            raise CnnlabError(f"--resume: {path} trained {was.get('ref') or ck.name} with kwargs {was.get('kwargs')}; "
+                              "resume with the same module and --kwargs")
+        if not self.user and ck.network.get("layers") != self.spec()["layers"]:
             raise CnnlabError(f"--resume: {path} holds a different network ({ck.network.get('name')})")
         self.prep = ck.preprocess
         self.model.load_state_dict(ck.model)
@@ -511,7 +562,7 @@ class Trainer:
     def _checkpoint(self) -> Checkpoint:
         st = self.state
         return Checkpoint(
-            network=network_to_spec(self.net), preprocess=self.prep, classes=list(self.classes),
+            network=self.spec(), preprocess=self.prep, classes=list(self.classes),
             model={k: v.detach().cpu() for k, v in self.model.state_dict().items()}, data=self.data_name,
             optimizer=_cpu(self.optimizer.state_dict()), plateau=self.plateau.state_dict(),
             recipe=self.recipe.to_dict(), seed=self.seed, val_fraction=self.opts.val_fraction,
