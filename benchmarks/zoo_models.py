@@ -2,8 +2,11 @@
 
 For each model (built with random weights) the measured analysis (``cnnlab.analyze_module``, eval mode)
 is compared with the module itself: parameters (every registered tensor once), floating buffers,
-the output shape of a real forward, and MACs = ``FlopCounterMode`` total / 2 on a train-mode forward
-with SDPA forced to the math backend (batch 2, halved: BatchNorm needs two samples in training).
+the output shape of a real forward, and MACs = ``FlopCounterMode`` total / 2 on an eval-mode forward of
+one image with gradients enabled (so ``nn.MultiheadAttention`` takes its counted path, not the fused
+inference kernel) and SDPA forced to the math backend. Eval mode, as the measured path's default: a
+train-mode forward would add GoogLeNet's and Inception v3's auxiliary heads; one image, because work
+that does not depend on the batch (Swin v2's position-bias MLP) divides wrongly from a larger batch.
 Prints each miss and the exact count. torchvision and timm are not dependencies of cnnlab: a zoo whose
 package is missing is reported and skipped (exit 0).
 
@@ -39,14 +42,11 @@ def reference(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, int, tuple
 
     params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     buffers = sum(b.numel() for b in {id(b): b for b in model.buffers()}.values() if b.is_floating_point())
-    with torch.no_grad():
-        out = model.eval()(torch.randn(1, *shape))
-    out = out[0] if isinstance(out, (tuple, list)) else out
-    model.train()
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
-        model(torch.randn(2, *shape))
     model.eval()
-    return params, buffers, tuple(out.shape[1:]), fc.get_total_flops() // 4
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:
+        out = model(torch.randn(1, *shape))
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    return params, buffers, tuple(out.shape[1:]), fc.get_total_flops() // 2
 
 
 def torchvision_models() -> Iterator[tuple[str, Callable[[], nn.Module], tuple[int, ...]]]:
