@@ -331,3 +331,33 @@ def test_a_value_read_twice_is_not_changed_in_place() -> None:
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(built(x), m(x), atol=1e-6)
+
+
+class Mutates(nn.Module):
+    """In-place ops on values read again later: the description computes out of place, so lifting these
+    would hand the later readers the unchanged value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.relu = nn.Conv2d(3, 3, 1), nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        x.mul_(2)                       # x is read again by the sum below
+        z = self.relu(y)                # y is read again by the sum below
+        w = F.relu(z, inplace=True)     # z is read again
+        return w + y + z + x
+
+
+def test_in_place_ops_on_values_read_again_are_refused_by_the_lift() -> None:
+    with pytest.raises(LiftError) as e:
+        trace(Mutates(), (3, 8, 8))
+    assert e.value.unsupported == {"in-place call_method mul_ on a tensor used again": 1,
+                                   "in-place module ReLU on a tensor used again": 1,
+                                   "in-place relu on a tensor used again": 1}
+    # The measured path runs the module's own ops, so it still answers: one 1x1 conv, 3*3 + 3 = 12
+    # parameters, 3*3*64 = 576 MACs at 8x8.
+    from cnnlab.measure import analyze_module
+
+    a = analyze_module(Mutates(), (3, 8, 8))
+    assert (a.totals["params"], a.totals["macs"], tuple(a.output_shape)) == (12, 576, (3, 8, 8))

@@ -244,9 +244,32 @@ class _Lift:
                 if a not in seen:
                     seen.add(a)
                     todo.append(a)
+        for n in self.nodes:
+            what = self.mutation(n)
+            if what:
+                self.unsupported[f"{what} on a tensor used again"] += 1
         if not self.unsupported:  # again in forward's order, so functions are numbered as they run
             self.count.clear()
             self.items = {n: self.classify(n) for n in sorted(self.items, key=self.order.__getitem__)}
+
+    def mutation(self, n: fx.Node) -> str:
+        """An in-place op whose input is read again later: the description computes out of place, so it would
+        give the later reader the value before the change (``x.mul_(2)`` with no user of its own, or
+        ``F.relu(x, inplace=True)`` beside a skip connection). Empty when ``n`` is no such op."""
+        if n.op == "call_method" and str(n.target).endswith("_") and not str(n.target).startswith("_"):
+            what = f"in-place call_method {n.target}"
+        elif n.op == "call_function" and (n.kwargs.get("inplace") is True or
+                                          getattr(n.target, "__name__", "").endswith("_")):
+            what = f"in-place {getattr(n.target, '__name__', 'op')}"
+        elif n.op == "call_module" and getattr(self.mods[str(n.target)], "inplace", False) is True:
+            what = f"in-place module {type(self.mods[str(n.target)]).__name__}"
+        else:
+            return ""
+        x = n.args[0] if n.args else None
+        if not isinstance(x, fx.Node):
+            return ""
+        later = [u for u in x.users if u is not n and self.order[u] > self.order[n]]
+        return what if later else ""
 
     def classify(self, n: fx.Node) -> _Item:
         if n.op == "placeholder":
