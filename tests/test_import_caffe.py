@@ -158,6 +158,42 @@ def test_resnet_bottleneck_batchnorm_scale_eltwise() -> None:
     assert a.layer("bottleneck.bn_res2a_branch2b").type == "BatchNorm"
 
 
+PRELU = ('name: "prelu"\ninput: "data"\ninput_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+         + conv("conv1", "data", 4, 3, p=1)
+         + 'layer { name: "prelu1" type: "PReLU" bottom: "conv1" top: "conv1" }\n'
+         + conv("conv2", "conv1", 2, 1)
+         + 'layer { name: "prelu2" type: "PReLU" bottom: "conv2" top: "conv2"\n'
+           '  prelu_param { channel_shared: true filler { type: "constant" value: 0.1 } } }\n')
+
+
+def test_prelu_per_channel_and_shared(tmp_path: Path) -> None:
+    import torch
+
+    from cnnlab.export.pycode import python_source
+    from cnnlab.network import network_from_spec, network_to_spec
+    from cnnlab.torch_backend import build
+
+    net = from_prototxt(parse_prototxt(PRELU))
+    a = analyze(net)
+    # conv1 (3*3*3 + 1) * 4 = 112, a slope per channel: 4; conv2 (4 + 1) * 2 = 10, one shared slope: 1
+    assert [(s.name, s.type, s.params) for s in a.layers] == [
+        ("conv1", "Conv", 112), ("prelu1", "PReLU", 4), ("conv2", "Conv", 10), ("prelu2", "PReLU", 1)]
+    assert a.totals["params"] == 112 + 4 + 10 + 1 == 127
+    assert a.layer("prelu1").macs == a.layer("prelu2").macs == 0
+    assert a.totals["macs"] == 27 * 4 * 8 * 8 + 4 * 2 * 8 * 8  # the convolutions' only
+    model = build(net)
+    p1, p2 = model.prelu1, model.prelu2
+    assert isinstance(p1, torch.nn.PReLU) and p1.num_parameters == 4 and p2.num_parameters == 1
+    assert p1.weight.tolist() == [0.25] * 4  # Caffe's default slope
+    assert p2.weight.tolist() == [pytest.approx(0.1)]  # the constant filler's value
+    x = torch.tensor([[-2.0, 3.0]]).view(1, 2, 1, 1)
+    assert p2(x).flatten().tolist() == [pytest.approx(-0.2), 3.0]  # -2 * 0.1, and 3 kept
+    src = python_source(net)
+    assert "nn.PReLU(4)" in src and "nn.PReLU(init=0.1)" in src
+    back = network_from_spec(json.loads(json.dumps(network_to_spec(net))))
+    assert back.layers == net.layers and analyze(back).totals == a.totals
+
+
 def test_cifar10_pooling_rounds_up() -> None:
     # Caffe's cifar10_quick: conv 32 5x5 pad 2, max pool 3/2 -> ceil((32 - 3)/2) + 1 = 16 (PyTorch's floor: 15).
     text = ('name: "cifar"\ninput: "data"\ninput_dim: 1 input_dim: 3 input_dim: 32 input_dim: 32\n'

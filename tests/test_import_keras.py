@@ -206,6 +206,43 @@ def test_resnet50_weights_match_keras(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
+def test_prelu_per_channel_shared_and_on_a_vector(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(4)
+    x = inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(4, 3, name="conv")(x)
+    x = L.PReLU(shared_axes=[1, 2], name="per_channel")(x)
+    x = L.Conv2D(5, 3, name="conv2")(x)
+    x = L.PReLU(shared_axes=[1, 2, 3], alpha_initializer=keras.initializers.Constant(0.1), name="shared")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(6, name="dense")(x)
+    x = L.PReLU(name="per_unit")(x)
+    model = keras.Model(inp, x, name="prelu")
+    net = from_config(json.loads(model.to_json()))
+    a = check_against_keras(model, net)
+    # conv 27*4 + 4 = 112, slopes 4; conv2 36*5 + 5 = 185, one slope; dense 80*6 + 6 = 486, slopes 6
+    assert [a.layer(n).params for n in ("per_channel", "shared", "per_unit")] == [4, 1, 6]  # a chain: no prefix
+    assert a.totals["params"] == model.count_params() == 112 + 4 + 185 + 1 + 486 + 6 == 794
+    assert [(n.shared, n.init) for n in net.layers if type(n).__name__ == "PReLU"] == [
+        (False, 0.0), (True, pytest.approx(0.1)), (False, 0.0)]  # Keras' default initializer is zeros
+    rng = np.random.default_rng(4)
+    for layer in model.layers:  # slopes away from their initial value, so that their layout is exercised
+        if isinstance(layer, L.PReLU):
+            layer.set_weights([rng.uniform(-1, 1, w.shape).astype("float32") for w in layer.get_weights()])
+    path = tmp_path / "prelu.keras"
+    model.save(path)
+    xs = rng.uniform(-1, 1, (2, 8, 8, 3)).astype("float32")
+    want = model.predict(xs, verbose=0)
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(xs.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert (want < 0).any()  # some outputs went through a negative slope
+    per_pixel = L.PReLU(name="per_pixel")
+    cfg = json.loads(keras.Model(inp, per_pixel(L.Conv2D(4, 3)(inp))).to_json())
+    with pytest.raises(CnnlabError, match=r"'per_pixel': PReLU with shared_axes None on 4x6x6 is not supported"):
+        from_config(cfg)
+
+
 APPS = {  # trainable, non-trainable as Keras counts them (asserted against Keras in the test as well)
     "MobileNetV2": (3_504_872, 34_112), "ResNet50": (25_583_592, 53_120), "VGG16": (138_357_544, 0),
     "InceptionV3": (23_817_352, 34_432), "Xception": (22_855_952, 54_528), "DenseNet121": (7_978_856, 83_648),

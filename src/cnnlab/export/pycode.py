@@ -48,6 +48,7 @@ from ..layers import (
     MaxPool,
     Mish,
     PartialConv,
+    PReLU,
     ReLU,
     ReLU6,
     Reshape,
@@ -224,6 +225,8 @@ register_layer(GELU, lambda g, s: (f"nn.GELU({'' if g.approximate == 'none' else
                                    ()))
 register_layer(LeakyReLU, lambda a, s: (f"nn.LeakyReLU({'' if a.slope == 0.01 else repr(a.slope)})", ()))
 register_layer(ELU, lambda a, s: (f"nn.ELU({'' if a.alpha == 1.0 else repr(a.alpha)})", ()))
+register_layer(PReLU, lambda a, s: (f"nn.PReLU({_args(*(() if a.shared else (s[0],)), init=_unless(a.init, 0.25))})",
+                                    ()))
 register_layer(Scale, lambda a, s: (f"ScaleShift({a.mul!r}, {a.add!r})", ("ScaleShift",)))
 register_layer(LayerNorm, _layer_norm)
 register_layer(GroupNorm, _group_norm)

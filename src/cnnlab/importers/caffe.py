@@ -9,6 +9,7 @@ pools round up (ceil mode); the analysis flags where that differs from PyTorch's
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -108,8 +109,8 @@ def load_caffe(path: str | Path) -> Network:
 
 # --------------------------------------------------------------------------- translation
 
-SUPPORTED = ("Input", "Data", "Convolution", "Pooling", "InnerProduct", "ReLU", "Sigmoid", "TanH", "LRN", "Dropout",
-             "Softmax", "Concat", "Eltwise", "BatchNorm", "Scale", "Split", "Flatten")
+SUPPORTED = ("Input", "Data", "Convolution", "Pooling", "InnerProduct", "ReLU", "PReLU", "Sigmoid", "TanH", "LRN",
+             "Dropout", "Softmax", "Concat", "Eltwise", "BatchNorm", "Scale", "Split", "Flatten")
 _SKIPPED = ("Accuracy", "Silence")  # and every *Data and *Loss layer of a train_val file
 
 
@@ -280,6 +281,8 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
     if kind == "ReLU":
         slope = float(_one(_param(layer, "relu_param"), "negative_slope", 0.0))
         return [b.add(ly.LeakyReLU(name=name, slope=slope) if slope else ly.ReLU(name=name), src)]
+    if kind == "PReLU":
+        return [b.add(_prelu(b, layer, name), src)]
     if kind in ("Sigmoid", "TanH"):
         return [b.add((ly.Sigmoid if kind == "Sigmoid" else ly.Tanh)(name=name), src)]
     if kind == "LRN":
@@ -304,6 +307,25 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
         return [_scale(b, layer, name, src)]
     raise CnnlabError(f"Caffe layer '{safe_text(name)}' ({safe_text(kind)}) is not supported: cnnlab reads "
                       f"{', '.join(SUPPORTED)}; rewrite it with these layers")
+
+
+def _prelu(b: _Builder, layer: Message, name: str) -> ly.PReLU:
+    """Caffe's PReLU: one slope per channel, or one for all with ``channel_shared``. Without a filler
+    the slopes start at 0.25; a constant filler gives its value (Caffe's default 0)."""
+    p = _param(layer, "prelu_param")
+    shared = _one(p, "channel_shared", False)
+    if not isinstance(shared, bool):
+        raise CnnlabError(f"Caffe layer '{safe_text(name)}': channel_shared {safe_text(str(shared))} is not true or "
+                          "false")
+    init = 0.25
+    filler = _one(p, "filler")
+    if isinstance(filler, dict):
+        kind, value = _one(filler, "type", "constant"), _one(filler, "value", 0.0)
+        if kind == "constant" and type(value) in (int, float) and math.isfinite(value):
+            init = float(value)
+        else:
+            b.notes.append(f"PReLU layer '{name}': filler {kind} read as the constant 0.25")
+    return ly.PReLU(name=name, shared=shared, init=init)
 
 
 def _scale(b: _Builder, layer: Message, name: str, src: str) -> str:

@@ -27,7 +27,7 @@ MAX_CONFIG_BYTES = 64 * 2**20
 
 SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
              "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "BatchNormalization", "Activation", "ReLU",
-             "LeakyReLU", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
+             "LeakyReLU", "PReLU", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
              "Add", "Concatenate", "Multiply", "Rescaling")
 
 # Keras activation name -> a cnnlab layer (None: the identity).
@@ -214,6 +214,25 @@ def _crop_or_pad(cls: str, cfg: dict[str, Any], name: str) -> Layer:
     return ly.ZeroPad(name=name, padding=(t, b, left, r))
 
 
+def _prelu(cfg: dict[str, Any], name: str, s: Shape) -> Layer:
+    """Keras' PReLU: slopes shared over the spatial axes (1, 2) are one per channel; over every axis,
+    one for all. A slope per pixel has no cnnlab layer."""
+    axes = cfg.get("shared_axes")
+    axes = [] if axes is None else [axes] if isinstance(axes, int) else axes
+    spatial = set(range(1, len(s)))  # Keras' H and W axes of a map; none for a vector
+    if not isinstance(axes, list) or not all(type(a) is int for a in axes) \
+            or set(axes) not in (spatial, spatial | {len(s)}):
+        raise CnnlabError(f"Keras layer '{name}': PReLU with shared_axes {short(cfg.get('shared_axes'))} on "
+                          f"{ly.fmt_shape(s)} is not supported; share the slope over the spatial axes ("
+                          "shared_axes=[1, 2]: one per channel) or over all of them")
+    init = cfg.get("alpha_initializer")
+    value = 0.0  # Keras' default initializer: zeros
+    if isinstance(init, dict) and init.get("class_name") == "Constant":
+        v = (init.get("config") or {}).get("value", 0.0)
+        value = float(v) if type(v) in (int, float) and math.isfinite(v) else 0.0
+    return ly.PReLU(name=name, shared=len(set(axes)) == len(s), init=value)
+
+
 def _batchnorm(cfg: dict[str, Any], name: str, last: int) -> Layer:
     axis = cfg.get("axis", -1)
     if isinstance(axis, list) and len(axis) == 1:
@@ -292,6 +311,9 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
     if cls == "LeakyReLU":
         slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
         return leaf(ly.LeakyReLU(name=name, slope=float(slope)), kept)
+    if cls == "PReLU":
+        b.weights.append([cls, name])
+        return leaf(_prelu(cfg, name, s), kept)
     if cls in ("Dropout", "SpatialDropout2D"):
         return leaf(ly.Dropout(name=name, p=float(cfg.get("rate", 0.5))), kept)
     if cls == "Flatten":

@@ -79,6 +79,8 @@ def _arrays(cls: str, vs: list[np.ndarray], mod: nn.Module, flat: list[int] | No
         w = vs[0]
         kernel = w.T[:, :, None, None] if isinstance(mod, nn.Conv2d) else _dense(w, flat)
         return dict(zip(("weight", "bias"), (kernel, *vs[1:])))
+    if cls == "PReLU":  # alpha is (1, 1, C), (C,) or (1, 1, 1): one slope per channel, or one
+        return {"weight": vs[0].reshape(-1)}
     if cls == "BatchNormalization":
         keys = [k for k, on in (("weight", mod.weight is not None), ("bias", mod.bias is not None)) if on]
         return dict(zip((*keys, "running_mean", "running_var"), vs))
