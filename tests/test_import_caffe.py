@@ -194,6 +194,52 @@ def test_prelu_per_channel_and_shared(tmp_path: Path) -> None:
     assert back.layers == net.layers and analyze(back).totals == a.totals
 
 
+ELTWISE_MAX = ('name: "emax"\ninput: "data"\ninput_dim: 1 input_dim: 2 input_dim: 4 input_dim: 4\n'
+               + conv("a", "data", 3, 3, p=1) + conv("b", "data", 3, 1) + conv("c", "data", 3, 1, bias=False)
+               + 'layer { name: "m" type: "Eltwise" bottom: "a" bottom: "b" bottom: "c" top: "m"\n'
+                 "  eltwise_param { operation: MAX } }\n"
+               + relu("m_relu", "m"))
+
+
+def test_eltwise_max(tmp_path: Path) -> None:
+    import torch
+
+    from cnnlab.export.pycode import python_source
+    from cnnlab.network import Graph, network_from_spec, network_to_spec
+    from cnnlab.torch_backend import build
+
+    net = from_prototxt(parse_prototxt(ELTWISE_MAX))
+    g = net.layers[0]
+    assert isinstance(g, Graph) and [(m.name, m.op, m.inputs) for m in g.merges] == [("m", "max", ("a", "b", "c"))]
+    a = analyze(net)
+    # a: (2*3*3 + 1) * 3 = 57; b: (2 + 1) * 3 = 9; c: 2 * 3 = 6; the maximum has no parameters
+    assert a.totals["params"] == 57 + 9 + 6 == 72
+    assert a.layer("emax.m_relu").input_shape == a.output_shape == (3, 4, 4)
+    torch.manual_seed(0)
+    model = build(net).eval()
+    x = torch.randn(2, 2, 4, 4)
+    with torch.no_grad():
+        got = model(x)
+        ya, yb, yc = (getattr(model.emax, n)(x) for n in "abc")
+    want = torch.relu(torch.maximum(torch.maximum(ya, yb), yc))
+    assert torch.equal(got, want)
+    assert not torch.equal(want, torch.relu(ya)) and not torch.equal(want, torch.relu(yb))  # each branch wins somewhere
+    src = python_source(net)
+    assert "m = torch.maximum(torch.maximum(a, b), c)" in src
+    ns: dict = {}
+    exec(compile(src, "emax.py", "exec"), ns)  # noqa: S102 - the exporter's own output
+    written = ns["Emax"]().eval()
+    written.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.equal(written(x), got)
+    back = network_from_spec(json.loads(json.dumps(network_to_spec(net))))
+    assert back.layers == net.layers and analyze(back).totals == a.totals
+    spec = network_to_spec(net)
+    spec["layers"][0]["nodes"][1]["filters"] = 2  # b gives 2 maps: no maximum of 3x4x4 and 2x4x4
+    with pytest.raises(CnnlabError, match=r"graph 'emax': cannot take the maximum of 3x4x4, 2x4x4, 3x4x4"):
+        analyze(network_from_spec(spec))
+
+
 def test_cifar10_pooling_rounds_up() -> None:
     # Caffe's cifar10_quick: conv 32 5x5 pad 2, max pool 3/2 -> ceil((32 - 3)/2) + 1 = 16 (PyTorch's floor: 15).
     text = ('name: "cifar"\ninput: "data"\ninput_dim: 1 input_dim: 3 input_dim: 32 input_dim: 32\n'

@@ -110,8 +110,8 @@ def check_against_keras(model: keras.Model, net: cnnlab.network.Network) -> Anal
     for layer in model.layers:
         st = stats_of(a, net, layer.name)
         if st is None:  # input, merges, a linear activation: no layer of their own
-            assert type(layer).__name__ in ("InputLayer", "Add", "Concatenate", "Multiply", "CustomScaleLayer",
-                                            "Activation"), layer.name
+            assert type(layer).__name__ in ("InputLayer", "Add", "Concatenate", "Multiply", "Maximum",
+                                            "CustomScaleLayer", "Activation"), layer.name
             continue
         seen += 1
         assert st.output_shape == channels_first(layer.output.shape), layer.name
@@ -241,6 +241,27 @@ def test_prelu_per_channel_shared_and_on_a_vector(tmp_path: Path) -> None:
     cfg = json.loads(keras.Model(inp, per_pixel(L.Conv2D(4, 3)(inp))).to_json())
     with pytest.raises(CnnlabError, match=r"'per_pixel': PReLU with shared_axes None on 4x6x6 is not supported"):
         from_config(cfg)
+
+
+def test_maximum_is_a_max_merge(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(5)
+    x = inp = keras.Input((6, 6, 2))
+    a = L.Conv2D(3, 3, padding="same", name="a")(x)
+    b = L.Conv2D(3, 1, name="b")(x)
+    x = L.Maximum(name="most")([a, b])
+    model = keras.Model(inp, L.GlobalAveragePooling2D(name="gap")(x), name="mx")
+    net = from_config(json.loads(model.to_json()))
+    assert [(m.op, m.inputs) for m in net.layers[0].merges] == [("max", ("a", "b"))]
+    a_ = check_against_keras(model, net)
+    assert a_.totals["params"] == (18 * 3 + 3) + (2 * 3 + 3) == 66
+    path = tmp_path / "mx.keras"
+    model.save(path)
+    xs = np.random.default_rng(5).standard_normal((2, 6, 6, 2)).astype("float32")
+    want = model.predict(xs, verbose=0)
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(xs.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
 APPS = {  # trainable, non-trainable as Keras counts them (asserted against Keras in the test as well)

@@ -355,13 +355,14 @@ def _merge(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str]) -
     else:
         p = _param(layer, "eltwise_param")
         operation = _one(p, "operation", "SUM")
-        if operation not in ("SUM", "PROD") or p.get("coeff"):
-            raise CnnlabError(f"Caffe layer '{safe_text(name)}': Eltwise {safe_text(operation)} "
-                              f"{'with coefficients ' if p.get('coeff') else ''}is not supported; use SUM or PROD")
+        if operation not in ("SUM", "PROD", "MAX") or p.get("coeff"):
+            raise CnnlabError(f"Caffe layer '{safe_text(name)}': Eltwise {safe_text(str(operation))} "
+                              f"{'with coefficients ' if p.get('coeff') else ''}is not supported; use SUM, PROD or "
+                              "MAX")
         if len(set(shapes)) != 1:
             raise CnnlabError(f"Caffe layer '{safe_text(name)}': Eltwise of {', '.join(map(ly.fmt_shape, shapes))}; "
                               "give its bottoms one shape")
-        op, out = ("add" if operation == "SUM" else "mul"), shapes[0]
+        op, out = {"SUM": "add", "PROD": "mul", "MAX": "max"}[operation], shapes[0]
     m = name
     b.merges.append(Merge(m, op, tuple(srcs)))
     b.shapes[m] = out

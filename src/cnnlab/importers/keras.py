@@ -3,7 +3,7 @@
 
 A thin translator: each Keras layer becomes the cnnlab layer that computes the same thing, shown
 channels-first. A Sequential model becomes a chain; a Functional one a :class:`Graph` whose
-Add/Concatenate/Multiply layers are merges. Keras 3 and tf.keras 2 JSON are both read. Pure
+Add/Concatenate/Multiply/Maximum layers are merges. Keras 3 and tf.keras 2 JSON are both read. Pure
 Python: neither Keras nor torch is imported.
 """
 
@@ -28,7 +28,7 @@ MAX_CONFIG_BYTES = 64 * 2**20
 SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
              "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "BatchNormalization", "Activation", "ReLU",
              "LeakyReLU", "PReLU", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
-             "Add", "Concatenate", "Multiply", "Rescaling")
+             "Add", "Concatenate", "Multiply", "Maximum", "Rescaling")
 
 # Keras activation name -> a cnnlab layer (None: the identity).
 ACTIVATIONS: dict[str, Any] = {
@@ -36,7 +36,7 @@ ACTIVATIONS: dict[str, Any] = {
     "tanh": ly.Tanh, "swish": ly.SiLU, "silu": ly.SiLU, "hard_swish": ly.Hardswish, "hard_silu": ly.Hardswish,
     "hard_sigmoid": ly.Hardsigmoid, "gelu": ly.GELU, "elu": ly.ELU, "leaky_relu": ly.LeakyReLU,
 }
-_MERGES = {"Add": "add", "Concatenate": "concat", "Multiply": "mul"}
+_MERGES = {"Add": "add", "Concatenate": "concat", "Multiply": "mul", "Maximum": "max"}
 _EXTRA = ("CustomScaleLayer",)  # keras.applications' own layer (InceptionResNetV2's scaled residual sum)
 _ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
             "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
