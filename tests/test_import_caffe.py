@@ -272,10 +272,21 @@ def test_train_val_skips_data_and_loss_layers() -> None:
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayer { name: "w" type: "Python" '
      'bottom: "d" top: "w" }', "Caffe layer 'w' (Python) is not supported: cnnlab reads Input"),
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayer { name: "r" type: "ReLU" '
-     'bottom: "nowhere" top: "r" }', "reads blob 'nowhere', which no earlier layer produces"),
+     'bottom: "nowhere" top: "r" }', "reads blob 'nowhere', which no layer before it writes"),
+    # A reads B's top and B reads A's: a cycle, which no order of the layers can run
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
      'layer { name: "a" type: "ReLU" bottom: "b" top: "a" }\nlayer { name: "b" type: "ReLU" bottom: "a" top: "b" }',
-     "reads blob 'b', which no earlier layer produces"),
+     "Caffe layer 'a' reads blob 'b', which is written from its own output (a -> b -> a): the layers form a cycle"),
+    # the same through three convolutions, the first also reading the input: a -> b -> c -> a
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "a" type: "Eltwise" bottom: "d" bottom: "c" top: "a" }\n' + conv("b", "a", 3, 1) + conv("c", "b", 3, 1),
+     "Caffe layer 'a' reads blob 'c', which is written from its own output (a -> b -> c -> a)"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "r" type: "ReLU" bottom: "late" top: "r" }\n' + conv("late", "d", 3, 1),
+     "reads blob 'late', which only a later layer writes; order the layers"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "r" type: "ReLU" bottom { name: "d" } top: "r" }',
+     "Caffe layer 'r' has a bottom or top {'name': ['d']} that is not a blob name"),
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n' + conv("c", "d", 4, 11),
      "layer 'c': output height"),
 ])

@@ -316,6 +316,43 @@ def test_tf_keras2_json(tmp_path: Path) -> None:
     assert a.output_shape == (4,)
 
 
+def _conv_reading(name: str, src: str) -> dict:
+    """A Keras 3 Conv2D entry whose one input is the output of layer ``src``."""
+    tensor = {"class_name": "__keras_tensor__", "config": {"shape": [None, 8, 8, 3], "keras_history": [src, 0, 0]}}
+    return {"class_name": "Conv2D", "name": name, "inbound_nodes": [{"args": [tensor], "kwargs": {}}],
+            "config": {"name": name, "filters": 3, "kernel_size": [1, 1], "activation": "linear"}}
+
+
+def test_cycles_and_misordered_inputs_are_one_line(tmp_path: Path) -> None:
+    def model(*layers: dict) -> dict:
+        first = {"class_name": "InputLayer", "name": "in", "inbound_nodes": [],
+                 "config": {"name": "in", "batch_shape": [None, 8, 8, 3]}}
+        return {"class_name": "Functional", "config": {"name": "m", "layers": [first, *layers],
+                                                        "input_layers": ["in", 0, 0], "output_layers": ["b", 0, 0]}}
+
+    env = {**os.environ, "PYTHONPATH": SRC}
+    cases = {  # a reads b and b reads a; a three-layer loop; a layer read before it is listed; no such layer
+        "two": (model(_conv_reading("a", "b"), _conv_reading("b", "a")),
+                "Keras layer 'a' reads 'b', which is computed from its own output (a -> b -> a): the layers form a "
+                "cycle; give 'a' an input computed before it"),
+        "three": (model(_conv_reading("a", "c"), _conv_reading("b", "a"), _conv_reading("c", "b")),
+                  "Keras layer 'a' reads 'c', which is computed from its own output (a -> b -> c -> a)"),
+        "order": (model(_conv_reading("b", "a"), _conv_reading("a", "in")),
+                  "Keras layer 'b' reads 'a', which comes later in the layer list"),
+        "missing": (model(_conv_reading("b", "ghost")), "Keras layer 'b' reads 'ghost', which is not a layer"),
+    }
+    for key, (cfg, words) in cases.items():
+        with pytest.raises(CnnlabError) as e:
+            from_config(cfg)
+        assert words in str(e.value) and "\n" not in str(e.value), key
+        p = tmp_path / f"{key}.json"
+        p.write_text(json.dumps(cfg))
+        r = subprocess.run([sys.executable, "-m", "cnnlab", "summary", str(p)], capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, key
+        assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_lambda_and_unknown_layers_are_refused() -> None:
     x = inp = keras.Input((8, 8, 3))
     x = L.Conv2D(4, 3, name="conv")(x)

@@ -20,6 +20,7 @@ from ..errors import CnnlabError
 from ..layers import Layer, Shape
 from ..network import Merge, Network, Node, graph
 from ..text import safe_text
+from ..validate import short
 
 MAX_PROTOTXT_BYTES = 16 * 2**20
 
@@ -209,10 +210,15 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
     if len(set(kept)) != len(kept):
         dup = next(n for n in kept if kept.count(n) > 1)
         raise CnnlabError(f"{where}: two layers are named '{safe_text(dup)}'; give each layer its own name")
+    for x, n in zip(layers, names):
+        bad = next((v for key in ("bottom", "top") for v in x.get(key, []) if not isinstance(v, str)), None)
+        if bad is not None:
+            raise CnnlabError(f"{where}: Caffe layer '{safe_text(n)}' has a bottom or top {short(bad)} that is not a "
+                              'blob name; write it as bottom: "name"')
     b = _Builder(set(names))
     b.shapes[""] = found[1]
     b.blobs[found[0]] = ""
-    for layer, name in zip(layers, names):
+    for at, (layer, name) in enumerate(zip(layers, names)):
         kind = _one(layer, "type")
         if not isinstance(kind, str) or not name:
             raise CnnlabError(f"{where}: a layer without a name or type; give both")
@@ -223,8 +229,7 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
         bottoms, tops = layer.get("bottom", []), layer.get("top", [])
         for blob in bottoms:
             if blob not in b.blobs:
-                raise CnnlabError(f"{where}: Caffe layer '{safe_text(name)}' reads blob '{safe_text(blob)}', which "
-                                  "no earlier layer produces; order the layers so that each bottom is written first")
+                raise CnnlabError(_unwritten(layers, names, at, blob, where))
         srcs = [b.blobs[x] for x in bottoms]
         outs = _layer(b, layer, kind, name, srcs, where)
         for blob, value in zip(tops, outs if len(outs) == len(tops) else outs * len(tops)):
@@ -241,6 +246,34 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
         return Network(model, tuple(b.nodes), found[1], meta)
     return Network(model, (graph(model, b.nodes, b.inputs, b.merges, last if last != b.nodes[-1].name else ""),),
                    found[1], meta)
+
+
+def _unwritten(layers: list[Message], names: list[str], at: int, blob: str, where: str) -> str:
+    """Why layer ``at`` cannot read ``blob``, which no layer before it writes: no layer writes it, a
+    later layer does (the order is wrong), or a later layer writes it from ``at``'s own output (a cycle)."""
+    name, what = safe_text(names[at]), f"Caffe layer '{safe_text(names[at])}' reads blob '{safe_text(blob)}'"
+    readers: dict[str, list[int]] = {}
+    for j in range(at + 1, len(layers)):
+        for x in layers[j].get("bottom", []):
+            readers.setdefault(x, []).append(j)
+    came: dict[int, int] = {at: at}  # breadth first over the later layers that read what ``at`` feeds
+    queue = [at]
+    for i in queue:
+        if i != at and blob in layers[i].get("top", []):
+            path = [i]
+            while path[-1] != at:
+                path.append(came[path[-1]])
+            loop = " -> ".join(safe_text(names[j]) for j in reversed(path))
+            return (f"{where}: {what}, which is written from its own output ({loop} -> {name}): the layers form a "
+                    f"cycle; give '{name}' a blob written before it")
+        for top in layers[i].get("top", []):
+            for j in readers.get(top, []):
+                if j not in came:
+                    came[j] = i
+                    queue.append(j)
+    if any(blob in x.get("top", []) for x in layers[at + 1:]):
+        return f"{where}: {what}, which only a later layer writes; order the layers so that each bottom is written first"
+    return f"{where}: {what}, which no layer before it writes; name the top of an earlier layer (or the input)"
 
 
 def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], where: str) -> list[str]:

@@ -443,6 +443,36 @@ def _endpoints(v: Any) -> list[str]:
     return []
 
 
+def _unread(entries: list[Any], name: str, ref: str, where: str) -> str:
+    """Why layer ``name`` cannot read ``ref``, which no layer before it produces: ``ref`` is no layer,
+    comes later in the list, or is computed from ``name``'s own output (a cycle)."""
+    what = f"Keras layer '{safe_text(name)}' reads '{safe_text(ref)}'"
+    inbound: dict[str, list[str]] = {}
+    for e in entries:
+        try:
+            layer = _cfg(e, where)[2]
+            inbound[layer] = _inbound(e, layer, where)
+        except CnnlabError:
+            continue  # a later entry cnnlab cannot read: no edges from it
+    if ref not in inbound:
+        return f"{where}: {what}, which is not a layer of the model; read the input or an earlier layer"
+    came: dict[str, str] = {ref: ref}  # backwards from ``ref`` through what it reads, looking for ``name``
+    queue = [ref]
+    for x in queue:
+        if x == name:
+            path = [x]
+            while path[-1] != ref:
+                path.append(came[path[-1]])
+            loop = " -> ".join(safe_text(v) for v in (*path, name))
+            return (f"{where}: {what}, which is computed from its own output ({loop}): the layers form a cycle; "
+                    f"give '{safe_text(name)}' an input computed before it")
+        for v in inbound.get(x, []):
+            if v not in came:
+                came[v] = x
+                queue.append(v)
+    return f"{where}: {what}, which comes later in the layer list; list each layer after the layers it reads"
+
+
 def from_config(data: dict[str, Any], where: str = "Keras config") -> Network:
     """Translate a parsed Keras model config."""
     cls, cfg = data.get("class_name"), data["config"]
@@ -486,7 +516,7 @@ def from_config(data: dict[str, Any], where: str = "Keras config") -> Network:
             refs = _inbound(e, name, where)
             for r in refs:
                 if r not in b.alias:
-                    raise CnnlabError(f"{where}: Keras layer '{name}' reads '{r}', which no earlier layer produces")
+                    raise CnnlabError(_unread(entries, name, r, where))
             srcs = [b.alias[r] for r in refs]
             if lcls not in SUPPORTED and lcls not in _EXTRA:
                 _layer(b, lcls, lcfg, name, srcs[0])  # refuses it, naming the supported set
