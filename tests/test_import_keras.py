@@ -426,6 +426,64 @@ def test_cli_trains_a_keras_model(tmp_path: Path) -> None:
     assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 1
 
 
+def tiny_sequential() -> keras.Model:
+    return keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="conv"), L.BatchNormalization(name="bn"),
+                             L.ReLU(name="relu"), L.Flatten(name="flatten"), L.Dense(3, name="logits")], name="tiny")
+
+
+def test_train_starts_from_the_weights_of_a_keras_file(tmp_path: Path, monkeypatch) -> None:
+    from PIL import Image
+
+    from cnnlab.data import load
+    from cnnlab.train import Options, Trainer
+    from cnnlab.train.recipes import Recipe
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(6)
+    for c in range(3):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"c{c}" / f"{i}.png")
+    keras.utils.set_random_seed(6)
+    saved, other = tiny_sequential(), tiny_sequential()  # two draws of the same architecture
+    for m in (saved, other):  # BatchNorm statistics away from their initial 0 and 1
+        m.get_layer("bn").set_weights([rng.uniform(0.5, 1.5, 4).astype("float32") for _ in range(4)])
+    archive, h5 = tmp_path / "tiny.keras", tmp_path / "other.weights.h5"
+    saved.save(archive)
+    other.save_weights(h5)
+    net = load_model(str(archive))
+    train = load(str(tmp_path / "imgs"), "train")
+
+    def kernel(model: keras.Model) -> torch.Tensor:  # Keras' (kh, kw, in, out) as PyTorch's (out, in, kh, kw)
+        return torch.from_numpy(model.get_layer("conv").get_weights()[0].transpose(3, 2, 0, 1).copy())
+
+    assert not torch.equal(kernel(saved), kernel(other))
+    for weights, source in ((archive, saved), (h5, other)):
+        lines: list[str] = []
+        trainer = Trainer(net, train, None, Recipe(epochs=1, batch_size=4),
+                          Options(out=tmp_path / f"run-{weights.suffix}", device="cpu", progress=False, weights=weights,
+                                  log=lines.append))
+        assert torch.equal(trainer.model.conv.weight.detach().cpu(), kernel(source))
+        assert torch.equal(trainer.model.bn.running_var.cpu(), torch.from_numpy(source.get_layer("bn").get_weights()[3]))
+        # conv weight and bias, bn gamma, beta, mean, variance and its batch count, dense weight and bias
+        assert lines == [f"loaded 9 of 9 tensors from {weights}"]
+    with pytest.raises(CnnlabError, match=r"tiny.keras: Keras weights load into a network read from a Keras model, "
+                                          r"and 'lenet-rgb8' was not"):
+        Trainer(cnnlab.zoo.get("lenet-rgb8", num_classes=3), load(str(tmp_path / "imgs"), "train", size=(32, 32)),
+                None, Recipe(epochs=1), Options(out=tmp_path / "run-lenet", device="cpu", progress=False,
+                                                weights=archive, log=lambda s: None))
+    env = {**os.environ, "PYTHONPATH": SRC, "CNNLAB_CACHE": str(tmp_path / "cache")}
+    for extra, words in (((), f"loaded 9 of 9 tensors from {archive}"),  # the archive's own, unasked
+                         (("--weights", str(h5)), f"loaded 9 of 9 tensors from {h5}")):
+        out = tmp_path / f"cli{len(extra)}"
+        r = subprocess.run([sys.executable, "-m", "cnnlab", "train", str(archive), "--data", str(tmp_path / "imgs"),
+                            "--epochs", "1", "--batch-size", "4", "--no-progress", "--device", "cpu", "--out", str(out),
+                            *extra], capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count(words) == 1 and r.stdout.count("loaded ") == 1, r.stdout
+        assert len(json.loads((out / "metrics.json").read_text())) == 1
+
+
 def test_two_thousand_layer_json_under_a_second(tmp_path: Path) -> None:
     import time
 

@@ -84,6 +84,18 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def archive_has_weights(path: str | Path) -> bool:
+    """Whether ``path`` is a ``.keras`` archive that holds its weights (``model.weights.h5``)."""
+    p = Path(path)
+    if p.suffix.lower() != ".keras":
+        return False
+    try:
+        with zipfile.ZipFile(p) as z:
+            return "model.weights.h5" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load_keras(path: str | Path) -> Network:
     """The network a Keras ``.keras`` archive or ``model.to_json()`` file describes."""
     return from_config(read_config(path), where=Path(path).name)
