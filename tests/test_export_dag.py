@@ -43,6 +43,7 @@ from cnnlab.layers import (
     MaxPool,
     Mish,
     PartialConv,
+    PReLU,
     ReLU,
     ReLU6,
     Reshape,
@@ -97,6 +98,7 @@ SAMPLES: dict[type[Layer], tuple[Layer, tuple[int, ...]]] = {
     GELU: (GELU(approximate="tanh"), (3, 4, 4)),
     LeakyReLU: (LeakyReLU(slope=0.2), (3, 4, 4)),
     ELU: (ELU(alpha=0.5), (3, 4, 4)),
+    PReLU: (PReLU(init=0.1), (3, 4, 4)),
     Scale: (Scale(mul=1 / 6, add=0.5), (3, 4, 4)),
     LayerNorm: (LayerNorm(shape=(4, 5), eps=1e-6, bias=False), (3, 4, 5)),
     GroupNorm: (GroupNorm(groups=2, eps=1e-4), (6, 3, 3)),
@@ -160,6 +162,8 @@ def test_emitted_layers_spell_out_their_settings() -> None:
     assert expr(GELU) == "nn.GELU(approximate='tanh')" and expr(LeakyReLU) == "nn.LeakyReLU(0.2)"
     assert expr(ELU) == "nn.ELU(0.5)" and expr(ReLU6) == "nn.ReLU6()" and expr(SiLU) == "nn.SiLU()"
     assert expr(Scale) == "ScaleShift(0.16666666666666666, 0.5)"
+    assert expr(PReLU) == "nn.PReLU(3, init=0.1)"
+    assert LAYER_EMITTERS[PReLU](PReLU(shared=True), (3, 4, 4))[0] == "nn.PReLU()"
     assert LAYER_EMITTERS[Flatten](Flatten(), (3, 4, 4))[0] == "nn.Flatten()"
 
 

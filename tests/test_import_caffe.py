@@ -158,6 +158,88 @@ def test_resnet_bottleneck_batchnorm_scale_eltwise() -> None:
     assert a.layer("bottleneck.bn_res2a_branch2b").type == "BatchNorm"
 
 
+PRELU = ('name: "prelu"\ninput: "data"\ninput_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+         + conv("conv1", "data", 4, 3, p=1)
+         + 'layer { name: "prelu1" type: "PReLU" bottom: "conv1" top: "conv1" }\n'
+         + conv("conv2", "conv1", 2, 1)
+         + 'layer { name: "prelu2" type: "PReLU" bottom: "conv2" top: "conv2"\n'
+           '  prelu_param { channel_shared: true filler { type: "constant" value: 0.1 } } }\n')
+
+
+def test_prelu_per_channel_and_shared(tmp_path: Path) -> None:
+    import torch
+
+    from cnnlab.export.pycode import python_source
+    from cnnlab.network import network_from_spec, network_to_spec
+    from cnnlab.torch_backend import build
+
+    net = from_prototxt(parse_prototxt(PRELU))
+    a = analyze(net)
+    # conv1 (3*3*3 + 1) * 4 = 112, a slope per channel: 4; conv2 (4 + 1) * 2 = 10, one shared slope: 1
+    assert [(s.name, s.type, s.params) for s in a.layers] == [
+        ("conv1", "Conv", 112), ("prelu1", "PReLU", 4), ("conv2", "Conv", 10), ("prelu2", "PReLU", 1)]
+    assert a.totals["params"] == 112 + 4 + 10 + 1 == 127
+    assert a.layer("prelu1").macs == a.layer("prelu2").macs == 0
+    assert a.totals["macs"] == 27 * 4 * 8 * 8 + 4 * 2 * 8 * 8  # the convolutions' only
+    model = build(net)
+    p1, p2 = model.prelu1, model.prelu2
+    assert isinstance(p1, torch.nn.PReLU) and p1.num_parameters == 4 and p2.num_parameters == 1
+    assert p1.weight.tolist() == [0.25] * 4  # Caffe's default slope
+    assert p2.weight.tolist() == [pytest.approx(0.1)]  # the constant filler's value
+    x = torch.tensor([[-2.0, 3.0]]).view(1, 2, 1, 1)
+    assert p2(x).flatten().tolist() == [pytest.approx(-0.2), 3.0]  # -2 * 0.1, and 3 kept
+    src = python_source(net)
+    assert "nn.PReLU(4)" in src and "nn.PReLU(init=0.1)" in src
+    back = network_from_spec(json.loads(json.dumps(network_to_spec(net))))
+    assert back.layers == net.layers and analyze(back).totals == a.totals
+
+
+ELTWISE_MAX = ('name: "emax"\ninput: "data"\ninput_dim: 1 input_dim: 2 input_dim: 4 input_dim: 4\n'
+               + conv("a", "data", 3, 3, p=1) + conv("b", "data", 3, 1) + conv("c", "data", 3, 1, bias=False)
+               + 'layer { name: "m" type: "Eltwise" bottom: "a" bottom: "b" bottom: "c" top: "m"\n'
+                 "  eltwise_param { operation: MAX } }\n"
+               + relu("m_relu", "m"))
+
+
+def test_eltwise_max(tmp_path: Path) -> None:
+    import torch
+
+    from cnnlab.export.pycode import python_source
+    from cnnlab.network import Graph, network_from_spec, network_to_spec
+    from cnnlab.torch_backend import build
+
+    net = from_prototxt(parse_prototxt(ELTWISE_MAX))
+    g = net.layers[0]
+    assert isinstance(g, Graph) and [(m.name, m.op, m.inputs) for m in g.merges] == [("m", "max", ("a", "b", "c"))]
+    a = analyze(net)
+    # a: (2*3*3 + 1) * 3 = 57; b: (2 + 1) * 3 = 9; c: 2 * 3 = 6; the maximum has no parameters
+    assert a.totals["params"] == 57 + 9 + 6 == 72
+    assert a.layer("emax.m_relu").input_shape == a.output_shape == (3, 4, 4)
+    torch.manual_seed(0)
+    model = build(net).eval()
+    x = torch.randn(2, 2, 4, 4)
+    with torch.no_grad():
+        got = model(x)
+        ya, yb, yc = (getattr(model.emax, n)(x) for n in "abc")
+    want = torch.relu(torch.maximum(torch.maximum(ya, yb), yc))
+    assert torch.equal(got, want)
+    assert not torch.equal(want, torch.relu(ya)) and not torch.equal(want, torch.relu(yb))  # each branch wins somewhere
+    src = python_source(net)
+    assert "m = torch.maximum(torch.maximum(a, b), c)" in src
+    ns: dict = {}
+    exec(compile(src, "emax.py", "exec"), ns)  # noqa: S102 - the exporter's own output
+    written = ns["Emax"]().eval()
+    written.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.equal(written(x), got)
+    back = network_from_spec(json.loads(json.dumps(network_to_spec(net))))
+    assert back.layers == net.layers and analyze(back).totals == a.totals
+    spec = network_to_spec(net)
+    spec["layers"][0]["nodes"][1]["filters"] = 2  # b gives 2 maps: no maximum of 3x4x4 and 2x4x4
+    with pytest.raises(CnnlabError, match=r"graph 'emax': cannot take the maximum of 3x4x4, 2x4x4, 3x4x4"):
+        analyze(network_from_spec(spec))
+
+
 def test_cifar10_pooling_rounds_up() -> None:
     # Caffe's cifar10_quick: conv 32 5x5 pad 2, max pool 3/2 -> ceil((32 - 3)/2) + 1 = 16 (PyTorch's floor: 15).
     text = ('name: "cifar"\ninput: "data"\ninput_dim: 1 input_dim: 3 input_dim: 32 input_dim: 32\n'
@@ -190,10 +272,21 @@ def test_train_val_skips_data_and_loss_layers() -> None:
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayer { name: "w" type: "Python" '
      'bottom: "d" top: "w" }', "Caffe layer 'w' (Python) is not supported: cnnlab reads Input"),
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayer { name: "r" type: "ReLU" '
-     'bottom: "nowhere" top: "r" }', "reads blob 'nowhere', which no earlier layer produces"),
+     'bottom: "nowhere" top: "r" }', "reads blob 'nowhere', which no layer before it writes"),
+    # A reads B's top and B reads A's: a cycle, which no order of the layers can run
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
      'layer { name: "a" type: "ReLU" bottom: "b" top: "a" }\nlayer { name: "b" type: "ReLU" bottom: "a" top: "b" }',
-     "reads blob 'b', which no earlier layer produces"),
+     "Caffe layer 'a' reads blob 'b', which is written from its own output (a -> b -> a): the layers form a cycle"),
+    # the same through three convolutions, the first also reading the input: a -> b -> c -> a
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "a" type: "Eltwise" bottom: "d" bottom: "c" top: "a" }\n' + conv("b", "a", 3, 1) + conv("c", "b", 3, 1),
+     "Caffe layer 'a' reads blob 'c', which is written from its own output (a -> b -> c -> a)"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "r" type: "ReLU" bottom: "late" top: "r" }\n' + conv("late", "d", 3, 1),
+     "reads blob 'late', which only a later layer writes; order the layers"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "r" type: "ReLU" bottom { name: "d" } top: "r" }',
+     "Caffe layer 'r' has a bottom or top {'name': ['d']} that is not a blob name"),
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n' + conv("c", "d", 4, 11),
      "layer 'c': output height"),
 ])

@@ -110,8 +110,8 @@ def check_against_keras(model: keras.Model, net: cnnlab.network.Network) -> Anal
     for layer in model.layers:
         st = stats_of(a, net, layer.name)
         if st is None:  # input, merges, a linear activation: no layer of their own
-            assert type(layer).__name__ in ("InputLayer", "Add", "Concatenate", "Multiply", "CustomScaleLayer",
-                                            "Activation"), layer.name
+            assert type(layer).__name__ in ("InputLayer", "Add", "Concatenate", "Multiply", "Maximum",
+                                            "CustomScaleLayer", "Activation"), layer.name
             continue
         seen += 1
         assert st.output_shape == channels_first(layer.output.shape), layer.name
@@ -206,6 +206,64 @@ def test_resnet50_weights_match_keras(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
+def test_prelu_per_channel_shared_and_on_a_vector(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(4)
+    x = inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(4, 3, name="conv")(x)
+    x = L.PReLU(shared_axes=[1, 2], name="per_channel")(x)
+    x = L.Conv2D(5, 3, name="conv2")(x)
+    x = L.PReLU(shared_axes=[1, 2, 3], alpha_initializer=keras.initializers.Constant(0.1), name="shared")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(6, name="dense")(x)
+    x = L.PReLU(name="per_unit")(x)
+    model = keras.Model(inp, x, name="prelu")
+    net = from_config(json.loads(model.to_json()))
+    a = check_against_keras(model, net)
+    # conv 27*4 + 4 = 112, slopes 4; conv2 36*5 + 5 = 185, one slope; dense 80*6 + 6 = 486, slopes 6
+    assert [a.layer(n).params for n in ("per_channel", "shared", "per_unit")] == [4, 1, 6]  # a chain: no prefix
+    assert a.totals["params"] == model.count_params() == 112 + 4 + 185 + 1 + 486 + 6 == 794
+    assert [(n.shared, n.init) for n in net.layers if type(n).__name__ == "PReLU"] == [
+        (False, 0.0), (True, pytest.approx(0.1)), (False, 0.0)]  # Keras' default initializer is zeros
+    rng = np.random.default_rng(4)
+    for layer in model.layers:  # slopes away from their initial value, so that their layout is exercised
+        if isinstance(layer, L.PReLU):
+            layer.set_weights([rng.uniform(-1, 1, w.shape).astype("float32") for w in layer.get_weights()])
+    path = tmp_path / "prelu.keras"
+    model.save(path)
+    xs = rng.uniform(-1, 1, (2, 8, 8, 3)).astype("float32")
+    want = model.predict(xs, verbose=0)
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(xs.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert (want < 0).any()  # some outputs went through a negative slope
+    per_pixel = L.PReLU(name="per_pixel")
+    cfg = json.loads(keras.Model(inp, per_pixel(L.Conv2D(4, 3)(inp))).to_json())
+    with pytest.raises(CnnlabError, match=r"'per_pixel': PReLU with shared_axes None on 4x6x6 is not supported"):
+        from_config(cfg)
+
+
+def test_maximum_is_a_max_merge(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(5)
+    x = inp = keras.Input((6, 6, 2))
+    a = L.Conv2D(3, 3, padding="same", name="a")(x)
+    b = L.Conv2D(3, 1, name="b")(x)
+    x = L.Maximum(name="most")([a, b])
+    model = keras.Model(inp, L.GlobalAveragePooling2D(name="gap")(x), name="mx")
+    net = from_config(json.loads(model.to_json()))
+    assert [(m.op, m.inputs) for m in net.layers[0].merges] == [("max", ("a", "b"))]
+    a_ = check_against_keras(model, net)
+    assert a_.totals["params"] == (18 * 3 + 3) + (2 * 3 + 3) == 66
+    path = tmp_path / "mx.keras"
+    model.save(path)
+    xs = np.random.default_rng(5).standard_normal((2, 6, 6, 2)).astype("float32")
+    want = model.predict(xs, verbose=0)
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(xs.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
 APPS = {  # trainable, non-trainable as Keras counts them (asserted against Keras in the test as well)
     "MobileNetV2": (3_504_872, 34_112), "ResNet50": (25_583_592, 53_120), "VGG16": (138_357_544, 0),
     "InceptionV3": (23_817_352, 34_432), "Xception": (22_855_952, 54_528), "DenseNet121": (7_978_856, 83_648),
@@ -256,6 +314,43 @@ def test_tf_keras2_json(tmp_path: Path) -> None:
     assert a.totals["params"] == (27 * 4 + 4) + 3 * 4
     assert a.layer("tf2.c1_activation").output_shape == (4, 32, 32)
     assert a.output_shape == (4,)
+
+
+def _conv_reading(name: str, src: str) -> dict:
+    """A Keras 3 Conv2D entry whose one input is the output of layer ``src``."""
+    tensor = {"class_name": "__keras_tensor__", "config": {"shape": [None, 8, 8, 3], "keras_history": [src, 0, 0]}}
+    return {"class_name": "Conv2D", "name": name, "inbound_nodes": [{"args": [tensor], "kwargs": {}}],
+            "config": {"name": name, "filters": 3, "kernel_size": [1, 1], "activation": "linear"}}
+
+
+def test_cycles_and_misordered_inputs_are_one_line(tmp_path: Path) -> None:
+    def model(*layers: dict) -> dict:
+        first = {"class_name": "InputLayer", "name": "in", "inbound_nodes": [],
+                 "config": {"name": "in", "batch_shape": [None, 8, 8, 3]}}
+        return {"class_name": "Functional", "config": {"name": "m", "layers": [first, *layers],
+                                                        "input_layers": ["in", 0, 0], "output_layers": ["b", 0, 0]}}
+
+    env = {**os.environ, "PYTHONPATH": SRC}
+    cases = {  # a reads b and b reads a; a three-layer loop; a layer read before it is listed; no such layer
+        "two": (model(_conv_reading("a", "b"), _conv_reading("b", "a")),
+                "Keras layer 'a' reads 'b', which is computed from its own output (a -> b -> a): the layers form a "
+                "cycle; give 'a' an input computed before it"),
+        "three": (model(_conv_reading("a", "c"), _conv_reading("b", "a"), _conv_reading("c", "b")),
+                  "Keras layer 'a' reads 'c', which is computed from its own output (a -> b -> c -> a)"),
+        "order": (model(_conv_reading("b", "a"), _conv_reading("a", "in")),
+                  "Keras layer 'b' reads 'a', which comes later in the layer list"),
+        "missing": (model(_conv_reading("b", "ghost")), "Keras layer 'b' reads 'ghost', which is not a layer"),
+    }
+    for key, (cfg, words) in cases.items():
+        with pytest.raises(CnnlabError) as e:
+            from_config(cfg)
+        assert words in str(e.value) and "\n" not in str(e.value), key
+        p = tmp_path / f"{key}.json"
+        p.write_text(json.dumps(cfg))
+        r = subprocess.run([sys.executable, "-m", "cnnlab", "summary", str(p)], capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, key
+        assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_lambda_and_unknown_layers_are_refused() -> None:
@@ -329,6 +424,64 @@ def test_cli_trains_a_keras_model(tmp_path: Path) -> None:
                        text=True, timeout=300, env={**os.environ, "PYTHONPATH": SRC})
     assert r.returncode == 0, r.stderr
     assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 1
+
+
+def tiny_sequential() -> keras.Model:
+    return keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="conv"), L.BatchNormalization(name="bn"),
+                             L.ReLU(name="relu"), L.Flatten(name="flatten"), L.Dense(3, name="logits")], name="tiny")
+
+
+def test_train_starts_from_the_weights_of_a_keras_file(tmp_path: Path, monkeypatch) -> None:
+    from PIL import Image
+
+    from cnnlab.data import load
+    from cnnlab.train import Options, Trainer
+    from cnnlab.train.recipes import Recipe
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(6)
+    for c in range(3):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"c{c}" / f"{i}.png")
+    keras.utils.set_random_seed(6)
+    saved, other = tiny_sequential(), tiny_sequential()  # two draws of the same architecture
+    for m in (saved, other):  # BatchNorm statistics away from their initial 0 and 1
+        m.get_layer("bn").set_weights([rng.uniform(0.5, 1.5, 4).astype("float32") for _ in range(4)])
+    archive, h5 = tmp_path / "tiny.keras", tmp_path / "other.weights.h5"
+    saved.save(archive)
+    other.save_weights(h5)
+    net = load_model(str(archive))
+    train = load(str(tmp_path / "imgs"), "train")
+
+    def kernel(model: keras.Model) -> torch.Tensor:  # Keras' (kh, kw, in, out) as PyTorch's (out, in, kh, kw)
+        return torch.from_numpy(model.get_layer("conv").get_weights()[0].transpose(3, 2, 0, 1).copy())
+
+    assert not torch.equal(kernel(saved), kernel(other))
+    for weights, source in ((archive, saved), (h5, other)):
+        lines: list[str] = []
+        trainer = Trainer(net, train, None, Recipe(epochs=1, batch_size=4),
+                          Options(out=tmp_path / f"run-{weights.suffix}", device="cpu", progress=False, weights=weights,
+                                  log=lines.append))
+        assert torch.equal(trainer.model.conv.weight.detach().cpu(), kernel(source))
+        assert torch.equal(trainer.model.bn.running_var.cpu(), torch.from_numpy(source.get_layer("bn").get_weights()[3]))
+        # conv weight and bias, bn gamma, beta, mean, variance and its batch count, dense weight and bias
+        assert lines == [f"loaded 9 of 9 tensors from {weights}"]
+    with pytest.raises(CnnlabError, match=r"tiny.keras: Keras weights load into a network read from a Keras model, "
+                                          r"and 'lenet-rgb8' was not"):
+        Trainer(cnnlab.zoo.get("lenet-rgb8", num_classes=3), load(str(tmp_path / "imgs"), "train", size=(32, 32)),
+                None, Recipe(epochs=1), Options(out=tmp_path / "run-lenet", device="cpu", progress=False,
+                                                weights=archive, log=lambda s: None))
+    env = {**os.environ, "PYTHONPATH": SRC, "CNNLAB_CACHE": str(tmp_path / "cache")}
+    for extra, words in (((), f"loaded 9 of 9 tensors from {archive}"),  # the archive's own, unasked
+                         (("--weights", str(h5)), f"loaded 9 of 9 tensors from {h5}")):
+        out = tmp_path / f"cli{len(extra)}"
+        r = subprocess.run([sys.executable, "-m", "cnnlab", "train", str(archive), "--data", str(tmp_path / "imgs"),
+                            "--epochs", "1", "--batch-size", "4", "--no-progress", "--device", "cpu", "--out", str(out),
+                            *extra], capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count(words) == 1 and r.stdout.count("loaded ") == 1, r.stdout
+        assert len(json.loads((out / "metrics.json").read_text())) == 1
 
 
 def test_two_thousand_layer_json_under_a_second(tmp_path: Path) -> None:

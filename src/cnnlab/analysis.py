@@ -328,6 +328,16 @@ class _Flow:
             )
         return out, _rf_max([r for _, r in xs])
 
+    def max(self, xs: list[tuple[Shape, RF]]) -> tuple[Shape, RF]:
+        out = broadcast([s for s, _ in xs])
+        if out is None:
+            raise ShapeError(
+                f"{type(self.node).__name__.lower()} '{self.path}': cannot take the maximum of "
+                f"{', '.join(fmt_shape(s) for s, _ in xs)}; give the inputs equal sizes or size 1",
+                layer=self.path, reason="max",
+            )
+        return out, _rf_max([r for _, r in xs])
+
 
 def broadcast(shapes: list[Shape]) -> Shape | None:
     """The shape PyTorch broadcasts ``shapes`` to (aligned on the right), or None if it cannot."""

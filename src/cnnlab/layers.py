@@ -795,6 +795,27 @@ class ELU(Activation):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PReLU(Layer):
+    """``max(0, x) + a * min(0, x)`` with a learned slope ``a`` per channel, or one for all channels
+    (``shared``, Caffe's ``channel_shared``); it starts at ``init`` (0.25: Caffe's default filler and
+    PyTorch's). The slopes are parameters; the product is not counted as a MAC, as for the other
+    activations."""
+
+    shared: bool = False
+    init: float = 0.25
+
+    def figures(self, s: Shape) -> LayerFigures:
+        p = 1 if self.shared else s[0]
+        return LayerFigures(out=s, params=p,
+                            explain=lambda: [f"params: {p:,} ({'one slope shared' if self.shared else 'a slope per channel'})"])
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.PReLU(num_parameters=1 if self.shared else s[0], init=self.init)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Scale(Layer):
     """``x * mul + add`` with constants (``x + 1.0``, ``x / 6``): no parameters, no MACs."""
 
@@ -934,6 +955,6 @@ LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, Crop, ChannelPad, AdaptiveAvgPool, AdaptiveMaxPool,
                 GlobalAvgPool, Flatten, Reshape, Dense, RBF, BatchNorm, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
-                Softmax, SiLU, Hardswish, Hardsigmoid, ReLU6, Mish, GELU, LeakyReLU, ELU, Scale, LayerNorm, GroupNorm,
+                Softmax, SiLU, Hardswish, Hardsigmoid, ReLU6, Mish, GELU, LeakyReLU, ELU, PReLU, Scale, LayerNorm, GroupNorm,
                 ConvTranspose, Upsample)
 }

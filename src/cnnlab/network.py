@@ -75,15 +75,16 @@ class Aux:
 
 @dataclass(frozen=True)
 class Merge:
-    """A value of a :class:`Graph` made from several others: ``concat`` along channels, ``add``
-    or ``mul`` (elementwise, broadcasting as PyTorch does: squeeze-excitation's ``x * scale``)."""
+    """A value of a :class:`Graph` made from several others: ``concat`` along channels, ``add``,
+    ``mul`` or ``max`` (elementwise, broadcasting as PyTorch does: squeeze-excitation's ``x * scale``;
+    Caffe's Eltwise MAX)."""
 
     name: str
     op: str
     inputs: tuple[str, ...]
 
 
-MERGE_OPS = ("concat", "add", "mul")
+MERGE_OPS = ("concat", "add", "mul", "max")
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,9 @@ class Flow(Protocol):
     def mul(self, xs: list[Any]) -> Any:
         """The elementwise product of ``xs``, broadcasting (squeeze-excitation's ``x * scale``)."""
 
+    def max(self, xs: list[Any]) -> Any:
+        """The elementwise maximum of ``xs``, broadcasting (Caffe's Eltwise MAX, Keras' Maximum)."""
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -268,6 +272,8 @@ def _graph_run(g: Graph, x: Any, f: Flow) -> Any:
                 values[name] = f.concat(xs)
             elif m.op == "mul":
                 values[name] = f.mul(xs)
+            elif m.op == "max":
+                values[name] = f.max(xs)
             else:
                 y = xs[0]
                 for other in xs[1:]:

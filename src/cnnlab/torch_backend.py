@@ -200,6 +200,12 @@ class _TorchFlow:
             y = y * other
         return y
 
+    def max(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        y = xs[0]
+        for other in xs[1:]:
+            y = torch.maximum(y, other)
+        return y
+
     def side(self, nodes: tuple[Node, ...], x: torch.Tensor) -> None:
         if self.owner.sink is not None:
             self.owner.sink.append(self.chain(nodes, x))
@@ -270,6 +276,8 @@ class _BuildFlow:
         from .analysis import broadcast
 
         return broadcast(shapes) or shapes[0]
+
+    max = mul  # the same broadcast shape
 
     def side(self, nodes: tuple[Node, ...], shape: Shape) -> None:
         self.side_outputs = True

@@ -7,7 +7,8 @@ pixels are centred in it (LeNet-5 reads 28x28 digits in a 32x32 field); others r
 size (see --fit). The named data sets validate on their test split; a folder on its held-out part.
 
 OUT (default runs/MODEL-DATA) receives metrics.json (one object per epoch), curves.png, last.pt
-(every epoch) and best.pt (best validation metric). Multi-GPU or multi-process:
+(every epoch) and best.pt (best validation metric). A Keras .keras MODEL starts from the weights saved
+in it (its model.weights.h5), unless --weights names others. Multi-GPU or multi-process:
   torchrun --nproc_per_node N -m cnnlab train MODEL --data ...
 A folder too large for memory is first prepared into a store (see 'cnnlab data prepare'); a store given to
 --data is read through its memory map, each process reading its own shard of every epoch's order.
@@ -139,7 +140,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def add_weights_args(p: Any) -> None:
     p.add_argument("--weights", metavar="FILE",
                    help="pretrained weights: a PyTorch state_dict (.pth/.pt, e.g. torchvision's), a .safetensors "
-                        "file or a cnnlab checkpoint; with --num-classes a classifier of another size is replaced")
+                        "file or a cnnlab checkpoint, or for a Keras model its .keras archive or .weights.h5; with "
+                        "--num-classes a classifier of another size is replaced")
     p.add_argument("--partial", action="store_true",
                    help="with --weights: load the tensors that fit and keep the others new (default: strict)")
 
@@ -197,6 +199,10 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError(f"--weights {weights}: no such file")
     if args.partial and weights is None:
         raise CnnlabError("--partial applies to --weights FILE; give the weights to load")
+    from ..importers.keras import archive_has_weights
+
+    if weights is None and archive_has_weights(args.model):
+        weights = Path(args.model)  # a .keras archive starts from the weights saved in it
     if args.eval_batch_size < 1:
         raise CnnlabError(f"--eval-batch-size must be >= 1, got {args.eval_batch_size}")
     if args.target_acc is not None and not 0 < args.target_acc <= 1:

@@ -7,7 +7,7 @@ auxiliary heads. Blocks that come out identical share one class.
 
 Composite kinds are walked through :data:`cnnlab.network.KINDS`: a kind's ``run`` is executed
 with a flow whose values are variable names, so every step it takes becomes a line of code. A kind
-whose ``run`` needs more than the flow's ``chain``/``concat``/``add``/``mul``/``side`` registers its own
+whose ``run`` needs more than the flow's ``chain``/``concat``/``add``/``mul``/``max``/``side`` registers its own
 emitter with :func:`register_emitter`; a leaf layer type registers one with
 :func:`register_layer`. Anything else is refused in one line.
 """
@@ -48,6 +48,7 @@ from ..layers import (
     MaxPool,
     Mish,
     PartialConv,
+    PReLU,
     ReLU,
     ReLU6,
     Reshape,
@@ -224,6 +225,8 @@ register_layer(GELU, lambda g, s: (f"nn.GELU({'' if g.approximate == 'none' else
                                    ()))
 register_layer(LeakyReLU, lambda a, s: (f"nn.LeakyReLU({'' if a.slope == 0.01 else repr(a.slope)})", ()))
 register_layer(ELU, lambda a, s: (f"nn.ELU({'' if a.alpha == 1.0 else repr(a.alpha)})", ()))
+register_layer(PReLU, lambda a, s: (f"nn.PReLU({_args(*(() if a.shared else (s[0],)), init=_unless(a.init, 0.25))})",
+                                    ()))
 register_layer(Scale, lambda a, s: (f"ScaleShift({a.mul!r}, {a.add!r})", ("ScaleShift",)))
 register_layer(LayerNorm, _layer_norm)
 register_layer(GroupNorm, _group_norm)
@@ -338,6 +341,15 @@ class CodeFlow:
     def mul(self, xs: list[Value]) -> Value:
         return self.merge("out", "*", xs)
 
+    def max(self, xs: list[Value], name: str = "out") -> Value:
+        """``torch.maximum`` of ``xs``, nested left to right as the built module takes it."""
+        v = self.fresh(name)
+        expr = xs[0].expr
+        for x in xs[1:]:
+            expr = f"torch.maximum({expr}, {x.expr})"
+        self.lines.append(f"{v} = {expr}")
+        return Value(v, _broadcast([x.shape for x in xs]))
+
     def merge(self, name: str, op: str, xs: list[Value]) -> Value:
         """One variable ``name`` holding ``xs`` joined by ``op`` (``+`` or ``*``, left to right as
         the built module does), its shape broadcast as PyTorch does."""
@@ -363,7 +375,8 @@ def _broadcast(shapes: list[Shape]) -> Shape:
 
 def _graph(g: Graph, x: Value, flow: CodeFlow) -> Value:
     """A DAG as straight-line code: one variable per node and per merge, each named after it; a
-    merge is ``torch.cat([...], 1)``, ``a + b + ...`` or ``a * b * ...``, written where first read."""
+    merge is ``torch.cat([...], 1)``, ``a + b + ...``, ``a * b * ...`` or ``torch.maximum(a, b)``, written
+    where first read."""
     values: dict[str, Value] = {"": x}
     merges = {m.name: m for m in g.merges}
 
@@ -373,6 +386,8 @@ def _graph(g: Graph, x: Value, flow: CodeFlow) -> Value:
             xs = [value(v) for v in m.inputs]
             if m.op == "concat":
                 values[name] = flow.concat(xs, m.name)
+            elif m.op == "max":
+                values[name] = flow.max(xs, m.name)
             else:
                 values[name] = flow.merge(m.name, "*" if m.op == "mul" else "+", xs)
         return values[name]

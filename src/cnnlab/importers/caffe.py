@@ -9,6 +9,7 @@ pools round up (ceil mode); the analysis flags where that differs from PyTorch's
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..errors import CnnlabError
 from ..layers import Layer, Shape
 from ..network import Merge, Network, Node, graph
 from ..text import safe_text
+from ..validate import short
 
 MAX_PROTOTXT_BYTES = 16 * 2**20
 
@@ -108,8 +110,8 @@ def load_caffe(path: str | Path) -> Network:
 
 # --------------------------------------------------------------------------- translation
 
-SUPPORTED = ("Input", "Data", "Convolution", "Pooling", "InnerProduct", "ReLU", "Sigmoid", "TanH", "LRN", "Dropout",
-             "Softmax", "Concat", "Eltwise", "BatchNorm", "Scale", "Split", "Flatten")
+SUPPORTED = ("Input", "Data", "Convolution", "Pooling", "InnerProduct", "ReLU", "PReLU", "Sigmoid", "TanH", "LRN",
+             "Dropout", "Softmax", "Concat", "Eltwise", "BatchNorm", "Scale", "Split", "Flatten")
 _SKIPPED = ("Accuracy", "Silence")  # and every *Data and *Loss layer of a train_val file
 
 
@@ -208,10 +210,15 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
     if len(set(kept)) != len(kept):
         dup = next(n for n in kept if kept.count(n) > 1)
         raise CnnlabError(f"{where}: two layers are named '{safe_text(dup)}'; give each layer its own name")
+    for x, n in zip(layers, names):
+        bad = next((v for key in ("bottom", "top") for v in x.get(key, []) if not isinstance(v, str)), None)
+        if bad is not None:
+            raise CnnlabError(f"{where}: Caffe layer '{safe_text(n)}' has a bottom or top {short(bad)} that is not a "
+                              'blob name; write it as bottom: "name"')
     b = _Builder(set(names))
     b.shapes[""] = found[1]
     b.blobs[found[0]] = ""
-    for layer, name in zip(layers, names):
+    for at, (layer, name) in enumerate(zip(layers, names)):
         kind = _one(layer, "type")
         if not isinstance(kind, str) or not name:
             raise CnnlabError(f"{where}: a layer without a name or type; give both")
@@ -222,8 +229,7 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
         bottoms, tops = layer.get("bottom", []), layer.get("top", [])
         for blob in bottoms:
             if blob not in b.blobs:
-                raise CnnlabError(f"{where}: Caffe layer '{safe_text(name)}' reads blob '{safe_text(blob)}', which "
-                                  "no earlier layer produces; order the layers so that each bottom is written first")
+                raise CnnlabError(_unwritten(layers, names, at, blob, where))
         srcs = [b.blobs[x] for x in bottoms]
         outs = _layer(b, layer, kind, name, srcs, where)
         for blob, value in zip(tops, outs if len(outs) == len(tops) else outs * len(tops)):
@@ -240,6 +246,34 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
         return Network(model, tuple(b.nodes), found[1], meta)
     return Network(model, (graph(model, b.nodes, b.inputs, b.merges, last if last != b.nodes[-1].name else ""),),
                    found[1], meta)
+
+
+def _unwritten(layers: list[Message], names: list[str], at: int, blob: str, where: str) -> str:
+    """Why layer ``at`` cannot read ``blob``, which no layer before it writes: no layer writes it, a
+    later layer does (the order is wrong), or a later layer writes it from ``at``'s own output (a cycle)."""
+    name, what = safe_text(names[at]), f"Caffe layer '{safe_text(names[at])}' reads blob '{safe_text(blob)}'"
+    readers: dict[str, list[int]] = {}
+    for j in range(at + 1, len(layers)):
+        for x in layers[j].get("bottom", []):
+            readers.setdefault(x, []).append(j)
+    came: dict[int, int] = {at: at}  # breadth first over the later layers that read what ``at`` feeds
+    queue = [at]
+    for i in queue:
+        if i != at and blob in layers[i].get("top", []):
+            path = [i]
+            while path[-1] != at:
+                path.append(came[path[-1]])
+            loop = " -> ".join(safe_text(names[j]) for j in reversed(path))
+            return (f"{where}: {what}, which is written from its own output ({loop} -> {name}): the layers form a "
+                    f"cycle; give '{name}' a blob written before it")
+        for top in layers[i].get("top", []):
+            for j in readers.get(top, []):
+                if j not in came:
+                    came[j] = i
+                    queue.append(j)
+    if any(blob in x.get("top", []) for x in layers[at + 1:]):
+        return f"{where}: {what}, which only a later layer writes; order the layers so that each bottom is written first"
+    return f"{where}: {what}, which no layer before it writes; name the top of an earlier layer (or the input)"
 
 
 def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], where: str) -> list[str]:
@@ -280,6 +314,8 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
     if kind == "ReLU":
         slope = float(_one(_param(layer, "relu_param"), "negative_slope", 0.0))
         return [b.add(ly.LeakyReLU(name=name, slope=slope) if slope else ly.ReLU(name=name), src)]
+    if kind == "PReLU":
+        return [b.add(_prelu(b, layer, name), src)]
     if kind in ("Sigmoid", "TanH"):
         return [b.add((ly.Sigmoid if kind == "Sigmoid" else ly.Tanh)(name=name), src)]
     if kind == "LRN":
@@ -304,6 +340,25 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
         return [_scale(b, layer, name, src)]
     raise CnnlabError(f"Caffe layer '{safe_text(name)}' ({safe_text(kind)}) is not supported: cnnlab reads "
                       f"{', '.join(SUPPORTED)}; rewrite it with these layers")
+
+
+def _prelu(b: _Builder, layer: Message, name: str) -> ly.PReLU:
+    """Caffe's PReLU: one slope per channel, or one for all with ``channel_shared``. Without a filler
+    the slopes start at 0.25; a constant filler gives its value (Caffe's default 0)."""
+    p = _param(layer, "prelu_param")
+    shared = _one(p, "channel_shared", False)
+    if not isinstance(shared, bool):
+        raise CnnlabError(f"Caffe layer '{safe_text(name)}': channel_shared {safe_text(str(shared))} is not true or "
+                          "false")
+    init = 0.25
+    filler = _one(p, "filler")
+    if isinstance(filler, dict):
+        kind, value = _one(filler, "type", "constant"), _one(filler, "value", 0.0)
+        if kind == "constant" and type(value) in (int, float) and math.isfinite(value):
+            init = float(value)
+        else:
+            b.notes.append(f"PReLU layer '{name}': filler {kind} read as the constant 0.25")
+    return ly.PReLU(name=name, shared=shared, init=init)
 
 
 def _scale(b: _Builder, layer: Message, name: str, src: str) -> str:
@@ -333,13 +388,14 @@ def _merge(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str]) -
     else:
         p = _param(layer, "eltwise_param")
         operation = _one(p, "operation", "SUM")
-        if operation not in ("SUM", "PROD") or p.get("coeff"):
-            raise CnnlabError(f"Caffe layer '{safe_text(name)}': Eltwise {safe_text(operation)} "
-                              f"{'with coefficients ' if p.get('coeff') else ''}is not supported; use SUM or PROD")
+        if operation not in ("SUM", "PROD", "MAX") or p.get("coeff"):
+            raise CnnlabError(f"Caffe layer '{safe_text(name)}': Eltwise {safe_text(str(operation))} "
+                              f"{'with coefficients ' if p.get('coeff') else ''}is not supported; use SUM, PROD or "
+                              "MAX")
         if len(set(shapes)) != 1:
             raise CnnlabError(f"Caffe layer '{safe_text(name)}': Eltwise of {', '.join(map(ly.fmt_shape, shapes))}; "
                               "give its bottoms one shape")
-        op, out = ("add" if operation == "SUM" else "mul"), shapes[0]
+        op, out = {"SUM": "add", "PROD": "mul", "MAX": "max"}[operation], shapes[0]
     m = name
     b.merges.append(Merge(m, op, tuple(srcs)))
     b.shapes[m] = out

@@ -3,7 +3,7 @@
 
 A thin translator: each Keras layer becomes the cnnlab layer that computes the same thing, shown
 channels-first. A Sequential model becomes a chain; a Functional one a :class:`Graph` whose
-Add/Concatenate/Multiply layers are merges. Keras 3 and tf.keras 2 JSON are both read. Pure
+Add/Concatenate/Multiply/Maximum layers are merges. Keras 3 and tf.keras 2 JSON are both read. Pure
 Python: neither Keras nor torch is imported.
 """
 
@@ -27,8 +27,8 @@ MAX_CONFIG_BYTES = 64 * 2**20
 
 SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
              "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "BatchNormalization", "Activation", "ReLU",
-             "LeakyReLU", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
-             "Add", "Concatenate", "Multiply", "Rescaling")
+             "LeakyReLU", "PReLU", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
+             "Add", "Concatenate", "Multiply", "Maximum", "Rescaling")
 
 # Keras activation name -> a cnnlab layer (None: the identity).
 ACTIVATIONS: dict[str, Any] = {
@@ -36,7 +36,7 @@ ACTIVATIONS: dict[str, Any] = {
     "tanh": ly.Tanh, "swish": ly.SiLU, "silu": ly.SiLU, "hard_swish": ly.Hardswish, "hard_silu": ly.Hardswish,
     "hard_sigmoid": ly.Hardsigmoid, "gelu": ly.GELU, "elu": ly.ELU, "leaky_relu": ly.LeakyReLU,
 }
-_MERGES = {"Add": "add", "Concatenate": "concat", "Multiply": "mul"}
+_MERGES = {"Add": "add", "Concatenate": "concat", "Multiply": "mul", "Maximum": "max"}
 _EXTRA = ("CustomScaleLayer",)  # keras.applications' own layer (InceptionResNetV2's scaled residual sum)
 _ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
             "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
@@ -82,6 +82,18 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise CnnlabError(f"{where}: not a Keras model config (no \"class_name\"/\"config\"); "
                           "write one with open(path, 'w').write(model.to_json())")
     return data
+
+
+def archive_has_weights(path: str | Path) -> bool:
+    """Whether ``path`` is a ``.keras`` archive that holds its weights (``model.weights.h5``)."""
+    p = Path(path)
+    if p.suffix.lower() != ".keras":
+        return False
+    try:
+        with zipfile.ZipFile(p) as z:
+            return "model.weights.h5" in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def load_keras(path: str | Path) -> Network:
@@ -214,6 +226,25 @@ def _crop_or_pad(cls: str, cfg: dict[str, Any], name: str) -> Layer:
     return ly.ZeroPad(name=name, padding=(t, b, left, r))
 
 
+def _prelu(cfg: dict[str, Any], name: str, s: Shape) -> Layer:
+    """Keras' PReLU: slopes shared over the spatial axes (1, 2) are one per channel; over every axis,
+    one for all. A slope per pixel has no cnnlab layer."""
+    axes = cfg.get("shared_axes")
+    axes = [] if axes is None else [axes] if isinstance(axes, int) else axes
+    spatial = set(range(1, len(s)))  # Keras' H and W axes of a map; none for a vector
+    if not isinstance(axes, list) or not all(type(a) is int for a in axes) \
+            or set(axes) not in (spatial, spatial | {len(s)}):
+        raise CnnlabError(f"Keras layer '{name}': PReLU with shared_axes {short(cfg.get('shared_axes'))} on "
+                          f"{ly.fmt_shape(s)} is not supported; share the slope over the spatial axes ("
+                          "shared_axes=[1, 2]: one per channel) or over all of them")
+    init = cfg.get("alpha_initializer")
+    value = 0.0  # Keras' default initializer: zeros
+    if isinstance(init, dict) and init.get("class_name") == "Constant":
+        v = (init.get("config") or {}).get("value", 0.0)
+        value = float(v) if type(v) in (int, float) and math.isfinite(v) else 0.0
+    return ly.PReLU(name=name, shared=len(set(axes)) == len(s), init=value)
+
+
 def _batchnorm(cfg: dict[str, Any], name: str, last: int) -> Layer:
     axis = cfg.get("axis", -1)
     if isinstance(axis, list) and len(axis) == 1:
@@ -292,6 +323,9 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
     if cls == "LeakyReLU":
         slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
         return leaf(ly.LeakyReLU(name=name, slope=float(slope)), kept)
+    if cls == "PReLU":
+        b.weights.append([cls, name])
+        return leaf(_prelu(cfg, name, s), kept)
     if cls in ("Dropout", "SpatialDropout2D"):
         return leaf(ly.Dropout(name=name, p=float(cfg.get("rate", 0.5))), kept)
     if cls == "Flatten":
@@ -421,6 +455,36 @@ def _endpoints(v: Any) -> list[str]:
     return []
 
 
+def _unread(entries: list[Any], name: str, ref: str, where: str) -> str:
+    """Why layer ``name`` cannot read ``ref``, which no layer before it produces: ``ref`` is no layer,
+    comes later in the list, or is computed from ``name``'s own output (a cycle)."""
+    what = f"Keras layer '{safe_text(name)}' reads '{safe_text(ref)}'"
+    inbound: dict[str, list[str]] = {}
+    for e in entries:
+        try:
+            layer = _cfg(e, where)[2]
+            inbound[layer] = _inbound(e, layer, where)
+        except CnnlabError:
+            continue  # a later entry cnnlab cannot read: no edges from it
+    if ref not in inbound:
+        return f"{where}: {what}, which is not a layer of the model; read the input or an earlier layer"
+    came: dict[str, str] = {ref: ref}  # backwards from ``ref`` through what it reads, looking for ``name``
+    queue = [ref]
+    for x in queue:
+        if x == name:
+            path = [x]
+            while path[-1] != ref:
+                path.append(came[path[-1]])
+            loop = " -> ".join(safe_text(v) for v in (*path, name))
+            return (f"{where}: {what}, which is computed from its own output ({loop}): the layers form a cycle; "
+                    f"give '{safe_text(name)}' an input computed before it")
+        for v in inbound.get(x, []):
+            if v not in came:
+                came[v] = x
+                queue.append(v)
+    return f"{where}: {what}, which comes later in the layer list; list each layer after the layers it reads"
+
+
 def from_config(data: dict[str, Any], where: str = "Keras config") -> Network:
     """Translate a parsed Keras model config."""
     cls, cfg = data.get("class_name"), data["config"]
@@ -464,7 +528,7 @@ def from_config(data: dict[str, Any], where: str = "Keras config") -> Network:
             refs = _inbound(e, name, where)
             for r in refs:
                 if r not in b.alias:
-                    raise CnnlabError(f"{where}: Keras layer '{name}' reads '{r}', which no earlier layer produces")
+                    raise CnnlabError(_unread(entries, name, r, where))
             srcs = [b.alias[r] for r in refs]
             if lcls not in SUPPORTED and lcls not in _EXTRA:
                 _layer(b, lcls, lcfg, name, srcs[0])  # refuses it, naming the supported set

@@ -79,18 +79,42 @@ def _arrays(cls: str, vs: list[np.ndarray], mod: nn.Module, flat: list[int] | No
         w = vs[0]
         kernel = w.T[:, :, None, None] if isinstance(mod, nn.Conv2d) else _dense(w, flat)
         return dict(zip(("weight", "bias"), (kernel, *vs[1:])))
+    if cls == "PReLU":  # alpha is (1, 1, C), (C,) or (1, 1, 1): one slope per channel, or one
+        return {"weight": vs[0].reshape(-1)}
     if cls == "BatchNormalization":
         keys = [k for k, on in (("weight", mod.weight is not None), ("bias", mod.bias is not None)) if on]
         return dict(zip((*keys, "running_mean", "running_var"), vs))
     raise CnnlabError(f"Keras layer class {cls} has no weights cnnlab can load")
 
 
+def is_keras_weights(path: str | Path) -> bool:
+    """Whether ``path`` names Keras' own weights: a ``.keras`` archive or a ``.weights.h5`` file."""
+    return Path(path).suffix.lower() in (".keras", ".h5")
+
+
+def keras_state(module: nn.Module, net: Network, path: str | Path) -> dict[str, torch.Tensor]:
+    """The Keras weights at ``path`` as a state_dict of ``module`` (``cnnlab.build(net)``), every
+    tensor in PyTorch's layout. BatchNorm's ``num_batches_tracked``, a count Keras does not keep,
+    is the module's own, so the result covers the whole module."""
+    new = _converted(module, net, Path(path))
+    for key, value in module.state_dict().items():
+        if key.endswith("num_batches_tracked") and key not in new:
+            new[key] = value
+    return new
+
+
 def load_keras_weights(module: nn.Module, net: Network, path: str | Path) -> nn.Module:
     """Copy the Keras weights at ``path`` into ``module`` (``cnnlab.build(net)``) and return it."""
-    p = Path(path)
+    module.load_state_dict(_converted(module, net, Path(path)), strict=False)
+    return module
+
+
+def _converted(module: nn.Module, net: Network, p: Path) -> dict[str, torch.Tensor]:
+    """Keras' arrays, checked against ``module``'s tensors, by state_dict key."""
     order = net.meta.get("keras_weights")
     if order is None:
-        raise CnnlabError(f"network '{net.name}' was not imported from Keras; Keras weights cannot load into it")
+        raise CnnlabError(f"{p.name}: Keras weights load into a network read from a Keras model, and "
+                          f"'{net.name}' was not; give the Keras model the weights were saved with")
     stored = _read_layers(p)
     prefix = net.meta.get("keras_prefix", "")
     flatten = net.meta.get("keras_flatten", {})
@@ -114,5 +138,4 @@ def load_keras_weights(module: nn.Module, net: Network, path: str | Path) -> nn.
                 raise CnnlabError(f"{p.name}: Keras layer '{name}' gives {k} of shape {arr.shape}, the module has "
                                   f"{got}; save the weights from the same model")
             new[full] = torch.from_numpy(np.ascontiguousarray(arr)).to(state[full].dtype)
-    module.load_state_dict(new, strict=False)
-    return module
+    return new

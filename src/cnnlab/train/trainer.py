@@ -219,8 +219,8 @@ class Trainer:
         self.plan = transfer.make_plan(self.model, r.freeze, r.unfreeze) if r.freeze else None
         self.loaded: Loaded | None = None
         if o.weights is not None and resumed is None:
-            self.loaded = load_weights(self.model, read_weights(o.weights), str(o.weights), partial=o.partial,
-                                       new_head=o.new_head, net_name=self.net.name)
+            self.loaded = load_weights(self.model, read_weights(o.weights, self.model, self.net), str(o.weights),
+                                       partial=o.partial, new_head=o.new_head, net_name=self.net.name)
             self.log(self.loaded.summary())
         done = resumed.epoch if resumed is not None else 0  # thawing happens as epoch unfreeze_at starts
         self.thawed = bool(self.plan and r.unfreeze_at and done >= r.unfreeze_at)

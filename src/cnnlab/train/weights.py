@@ -25,11 +25,22 @@ class WeightsMismatch(CnnlabError):
     """The file's tensors do not fit the network (names or shapes)."""
 
 
-def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Name -> tensor from a ``.safetensors`` file, a PyTorch state_dict or a cnnlab checkpoint."""
+def read_weights(path: str | Path, model: nn.Module | None = None, net: Any = None) -> dict[str, torch.Tensor]:
+    """Name -> tensor from a ``.safetensors`` file, a PyTorch state_dict or a cnnlab checkpoint; with
+    the ``model`` built from ``net``, also from Keras' own files (a ``.keras`` archive or a
+    ``.weights.h5``), whose arrays only take PyTorch's names and layout against that model."""
     p = Path(path)
     if not p.is_file():
         raise CnnlabError(f"--weights {p}: no such file")
+    from ..importers.keras_weights import is_keras_weights
+
+    if is_keras_weights(p):
+        if model is None or net is None:
+            raise CnnlabError(f"--weights {p}: Keras weights are read with the model they were saved with; "
+                              "give a PyTorch state_dict, a .safetensors file or a cnnlab checkpoint")
+        from ..importers.keras_weights import keras_state
+
+        return keras_state(model, net, p)
     if p.suffix.lower() == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -217,7 +228,8 @@ def pretrained(ref: str, weights: str | Path, *, num_classes: int | None = None,
     c = net.input_shape[0]
     h, w = size or tuple(net.input_shape[1:])
     model = build(net, (c, h, w), logits=True)
-    load_weights(model, read_weights(weights), str(weights), partial=partial, net_name=net.name, can_replace=False)
+    load_weights(model, read_weights(weights, model, net), str(weights), partial=partial, net_name=net.name,
+                 can_replace=False)
     if normalize == "imagenet":
         prep = Preprocess.imagenet((c, h, w))
     else:
