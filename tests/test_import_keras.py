@@ -498,3 +498,31 @@ def test_two_thousand_layer_json_under_a_second(tmp_path: Path) -> None:
     a = analyze(load_model(str(p)))
     assert time.perf_counter() - t < 1.0
     assert len(a.layers) == 2000 and a.totals["params"] == 1000 * (9 * 8 * 8 + 8)
+
+
+def test_a_functional_graph_ending_in_softmax_trains_on_logits(tmp_path) -> None:
+    """The training form leaves out the final softmax of a graph too, not only of a chain: otherwise the
+    loss would apply softmax to probabilities."""
+    import torch
+
+    from cnnlab.importers.keras import load_keras
+    from cnnlab.network import Graph
+    from cnnlab.torch_backend import build
+
+    inp = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    b = keras.layers.Conv2D(4, 1)(inp)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([a, b]))
+    out = keras.layers.Dense(5, activation="softmax")(x)
+    p = tmp_path / "m.json"
+    p.write_text(keras.Model(inp, out).to_json())
+    net = load_keras(str(p))
+    assert isinstance(net.layers[-1], Graph)
+    probs_model, logits_model = build(net).eval(), build(net, logits=True).eval()
+    logits_model.load_state_dict(probs_model.state_dict())
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        probs, logits = probs_model(x), logits_model(x)
+    assert torch.allclose(probs.sum(1), torch.ones(4))
+    assert not torch.allclose(logits.sum(1), torch.ones(4), atol=1e-3)
+    assert torch.allclose(torch.softmax(logits, 1), probs, atol=1e-6)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import Layer, Shape, resolve_padding
-from .network import Network, Node, Sequential, is_inline, kind_of
+from .network import Graph, Network, Node, Sequential, is_inline, kind_of
 
 Pad4 = tuple[int, int, int, int]  # F.pad order: left, right, top, bottom
 
@@ -310,6 +310,8 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
     negate = False
     if logits and nodes and isinstance(nodes[-1], (Softmax, Sigmoid)):
         nodes.pop()
+    elif logits and nodes and isinstance(nodes[-1], (Sequential, Graph)):
+        nodes[-1] = _without_final_softmax(nodes[-1])
     if logits and nodes and isinstance(nodes[-1], RBF):
         negate = True
     f = _BuildFlow()
@@ -317,6 +319,34 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
     model = CnnModule(f.mods, net.name, shape, negate=negate, nodes=tuple(nodes), side=f.side_outputs)
     init_weights(model)
     return model
+
+
+def _without_final_softmax(node: Any) -> Any:
+    """``node`` without a Softmax/Sigmoid that gives its output (an imported graph ends in one), so the
+    training form returns logits whatever the shape of the description."""
+    from dataclasses import replace
+
+    from .layers import Sigmoid, Softmax
+
+    if isinstance(node, Sequential) and node.children:
+        last = node.children[-1]
+        if isinstance(last, (Softmax, Sigmoid)):
+            return replace(node, children=node.children[:-1]) if len(node.children) > 1 else node
+        if isinstance(last, (Sequential, Graph)):
+            return replace(node, children=(*node.children[:-1], _without_final_softmax(last)))
+        return node
+    if isinstance(node, Graph) and node.nodes:
+        names = [n.name for n in node.nodes]
+        if node.output and node.output not in names:  # the graph ends in a merge
+            return node
+        i = names.index(node.output) if node.output else len(node.nodes) - 1
+        last = node.nodes[i]
+        read = set(node.inputs) | {x for m in node.merges for x in m.inputs}
+        if isinstance(last, (Softmax, Sigmoid)) and last.name not in read and i > 0 and node.inputs[i]:
+            keep = [k for k in range(len(node.nodes)) if k != i]
+            return replace(node, nodes=tuple(node.nodes[k] for k in keep),
+                           inputs=tuple(node.inputs[k] for k in keep), output=node.inputs[i])
+    return node
 
 
 def init_weights(model: nn.Module) -> None:
