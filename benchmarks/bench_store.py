@@ -9,11 +9,14 @@ that load from other processes falls on both alike:
   data path  images/s of one epoch's batches alone: gather by the shuffled order, copy to the device, flip,
              normalize (goal: >= 3x what the model consumes)
 
+With --crop N both train on, and the data path cuts, random-resized NxN crops of the stored images (flipped
+with p=0.5) in place of the plain flip: ``train --crop NxN --crop-mode random``.
+
 and in fresh processes, the peak RssAnon (the process's own memory; the page cache is the kernel's) of reading
 every batch of one epoch plus training --train-images images, from the store and from memory, for each count in
 --rss-images (goal: the store's peak does not grow with the data set).
 
-    .venv/bin/python benchmarks/bench_store.py [--images 50000] [--rss-images 10000,50000] [--rounds 3]
+    .venv/bin/python benchmarks/bench_store.py [--images 50000] [--rss-images 10000,50000] [--rounds 3] [--crop 112]
 """
 
 from __future__ import annotations
@@ -58,11 +61,12 @@ def anon_bytes() -> int:
     return 0
 
 
-def data_path(images, labels, batch: int, mapped: bool) -> float:
-    """images/s of gathering, copying, flipping and normalizing every batch of one shuffled epoch."""
+def data_path(images, labels, batch: int, mapped: bool, crop: int | None = None) -> float:
+    """images/s of gathering, copying, flipping (or cutting random-resized ``crop`` squares) and normalizing every
+    batch of one shuffled epoch."""
     import torch
 
-    from cnnlab.data.augment import hflip
+    from cnnlab.data.augment import hflip, random_resized_crop
     from cnnlab.train.trainer import gather, to_device
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -73,28 +77,32 @@ def data_path(images, labels, batch: int, mapped: bool) -> float:
         idx = order[i:i + batch]
         x = to_device(gather(images, idx, mapped), device)
         to_device(labels[idx], device)
-        x = hflip(x, 0.5, g).float().mul_(1 / 255).sub_(0.5)
+        x = random_resized_crop(x, (crop, crop), generator=g) if crop else hflip(x, 0.5, g)
+        x = x.float().mul_(1 / 255).sub_(0.5)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return len(order) / (time.perf_counter() - t)
 
 
-def train(data, model: str, batch: int) -> float:
-    """images/s of one epoch of the Trainer (flip augmentation, SGD) on ``data``."""
+def train(data, model: str, batch: int, crop: int | None = None) -> float:
+    """images/s of one epoch of the Trainer (flip augmentation, or random-resized ``crop`` squares; SGD) on ``data``."""
     from cnnlab.data.augment import preset
     from cnnlab.models import load_model
     from cnnlab.train import Options, Trainer
     from cnnlab.train.recipes import Recipe
 
     net = load_model(model, num_classes=len(data.classes), in_channels=3)
-    recipe = Recipe(name="bench", epochs=1, batch_size=batch, lr=0.01, optimizer="sgd", normalize="scale")
+    recipe = Recipe(name="bench", epochs=1, batch_size=batch, lr=0.01, optimizer="sgd", normalize="scale",
+                    crop_mode="random" if crop else "center")
     aug = preset("cifar")
     t = time.perf_counter()
-    Trainer(net, data, None, recipe, Options(progress=False, log=lambda s: None, augment=aug)).fit()
+    Trainer(net, data, None, recipe, Options(progress=False, log=lambda s: None, augment=aug,
+                                             crop=(crop, crop) if crop else None)).fit()
     return len(data) / (time.perf_counter() - t)
 
 
-def child_rss(store: Path, count: int, kind: str, model: str, train_images: int, batch: int) -> None:
+def child_rss(store: Path, count: int, kind: str, model: str, train_images: int, batch: int,
+              crop: int | None = None) -> None:
     """In a fresh process: peak RssAnon growth over one data-path epoch of ``count`` images plus training."""
     import torch
 
@@ -114,9 +122,9 @@ def child_rss(store: Path, count: int, kind: str, model: str, train_images: int,
     images, labels = s.images[:count], s.labels[:count]
     if kind == "memory":
         images = images.clone()
-    data_path(images, labels, batch, kind == "store")
+    data_path(images, labels, batch, kind == "store", crop)
     sub = ImageSet(images[:train_images], labels[:train_images], s.classes, "bench", mapped=kind == "store")
-    train(sub, model, batch)
+    train(sub, model, batch, crop)
     time.sleep(0.05)
     print(json.dumps({"peak_growth": peak[0] - base, "data_bytes": images.nbytes}))
     del torch
@@ -131,13 +139,14 @@ def main() -> None:
     ap.add_argument("--train-images", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--crop", type=int, metavar="N", help="train on random-resized NxN crops (N <= --size)")
     ap.add_argument("--work", default="benchmarks/.store-bench")
     ap.add_argument("--child", nargs=2, metavar=("COUNT", "KIND"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     work = Path(a.work)
     folder, store_dir = work / "folder", work / f"folder-{a.size}.store"
     if a.child:
-        child_rss(store_dir, int(a.child[0]), a.child[1], a.model, a.train_images, a.batch)
+        child_rss(store_dir, int(a.child[0]), a.child[1], a.model, a.train_images, a.batch, a.crop)
         return
 
     import torch
@@ -163,13 +172,14 @@ def main() -> None:
     res: dict[str, list[float]] = {"train store": [], "train memory": [], "data store": [], "data memory": []}
     all_memory = s.images.clone()
     for _ in range(a.rounds):
-        res["train store"].append(train(mapped, a.model, a.batch))
-        res["train memory"].append(train(memory, a.model, a.batch))
-        res["data store"].append(data_path(s.images, s.labels, a.batch, True))
-        res["data memory"].append(data_path(all_memory, s.labels, a.batch, False))
+        res["train store"].append(train(mapped, a.model, a.batch, a.crop))
+        res["train memory"].append(train(memory, a.model, a.batch, a.crop))
+        res["data store"].append(data_path(s.images, s.labels, a.batch, True, a.crop))
+        res["data memory"].append(data_path(all_memory, s.labels, a.batch, False, a.crop))
     del all_memory
     med = {k: statistics.median(v) for k, v in res.items()}
-    print(f"training {a.model} at {a.size}x{a.size}, batch {a.batch}, {n:,} images, median of {a.rounds}:")
+    what = f"random-resized {a.crop}x{a.crop} crops of {a.size}x{a.size}" if a.crop else f"{a.size}x{a.size}"
+    print(f"training {a.model} at {what}, batch {a.batch}, {n:,} images, median of {a.rounds}:")
     print(f"  from the store   {med['train store']:9,.1f} images/s")
     print(f"  from memory      {med['train memory']:9,.1f} images/s   store/memory {med['train store'] / med['train memory']:.2f}x")
     print(f"data path only, one epoch of {len(s):,} images:")
@@ -183,7 +193,8 @@ def main() -> None:
         for kind in ("store", "memory"):
             out = subprocess.run([sys.executable, __file__, "--work", str(work), "--size", str(a.size), "--model",
                                   a.model, "--train-images", str(a.train_images), "--batch", str(a.batch),
-                                  "--child", str(count), kind], capture_output=True, text=True, check=True)
+                                  *(["--crop", str(a.crop)] if a.crop else []), "--child", str(count), kind],
+                                 capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             row.append(f"{kind} {r['peak_growth'] / 2**20:,.0f} MiB")
         print(f"  {count:>7,} images ({r['data_bytes'] / 2**20:,.0f} MiB of pixels): {', '.join(row)}")

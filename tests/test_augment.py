@@ -199,3 +199,75 @@ def test_keras_preset_uses_keras_units() -> None:
     assert (c.rotation, c.shift, c.shear, c.zoom, c.hflip, c.fill) == (40, 0.2, 0.2, 0.2, 0.5, "nearest")
     # Keras' shear_range is in degrees: 0.2 degrees moves a corner of a 32-pixel image by under 0.06 px.
     assert 16 * math.tan(math.radians(0.2)) < 0.06
+
+
+def test_crop_boxes_stay_inside_and_follow_the_inception_ranges() -> None:
+    n, h, w = 8000, 200, 200
+    top, left, bh, bw = A.crop_boxes(n, (h, w), generator=g(0)).T
+    assert (top >= 0).all() and (left >= 0).all() and (bh >= 1).all() and (bw >= 1).all()
+    assert (top + bh <= h).all() and (left + bw <= w).all()
+    frac, aspect = (bh * bw).double() / (h * w), bw.double() / bh
+    # The smallest box has sides of at least sqrt(0.08 * 40000 * 3/4) = 49 pixels, so rounding each side to a whole
+    # pixel moves the area and the aspect ratio by at most 2 * 0.5 / 49 = 2%.
+    assert frac.min() >= 0.08 * 0.98 and frac.max() <= 1.0
+    assert aspect.min() >= 0.75 * 0.98 and aspect.max() <= 4 / 3 / 0.98
+    assert frac.min() < 0.09 and frac.max() > 0.97 and aspect.min() < 0.76 and aspect.max() > 1.31  # ranges reached
+    # Area is uniform: below 3/4 of a square image every box fits, so [0.1, 0.4) and [0.4, 0.7) hold as many boxes,
+    # each 8000 * 0.3 / 0.92 / 0.858 = 3040, where 0.858 is the chance a draw fits: (E[min(r, 1/r)] - 0.08) / 0.92
+    # with E[min(r, 1/r)] = (1 - 3/4) / ln(4/3) = 0.869. A log-uniform area would put 2.5 times more in the first.
+    low, high = int(((frac >= 0.1) & (frac < 0.4)).sum()), int(((frac >= 0.4) & (frac < 0.7)).sum())
+    assert 2850 < low < 3250 and abs(low - high) < 0.08 * low
+    # Aspect is log-uniform on [3/4, 4/3], symmetric about 1 on a square image: mean log 0, sd 0.575 / sqrt(12).
+    logs = aspect.log()
+    assert abs(float(logs.mean())) < 0.01 and float(logs.std()) == pytest.approx(0.5754 / math.sqrt(12), rel=0.05)
+
+
+def test_crop_boxes_fall_back_to_the_centre() -> None:
+    # A 4x100 strip: an area of 90-100% (360-400 px) at an aspect of at most 4/3 is at least 16 pixels high, so no
+    # draw fits; torchvision then takes the full height at the widest aspect, round(4 * 4/3) = 5, centred at 47.
+    boxes = A.crop_boxes(50, (4, 100), scale=(0.9, 1.0), generator=g(0))
+    assert boxes.tolist() == [[0, 47, 4, 5]] * 50
+    # 4x5 at aspect 2-3: at least sqrt(20 * 2) = 6.3 pixels wide, never fits; the full width, round(5 / 2) = 2 high
+    # (halves round to even, as Python's round), at row (4 - 2) // 2 = 1
+    assert A.crop_boxes(3, (4, 5), scale=(1.0, 1.0), ratio=(2.0, 3.0), generator=g(0)).tolist() == [[1, 0, 2, 5]] * 3
+    # an image whose own aspect is in range falls back to the whole of it (an area over 100% never fits)
+    assert A.crop_boxes(3, (10, 10), scale=(1.5, 2.0), generator=g(0)).tolist() == [[0, 0, 10, 10]] * 3
+
+
+def test_resized_crop_resizes_each_box_like_interpolate() -> None:
+    x = batch(n=24, c=3, h=40, w=36, dtype=torch.float32) * 255
+    boxes = A.crop_boxes(24, (40, 36), generator=g(1))
+    flip = torch.arange(24) % 3 == 0
+    out = A.resized_crop(x, boxes, (24, 20), flip)
+    assert out.shape == (24, 3, 24, 20)
+    for i, (t, left, bh, bw) in enumerate(boxes.tolist()):
+        ref = torch.nn.functional.interpolate(x[i:i + 1, :, t:t + bh, left:left + bw], size=(24, 20), mode="bilinear",
+                                              align_corners=False)[0]
+        assert torch.allclose(out[i], ref.flip(-1) if flip[i] else ref, atol=2e-3), i
+    # the whole image, not mirrored: the batch resized
+    full = torch.tensor([[0, 0, 40, 36]] * 24)
+    assert torch.allclose(A.resized_crop(x, full, (24, 20)), torch.nn.functional.interpolate(
+        x, size=(24, 20), mode="bilinear", align_corners=False), atol=2e-3)
+    # By hand: the box [10, 20] of the row [0, 10, 20, 30] stretched to 4 pixels samples at -0.25, 0.25, 0.75, 1.25
+    # box pixels, clamped to the box: 10, 12.5, 17.5, 20 (the pixel 0 left of the box is never mixed in).
+    row = torch.tensor([0.0, 10, 20, 30]).view(1, 1, 1, 4)
+    assert A.resized_crop(row, torch.tensor([[0, 1, 1, 2]]), (1, 4)).flatten().tolist() == [10, 12.5, 17.5, 20]
+    # uint8 in, uint8 out: the float result rounded
+    u = x.round().to(torch.uint8)
+    got = A.resized_crop(u, boxes, (24, 20), flip)
+    assert got.dtype == torch.uint8 and (got.float() - A.resized_crop(u.float(), boxes, (24, 20), flip)).abs().max() <= 0.5
+
+
+def test_random_resized_crop_flips_half_and_is_seeded() -> None:
+    x = batch(n=400, c=3, h=16, w=16)
+    # the whole image at its own size: each output is the image or its mirror
+    out = A.random_resized_crop(x, (16, 16), scale=(1.0, 1.0), ratio=(1.0, 1.0), generator=g(0))
+    same = torch.tensor([torch.equal(out[i], x[i]) for i in range(len(x))])
+    mirrored = torch.tensor([torch.equal(out[i], x[i].flip(-1)) for i in range(len(x))])
+    assert bool((same ^ mirrored).all())
+    assert 150 < int(mirrored.sum()) < 250  # p = 0.5: 200 +- 10 expected
+    assert torch.equal(A.random_resized_crop(x, (16, 16), scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=0.0), x)
+    y = batch(n=8, c=3, h=32, w=28)
+    a, b, c = (A.random_resized_crop(y, (12, 10), generator=g(s)) for s in (5, 5, 6))
+    assert a.shape == (8, 3, 12, 10) and a.dtype == torch.uint8
+    assert torch.equal(a, b) and not torch.equal(a, c)

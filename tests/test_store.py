@@ -342,3 +342,102 @@ def test_a_folder_too_large_for_memory_is_prepared_first(tmp_path, capsys, monke
     assert store.manifest(where)["count"] == 60
     a, b = (checkpoint.load(tmp_path / d / "last.pt") for d in ("mem", "big"))
     assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+
+
+def mapped_file(t: torch.Tensor) -> str | None:
+    """The file whose memory map holds ``t``'s first byte (from /proc/self/maps); None for the process's own memory."""
+    addr = t.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        lo, hi = (int(v, 16) for v in parts[0].split("-"))
+        if lo <= addr < hi:
+            return parts[5].strip() if len(parts) > 5 else None
+    return None
+
+
+def test_random_resized_crops_train_from_the_store_map_and_eval_cuts_the_centre(tmp_path, capsys,
+                                                                                 monkeypatch) -> None:
+    """A store at 32x32 trains a model at 24x24: random-resized crops cut from batches gathered through the memory
+    map (the same weights as from the folder in memory, the same again when rerun); eval and predict cut the centre
+    of each batch and find what a centre-cropped copy in memory gives."""
+    from dataclasses import replace
+
+    import cnnlab.train.trainer as trainer_module
+    from cnnlab.train import Trainer
+
+    data = colour_folder(tmp_path / "colours")
+    s = tmp_path / "st"
+    assert run(capsys, "data", "prepare", data, "--size", "32x32", "--out", s)[0] == 0
+    images_file = str((s / store.IMAGES).resolve())
+    held: list[tuple] = []
+    fit = Trainer.fit
+
+    def spy(self: Trainer) -> list:
+        held.append((tuple(self.images.shape), mapped_file(self.images), self.mapped))
+        return fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    crop = [*TRAIN, "--epochs", "1", "--crop", "24x24"]
+    rc, out, err = run(capsys, *crop, "--crop-mode", "random", "--data", s, "--out", tmp_path / "a")
+    assert rc == 0, err
+    assert "54 training images" in out and "input 3x32x32 (random-resized 24x24 crops of 32x32, padded)" in out
+    assert held[-1] == ((54, 3, 32, 32), images_file, True)  # the whole store, still its map: nothing was copied
+    assert run(capsys, *crop, "--crop-mode", "random", "--data", s, "--out", tmp_path / "again")[0] == 0
+    assert run(capsys, *crop, "--crop-mode", "random", "--data", data, "--size", "32x32", "--out",
+               tmp_path / "memory")[0] == 0
+    assert held[-1][0] == (54, 3, 32, 32) and held[-1][2] is False and held[-1][1] != images_file
+    rc, out, err = run(capsys, *crop, "--data", s, "--out", tmp_path / "centre")
+    assert rc == 0, err
+    assert "(centre 24x24 crops of 32x32, padded)" in out and held[-1][1] == images_file
+    a, again, memory, centre = (checkpoint.load(tmp_path / d / "last.pt") for d in ("a", "again", "memory", "centre"))
+    assert a.recipe["crop_mode"] == "random" and centre.recipe["crop_mode"] == "center"
+    assert a.preprocess.resize == (32, 32) and a.preprocess.data_shape == (3, 24, 24)
+    assert all(torch.equal(a.model[k], again.model[k]) and torch.equal(a.model[k], memory.model[k]) for k in a.model)
+    assert not all(torch.equal(a.model[k], centre.model[k]) for k in a.model)  # the crops are not the centre's
+
+    given: list[tuple] = []
+    evaluate = trainer_module.evaluate
+
+    def spy_eval(model, images, *args, **kw):  # type: ignore[no-untyped-def]
+        given.append((tuple(images.shape), mapped_file(images)))
+        return evaluate(model, images, *args, **kw)
+
+    monkeypatch.setattr(trainer_module, "evaluate", spy_eval)
+    rc, out, err = run(capsys, "eval", tmp_path / "a" / "last.pt", "--data", s, "--split", "val", "--format", "json",
+                       "--batch-size", "4")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert given == [((6, 3, 32, 32), images_file)]  # the held-out images reach evaluation whole, from the map
+    # The centre 24x24 of 32x32 is rows and columns 4-27 ((32 - 24) / 2 = 4), copied into memory.
+    val = load(str(s), "val")
+    copy = val.images[:, :, 4:28, 4:28].clone()
+    _, model, prep = a.rebuild()
+    ref = evaluate(model, copy, val.labels, replace(prep, resize=None), torch.device("cpu"), batch_size=4)
+    assert res["n"] == 6 and res["top1"] == ref["top1"] and res["top5"] == ref["top5"]
+    assert res["loss"] == pytest.approx(ref["loss"], rel=1e-6)
+    assert res["loss"] == pytest.approx(a.metrics[-1]["val_loss"], rel=1e-5)  # training validated the same way
+    rc, out, err = run(capsys, "eval", tmp_path / "a" / "last.pt", "--data", data, "--split", "val", "--format",
+                       "json")
+    assert rc == 0, err
+    assert json.loads(out)["loss"] == pytest.approx(ref["loss"], rel=1e-6)  # the folder, read at 32x32 and cut
+
+    rc, out, err = run(capsys, "predict", tmp_path / "a" / "last.pt", s, "--format", "json", "--top", "3")
+    assert rc == 0, err
+    with torch.no_grad():
+        probs = model(replace(prep, resize=None)(copy)).softmax(1)
+    for row, p in zip(json.loads(out), probs):
+        got = {q["class"]: q["probability"] for q in row["predictions"]}
+        assert all(got[c] == pytest.approx(float(p[i]), abs=1e-5) for i, c in enumerate(a.classes))
+
+    def fails(*argv: object) -> str:
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        return err
+
+    assert "--crop 40x40 is larger than the store's 32x32 images" in fails(*TRAIN, "--data", s, "--crop", "40x40",
+                                                                          "--out", tmp_path / "r0")
+    assert "--crop 20x20: the model was trained on 24x24 inputs" in fails(
+        "eval", tmp_path / "a" / "last.pt", "--data", s, "--crop", "20x20")
+    with pytest.raises(SystemExit, match="2"):
+        main([*TRAIN, "--data", str(s), "--crop-mode", "diagonal"])
+    assert "--crop-mode: invalid choice: 'diagonal' (choose from 'center', 'random')" in capsys.readouterr().err

@@ -58,7 +58,6 @@ def _pretrained(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     from ..data import load
     from ..train.trainer import check_seed
     from ..train.weights import pretrained
-    from .train import cropped
 
     size, crop = parse_size(args.size), parse_size(args.crop, "--crop")
     if crop is not None and (size is None or crop[0] > size[0] or crop[1] > size[1]):
@@ -66,16 +65,24 @@ def _pretrained(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     fraction = args.val_fraction if args.val_fraction is not None else 0.1
     data = load(args.data, args.split, data_dir=args.data_dir, size=size, val_fraction=fraction,
                 seed=check_seed(args.seed or 0))
-    if crop is not None:
-        data = cropped(data, crop)
     num_classes = args.num_classes or len(data.classes)
     if num_classes != len(data.classes):
         raise CnnlabError(f"--num-classes {num_classes} but {args.data} has {len(data.classes)} classes: the model "
                           "must answer in the data's classes")
     net, model, prep = pretrained(args.checkpoint, args.weights, num_classes=num_classes,
-                                  size=tuple(data.images.shape[2:]), resize=size if crop else None,
+                                  size=crop or tuple(data.images.shape[2:]), resize=size if crop else None,
                                   normalize=args.normalize or "imagenet", partial=args.partial)
     return net, model, prep, data
+
+
+def cut_to(prep: Any, crop: tuple[int, int], size: tuple[int, int]) -> Any:
+    """The input map for images held at ``size``, which it cuts to their centre ``crop`` batch by batch: a store is
+    read through its memory map, never cropped whole."""
+    h, w = prep.data_shape[1:]
+    if tuple(crop) != (h, w):
+        raise CnnlabError(f"--crop {crop[0]}x{crop[1]}: the model was trained on {h}x{w} inputs; give --crop {h}x{w} "
+                          "or leave it out")
+    return prep.reading(size)
 
 
 CONFUSION_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
@@ -120,12 +127,11 @@ def run(args: argparse.Namespace) -> int:
         data = load(args.data, args.split, data_dir=args.data_dir, size=size, val_fraction=fraction, seed=seed)
         crop = parse_size(args.crop, "--crop") or (prep.data_shape[1:] if prep.resize and not args.size else None)
         if crop is not None:
-            from .train import cropped
-
-            data = cropped(data, crop)
+            prep = cut_to(prep, crop, tuple(data.images.shape[2:]))
         classes = ck.classes
     c, h, w = prep.data_shape
-    if tuple(data.images.shape[1:]) != (c, h, w):
+    shape = tuple(data.images.shape[1:])
+    if shape != (c, h, w) and not (prep.resize and shape == (c, *prep.resize)):
         raise CnnlabError(f"{args.data} images are {'x'.join(map(str, data.images.shape[1:]))} but the model was "
                           f"trained on {c}x{h}x{w}")
     if len(data.classes) != len(classes):

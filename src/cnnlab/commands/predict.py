@@ -88,13 +88,15 @@ def inputs(paths: list[str], channels: int, size: tuple[int, int], chunk: int = 
            ) -> tuple[list[str], Iterator[torch.Tensor]]:
     """The names and batches to classify: image files, and for a prepared store its held-out images (its
     training images when it holds none), read from its memory map ``chunk`` at a time. Files are decoded at
-    ``read_size`` (default ``size``) and cut to their centre ``crop``, as the training images were."""
+    ``read_size`` (default ``size``) and cut to their centre ``crop``, as the training images were; a store at
+    ``read_size`` is cut chunk by chunk."""
     import torch
 
     from ..data import store
+    from ..train.preprocess import center_crop
 
     names: list[str] = []
-    parts: list[tuple[Any, int, int]] = []  # (a stacked batch of files or a store's images, start, stop)
+    parts: list[tuple[Any, int, int, bool]] = []  # (stacked files or a store's images, start, stop, cut to crop)
     files: list[torch.Tensor] = []
     for p in paths:
         if not store.is_store(p):
@@ -105,17 +107,20 @@ def inputs(paths: list[str], channels: int, size: tuple[int, int], chunk: int = 
         split = "val" if m["splits"]["val"][1] > m["splits"]["val"][0] else "train"
         lo, hi = m["splits"][split]
         data = store.load(p, split)
-        if tuple(data["images"].shape[1:]) != (channels, *size):
-            raise CnnlabError(f"store {p} holds {'x'.join(map(str, data['images'].shape[1:]))} images but the model "
-                              f"takes {channels}x{size[0]}x{size[1]}: prepare a store with --size {size[0]}x{size[1]}")
+        held = tuple(data["images"].shape[1:])
+        cut = crop is not None and held == (channels, *(read_size or size))
+        if held != (channels, *size) and not cut:
+            want = f"--size {read_size[0]}x{read_size[1]} or " if crop is not None and read_size else ""
+            raise CnnlabError(f"store {p} holds {'x'.join(map(str, held))} images but the model takes "
+                              f"{channels}x{size[0]}x{size[1]}: prepare a store with {want}--size {size[0]}x{size[1]}")
         if files:
-            parts.append((torch.stack(files), 0, len(files)))
+            parts.append((torch.stack(files), 0, len(files), False))
             files = []
         names += [f"{p}/{e[0]}" for e in m["files"][lo:hi]]
-        parts += [(data["images"], i, min(i + chunk, hi - lo)) for i in range(0, hi - lo, chunk)]
+        parts += [(data["images"], i, min(i + chunk, hi - lo), cut) for i in range(0, hi - lo, chunk)]
     if files:
-        parts.append((torch.stack(files), 0, len(files)))
-    return names, (t[a:b].clone() for t, a, b in parts)
+        parts.append((torch.stack(files), 0, len(files), False))
+    return names, ((center_crop(t[a:b], crop) if cut and crop else t[a:b]).clone() for t, a, b, cut in parts)
 
 
 def run(args: argparse.Namespace) -> int:

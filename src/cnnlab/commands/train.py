@@ -12,12 +12,15 @@ in it (its model.weights.h5), unless --weights names others. Multi-GPU or multi-
   torchrun --nproc_per_node N -m cnnlab train MODEL --data ...
 A folder too large for memory is first prepared into a store (see 'cnnlab data prepare'); a store given to
 --data is read through its memory map, each process reading its own shard of every epoch's order.
+--crop HxW cuts every batch to what the model reads: the centre, or in training with --crop-mode random a
+random-resized crop and flip (ImageNet practice: a store at 256x256, --crop 224x224 --crop-mode random).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ ORDER = 40
 
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "step_epochs",
                  "gamma", "milestones", "monitor", "label_smoothing", "aux_weight", "augment", "normalize",
-                 "early_stop", "freeze", "unfreeze_at", "unfreeze", "lr_backbone")
+                 "early_stop", "freeze", "unfreeze_at", "unfreeze", "lr_backbone", "crop_mode")
 
 
 def parse_milestones(text: str | None) -> tuple[float, ...] | None:
@@ -63,12 +66,13 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="look here first for the data set's original files")
     p.add_argument("--size", metavar="HxW", help="image folders: resize to HxW (scale to cover, centre crop)")
     p.add_argument("--crop", metavar="HxW",
-                   help="image folders, with --size: then keep the centre HxW (torchvision's Resize(256) + "
-                        "CenterCrop(224) is --size 256x256 --crop 224x224); recorded in the checkpoint")
+                   help="image folders with --size, or stores: the model reads the centre HxW of each image, cut "
+                        "batch by batch (torchvision's Resize(256) + CenterCrop(224) is --size 256x256 --crop "
+                        "224x224); recorded in the checkpoint")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..train.recipes import OPTIMIZERS, PRESETS, SCHEDULES
+    from ..train.recipes import CROP_MODES, OPTIMIZERS, PRESETS, SCHEDULES
 
     add_model_args(p)
     p.add_argument("--kwargs", metavar="K=V,...",
@@ -102,6 +106,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--aux-weight", type=float, help="loss weight of auxiliary classifiers (default 0.3)")
     g.add_argument("--augment", metavar="PRESET", help="none, mnist, cifar, cifar-erasing, imagenet, keras")
+    g.add_argument("--crop-mode", choices=CROP_MODES,
+                   help="how training cuts each image to --crop (without it, to its own size): center (default) "
+                        "takes the centre; random a random-resized crop (area 8-100%%, aspect 3/4-4/3, resized "
+                        "bilinearly) with a horizontal flip p=0.5, as Inception and ResNet trained on ImageNet (a "
+                        "store at 256x256, --crop 224x224); validation, eval and predict take the centre")
     g.add_argument("--normalize", choices=("scale", "channel", "pixel", "imagenet"),
                    help="scale: x/255; channel: per-channel mean/std; pixel: subtract the mean image; imagenet: "
                         "torchvision's ImageNet mean/std (what pretrained weights expect)")
@@ -188,12 +197,14 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args, out, resumed)  # bad options fail before any data is read
     size = parse_size(args.size)
     crop = parse_size(args.crop, "--crop")
+    if crop is not None and size is None:
+        size = store_size(args.data)
     if crop is not None and (size is None or not Path(args.data).is_dir()):
-        raise CnnlabError("--crop applies to image folders read at --size: give --size HxW too, e.g. --size "
-                          "256x256 --crop 224x224")
+        raise CnnlabError("--crop applies to image folders read at --size and to stores: give --size HxW too, e.g. "
+                          "--size 256x256 --crop 224x224")
     if crop is not None and (crop[0] > size[0] or crop[1] > size[1]):
-        raise CnnlabError(f"--crop {args.crop} is larger than --size {args.size}: the crop is taken from the "
-                          "resized image")
+        where = f"--size {args.size}" if args.size else f"the store's {size[0]}x{size[1]} images"
+        raise CnnlabError(f"--crop {args.crop} is larger than {where}: the crop is taken from the resized image")
     weights = Path(args.weights) if args.weights else None
     if weights is not None and not weights.is_file():
         raise CnnlabError(f"--weights {weights}: no such file")
@@ -215,19 +226,20 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from ..data import load
-    from ..data.augment import preset
+    from ..data.augment import Augment, preset
     from ..train import Options, Trainer
+    from ..train.preprocess import center_crop
 
     augment = preset(recipe.augment)
+    if recipe.crop_mode == "random" and augment.config.hflip:
+        # the random-resized crop mirrors half the images already; a second coin would change nothing but the cost
+        augment = Augment(replace(augment.config, hflip=0.0), augment.name)
     args.data = large_folder_store(args.data, size, args.val_fraction, seed)
     train = load(args.data, "train", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction,
                  seed=seed)
     val = load(args.data, "val", data_dir=args.data_dir, size=size, val_fraction=args.val_fraction, seed=seed)
     if len(val) == 0:
         val = None
-    if crop is not None:
-        train = cropped(train, crop)
-        val = cropped(val, crop) if val is not None else None
     c = train.images.shape[1]
     new_head = args.num_classes is not None
     if args.num_classes is not None and args.num_classes != len(train.classes):
@@ -241,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
         net = ModuleRef.to_train(args.model, parse_kwargs(args.kwargs), len(train.classes))
     else:
         net = load_network(args)
-    aug = augment.fit(train.images, torch.Generator().manual_seed(seed)) if augment.active else None
+    seen = center_crop(train.images, crop) if crop is not None else train.images  # a view: no copy
+    aug = augment.fit(seen, torch.Generator().manual_seed(seed)) if augment.active else None
     folder = Path(args.data).is_dir()
     if train.mapped:  # a store keeps the split it was prepared with
         from ..data import store
@@ -252,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
                    resume=args.resume, overwrite=args.overwrite,
                    progress=not args.no_progress,
                    eval_batch_size=args.eval_batch_size, target_acc=args.target_acc, fit=args.fit, augment=aug,
-                   weights=weights, partial=args.partial, new_head=new_head, resize=size if crop else None)
+                   weights=weights, partial=args.partial, new_head=new_head, crop=crop)
     if recipe.freeze and weights is None and resumed is None:
         import warnings
 
@@ -261,7 +274,13 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(net, train, val, recipe, opts, data_name=data_name)
     if trainer.main:
         c, h, w = trainer.prep.input_shape
-        pad = " (padded)" if any(trainer.prep.pad) else ""
+        notes = []
+        if trainer.random_crop or crop is not None:
+            (ch, cw), (ih, iw) = trainer.prep.data_shape[1:], train.images.shape[2:]
+            notes.append(f"{'random-resized' if trainer.random_crop else 'centre'} {ch}x{cw} crops of {ih}x{iw}")
+        if any(trainer.prep.pad):
+            notes.append("padded")
+        pad = f" ({', '.join(notes)})" if notes else ""
         vtext = f"validation on {val.name} ({len(val):,} images)" if val else "no validation set"
         print(f"{net.name} on {data_name}: {len(train):,} training images, {vtext}, "
               f"input {c}x{h}x{w}{pad}, recipe {recipe.name} ({recipe.optimizer}, lr {recipe.lr:g}, batch "
@@ -278,12 +297,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cropped(data: Any, crop: tuple[int, int]) -> Any:
-    """The image set with every image cut to its centre ``crop``."""
-    from ..data import ImageSet
-    from ..train.preprocess import center_crop
+def store_size(data: str) -> tuple[int, int] | None:
+    """The (H, W) a prepared store holds, None for anything else: ``--crop`` on a store needs no ``--size``."""
+    from ..data import store
 
-    return ImageSet(center_crop(data.images, crop), data.labels, list(data.classes), data.name)
+    return tuple(store.manifest(data)["size"]) if store.is_store(data) else None  # type: ignore[return-value]
 
 
 def parameter_table(rows: list[tuple[str, int, int]]) -> str:

@@ -7,7 +7,9 @@ from a generator seeded by that CPU stream. Value scale: a uint8 batch is 0-255;
 0-1 unless ``value_range`` says otherwise (e.g. 255 for floats that were not divided).
 
 Sources: Keras ``ImageDataGenerator`` (rotation/shift/shear/zoom as one affine map, its units: degrees,
-fractions of the size, degrees, ``[1-z, 1+z]``); CIFAR pad-and-crop (He et al. 2016); random erasing
+fractions of the size, degrees, ``[1-z, 1+z]``); CIFAR pad-and-crop (He et al. 2016); random-resized crops
+(Szegedy et al. 2015, torchvision's ``RandomResizedCrop``: area 8-100%, aspect 3/4-4/3; the one transform that
+changes the size, from the stored size to the one the model reads); random erasing
 (Zhong et al. 2017, with seed 003's parameters p=0.5, area 0.02-0.4, aspect 0.3-1/0.3, per-pixel values);
 RGB intensity / PCA colour jitter (Krizhevsky et al. 2012, section 4.1, alpha ~ N(0, 0.1)); per-channel
 and per-pixel statistics (seed 003's ``subtract_pixel_mean``; the normalising map itself is
@@ -17,6 +19,7 @@ and per-pixel statistics (seed 003's ``subtract_pixel_mean``; the normalising ma
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -147,6 +150,73 @@ def random_crop(x: torch.Tensor, padding: int = 4, fill: str = "constant", gener
     rows = (oy[:, None] + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(n, c, h, w + 2 * padding)
     cols = (ox[:, None] + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(n, c, h, w)
     return padded.gather(2, rows).gather(3, cols)
+
+
+def crop_boxes(n: int, hw: tuple[int, int], scale: tuple[float, float] = (0.08, 1.0),
+               ratio: tuple[float, float] = (3 / 4, 4 / 3), tries: int = 10, generator: Gen = None) -> torch.Tensor:
+    """``(n, 4)`` boxes ``(top, left, height, width)`` of random-resized crops in ``hw`` images (Szegedy et al. 2015,
+    torchvision's ``RandomResizedCrop.get_params``): area a uniform fraction ``scale`` of the image, aspect ratio
+    (width / height) log-uniform in ``ratio``, rounded to whole pixels; the first of ``tries`` draws that fits is
+    placed uniformly, and an image with none that fits takes its centre (the whole image, narrowed to ``ratio``).
+
+    Drawn for the whole batch at once on the CPU, so a seed gives the same boxes on any device."""
+    h, w = hw
+    g = generator
+    area = (torch.rand(n, tries, generator=g, dtype=torch.float64) * (scale[1] - scale[0]) + scale[0]) * h * w
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(torch.rand(n, tries, generator=g, dtype=torch.float64) * (hi - lo) + lo)
+    bw, bh = (area * aspect).sqrt().round().long(), (area / aspect).sqrt().round().long()
+    fits = (bw > 0) & (bw <= w) & (bh > 0) & (bh <= h)
+    pick = fits.to(torch.uint8).argmax(1, keepdim=True)
+    bw, bh = bw.gather(1, pick)[:, 0], bh.gather(1, pick)[:, 0]
+    top = (torch.rand(n, generator=g, dtype=torch.float64) * (h - bh + 1)).floor().long()
+    left = (torch.rand(n, generator=g, dtype=torch.float64) * (w - bw + 1)).floor().long()
+    # torchvision's fallback: the whole image, or its centre at the nearest aspect ratio in range
+    fw, fh = w, h
+    if w / h < min(ratio):
+        fh = int(round(w / min(ratio)))
+    elif w / h > max(ratio):
+        fw = int(round(h * max(ratio)))
+    none = ~fits.any(1)
+    bh, bw = bh.masked_fill(none, fh), bw.masked_fill(none, fw)
+    top, left = top.masked_fill(none, (h - fh) // 2), left.masked_fill(none, (w - fw) // 2)
+    return torch.stack([top, left, bh, bw], 1)
+
+
+def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], flip: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """Cut ``boxes`` (``(N, 4)``: top, left, height, width) out of the batch, resize each to ``size`` bilinearly and
+    mirror the images ``flip`` marks, in one ``affine_grid`` + ``grid_sample`` pass on the batch's device.
+
+    Each output pixel samples where ``F.interpolate(box, size, mode='bilinear', align_corners=False)`` would, with
+    the coordinates clamped to the box's own pixels, so the result is that of cutting each box and resizing it
+    (without antialiasing), mirrored or not."""
+    _check(x)
+    n, c, h, w = x.shape
+    top, left, bh, bw = (boxes[:, k].double() for k in range(4))
+    sign = 1.0 - 2.0 * flip.double() if flip is not None else torch.ones(n, dtype=torch.float64)
+    zero = torch.zeros(n, dtype=torch.float64)
+    # output [-1, 1] -> input [-1, 1] (align_corners=False): scale by the box's share, centre on the box's centre
+    theta = torch.stack([torch.stack([sign * bw / w, zero, (2 * left + bw) / w - 1], 1),
+                         torch.stack([zero, bh / h, (2 * top + bh) / h - 1], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device, torch.float32), [n, c, *size], align_corners=False)
+    # the centres of the box's first and last pixels: interpolation never reaches outside the box
+    low = torch.stack([(2 * left + 1) / w - 1, (2 * top + 1) / h - 1], 1)
+    high = torch.stack([(2 * (left + bw) - 1) / w - 1, (2 * (top + bh) - 1) / h - 1], 1)
+    grid = torch.max(torch.min(grid, high.to(x.device, torch.float32).view(n, 1, 1, 2)),
+                     low.to(x.device, torch.float32).view(n, 1, 1, 2))
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return _back(out, x)
+
+
+def random_resized_crop(x: torch.Tensor, size: tuple[int, int], scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: float = 0.5, tries: int = 10,
+                        generator: Gen = None) -> torch.Tensor:
+    """Inception-style training crops: a random box per image (:func:`crop_boxes`), resized bilinearly to ``size``
+    and mirrored left-right with probability ``flip``; returns ``(N, C, *size)`` in the input's dtype."""
+    _check(x)
+    boxes = crop_boxes(len(x), (x.shape[2], x.shape[3]), scale, ratio, tries, generator)
+    return resized_crop(x, boxes, size, _chance(len(x), flip, generator))
 
 
 def random_erasing(x: torch.Tensor, p: float = 0.5, area: tuple[float, float] = (0.02, 0.4),
@@ -370,5 +440,6 @@ def describe() -> dict[str, str]:
     return {k: v[1] for k, v in PRESETS.items()}
 
 
-__all__ = ["PRESETS", "Augment", "AugmentConfig", "affine", "channel_stats", "describe", "hflip",
-           "pca_basis", "pca_jitter", "pixel_mean", "preset", "random_crop", "random_erasing", "vflip", "warp"]
+__all__ = ["PRESETS", "Augment", "AugmentConfig", "affine", "channel_stats", "crop_boxes", "describe", "hflip",
+           "pca_basis", "pca_jitter", "pixel_mean", "preset", "random_crop", "random_erasing", "random_resized_crop",
+           "resized_crop", "vflip", "warp"]

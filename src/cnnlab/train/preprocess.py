@@ -7,7 +7,7 @@ inputs training saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -38,7 +38,8 @@ class Preprocess:
 
     ``resize``: image files are first resized to this (H, W) (scale to cover, centre crop) and then
     centre-cropped to ``data_shape``, as torchvision's ``Resize(256), CenterCrop(224)``; None: they
-    are resized to ``data_shape`` directly."""
+    are resized to ``data_shape`` directly. A batch still at ``resize`` (a store prepared at that size)
+    is cut to its centre here, batch by batch, so the set is never cropped whole."""
 
     mode: str
     data_shape: tuple[int, int, int]
@@ -97,7 +98,17 @@ class Preprocess:
         """The size image files are read at, before the centre crop to the data shape."""
         return self.resize or (self.data_shape[1], self.data_shape[2])
 
+    def reading(self, size: tuple[int, int]) -> Preprocess:
+        """This map for images held at ``size``: batches of that size are cut to their centre data shape first."""
+        h, w = self.data_shape[1:]
+        if size[0] < h or size[1] < w:
+            raise CnnlabError(f"cannot crop {h}x{w} from {size[0]}x{size[1]} images; give a --crop no larger than "
+                              "--size")
+        return self if tuple(size) == (h, w) else replace(self, resize=(int(size[0]), int(size[1])))
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resize is not None and tuple(x.shape[-2:]) == tuple(self.resize) != tuple(self.data_shape[1:]):
+            x = center_crop(x, self.data_shape[1:])
         if any(self.pad):
             x = F.pad(x, self.pad)
         return torch.addcmul(self.shift, x.float(), self.scale)

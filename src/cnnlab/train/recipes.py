@@ -19,6 +19,7 @@ from ..errors import CnnlabError
 OPTIMIZERS = ("sgd", "alexnet-sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle", "keras-resnet")
 NORMALIZE = ("scale", "channel", "pixel", "imagenet")
+CROP_MODES = ("center", "random")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Recipe:
     label_smoothing: float = 0.0
     aux_weight: float = 0.3              # loss weight of auxiliary classifiers (GoogLeNet: 0.3)
     augment: str = "none"
+    crop_mode: str = "center"            # training crops: center, or random (random-resized crop + flip)
     normalize: str = "channel"           # scale: x/255; channel: per-channel mean/std; pixel: per-pixel mean
     early_stop: int = 0                  # patience in epochs; 0 = off
     freeze: str = ""                     # "", "backbone" or a layer: it and all before it stay fixed
@@ -59,6 +61,7 @@ class Recipe:
         check = [(self.optimizer in OPTIMIZERS, f"optimizer '{self.optimizer}': choose from {', '.join(OPTIMIZERS)}"),
                  (self.schedule in SCHEDULES, f"schedule '{self.schedule}': choose from {', '.join(SCHEDULES)}"),
                  (self.normalize in NORMALIZE, f"normalize '{self.normalize}': choose from {', '.join(NORMALIZE)}"),
+                 (self.crop_mode in CROP_MODES, f"--crop-mode '{self.crop_mode}': choose from {', '.join(CROP_MODES)}"),
                  (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
                  (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
                  (math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}"),

@@ -1,6 +1,7 @@
 """The training loop: uint8 batches from memory or a store mapped from disk, one recipe, checkpoints, metrics.
 
-Batches are sliced from the in-memory image tensor by a seeded permutation, converted and
+Batches are sliced from the in-memory image tensor by a seeded permutation, cut to the size the model
+reads (``Options.crop``: the centre, or random-resized crops in training), converted and
 augmented as whole batches on the training device: no per-sample Dataset or worker processes,
 which on a small CPU cost more than the model itself. A prepared store (:mod:`cnnlab.data.store`) is indexed
 the same way through its memory map, so only the batch is ever copied. Every epoch reseeds its permutation,
@@ -24,13 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.augment import random_resized_crop
 from ..errors import CnnlabError
 from ..network import Network, network_to_spec
 from ..usermodule import ModuleRef
 from . import checkpoint, distributed, transfer
 from .checkpoint import Checkpoint
 from .metrics import Meter, confusion_matrix, topk_correct, write_json
-from .preprocess import Preprocess, fit_padding
+from .preprocess import Preprocess, center_crop, fit_padding
 from .recipes import Plateau, Recipe, learning_rate, make_optimizer
 from .weights import Loaded, load_weights, read_weights
 
@@ -65,6 +67,8 @@ class Options:
     partial: bool = False            # load the tensors that fit, keep the rest as built
     new_head: bool = False           # a classifier of another class count in the file is replaced
     resize: tuple[int, int] | None = None  # images were resized to this, then centre-cropped (recorded)
+    crop: tuple[int, int] | None = None    # the model reads this (H, W) cut from each image, batch by batch: the
+    #                                        centre, or in training a random-resized crop (recipe.crop_mode)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -185,18 +189,24 @@ class Trainer:
     def _setup_data(self) -> None:
         """Check the sets, fit the input map on the training images, match the output to the classes."""
         self._check_data()
-        train, net = self.train_set, self.net
+        train, net, crop = self.train_set, self.net, self.opts.crop
         self.classes = list(train.classes)
-        c, h, w = train.images.shape[1:]
-        if self.user:  # a module has no design input: it takes the data as it is
-            self.prep = Preprocess.fit(train.images, self.recipe.normalize, (0, 0, 0, 0))
-            self.prep.resize = self.opts.resize
-            return
-        if net.input_shape[0] != c:
+        c, h, w = (int(v) for v in train.images.shape[1:])
+        if not self.user and net.input_shape[0] != c:
             raise CnnlabError(f"{net.name} is built for {net.input_shape[0]} input channels but the data has {c}")
-        pad = fit_padding((h, w), tuple(net.input_shape[1:]), self.opts.fit)
-        self.prep = Preprocess.fit(train.images, self.recipe.normalize, pad)
-        self.prep.resize = self.opts.resize
+        if crop is not None and (crop[0] > h or crop[1] > w):
+            raise CnnlabError(f"--crop {crop[0]}x{crop[1]} is larger than the {h}x{w} images: give a crop no larger "
+                              "than --size (or than the store's size)")
+        self.random_crop = self.recipe.crop_mode == "random"
+        # The map is fitted on what validation reads, the centre crops (a view: a store is not read into memory).
+        images = train.images if crop is None else center_crop(train.images, crop)
+        # A user's module has no design input: it takes the data as it is.
+        design = tuple(images.shape[2:]) if self.user else tuple(net.input_shape[1:])
+        pad = fit_padding(tuple(images.shape[2:]), design, self.opts.fit)
+        self.prep = Preprocess.fit(images, self.recipe.normalize, pad)
+        self.prep.resize = (h, w) if crop is not None else self.opts.resize
+        if self.user:
+            return
         from ..analysis import analyze
 
         out_shape = tuple(analyze(net, self.prep.input_shape).output_shape)
@@ -398,6 +408,11 @@ class Trainer:
         y = self.labels[idx]
         if x.device != self.device:
             x, y = to_device(x, self.device), to_device(y, self.device)
+        hw = self.prep.data_shape[1:]
+        if self.random_crop and gen is not None:
+            x = random_resized_crop(x, hw, generator=gen)
+        elif tuple(x.shape[2:]) != hw:
+            x = center_crop(x, hw)
         if self.opts.augment is not None and gen is not None:
             x = self.opts.augment(x, gen)
         x = self.prep_dev(x)
@@ -462,7 +477,8 @@ class Trainer:
         order = distributed.shard(torch.randperm(len(self.images), generator=gen), self.ctx)
         if self.images.device != order.device:
             order = order.to(self.images.device)
-        aug_gen = torch.Generator().manual_seed(seed + 2) if o.augment else None  # draws are made on the CPU
+        # crops and augmentation draw their parameters on the CPU
+        aug_gen = torch.Generator().manual_seed(seed + 2) if o.augment or self.random_crop else None
         if self.plan is not None and r.unfreeze_at and epoch >= r.unfreeze_at and not self.thawed:
             self._thaw(epoch)
         self.train_model.train()
