@@ -392,3 +392,16 @@ def test_progress_bar_shows_loss_accuracy_and_speed() -> None:
     text = buf.getvalue()
     assert "epoch 1/3" in text and "4/10" in text and "loss 0.5000 acc 50.00% 1,234 img/s" in text
     assert _Progress(True, "epoch 1/3", 10, console=Console(file=io.StringIO())).bar is None  # not a terminal
+
+
+def test_each_process_draws_its_own_augmentation() -> None:
+    """Under torchrun every rank holds other images; with one seed for all, every rank would crop, flip
+    and drop out the same way. Rank 0 keeps the single-process seed, so a one-process run is unchanged."""
+    from cnnlab.train.trainer import _rank_seed, _seed_for
+
+    s = _seed_for(7, 3)
+    assert _rank_seed(s, 0) == s
+    seeds = {_rank_seed(s, r) for r in range(64)}
+    assert len(seeds) == 64 and max(seeds) + 2 < 2**63
+    a, b = (torch.Generator().manual_seed(_rank_seed(s, r) + 2) for r in (0, 1))
+    assert not torch.equal(torch.rand(8, generator=a), torch.rand(8, generator=b))

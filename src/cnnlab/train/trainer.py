@@ -127,6 +127,12 @@ def _parameters(fn: Any) -> set[str]:
         return set()
 
 
+def _rank_seed(seed: int, rank: int) -> int:
+    """The seed of one process's own draws (dropout, crops, augmentation): ``seed`` itself on rank 0, so a
+    single process is unchanged; leaves room for the +1/+2 offsets below 2**63."""
+    return (seed + 1_000_003 * rank) % (2**63 - 3)
+
+
 def _seed_for(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63)
 
@@ -473,12 +479,15 @@ class Trainer:
         r, o, st = self.recipe, self.opts, self.state
         seed = _seed_for(self.seed, epoch)
         gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed + 1)  # dropout and anything else drawing from the global generator
+        # Dropout, crops and augmentation differ between processes (each has its own images; the same draws on
+        # every rank would repeat one mask and one set of crops across the global batch); rank 0 is a single run.
+        own = _rank_seed(seed, self.ctx.rank)
+        torch.manual_seed(own + 1)  # dropout and anything else drawing from the global generator
         order = distributed.shard(torch.randperm(len(self.images), generator=gen), self.ctx)
         if self.images.device != order.device:
             order = order.to(self.images.device)
         # crops and augmentation draw their parameters on the CPU
-        aug_gen = torch.Generator().manual_seed(seed + 2) if o.augment or self.random_crop else None
+        aug_gen = torch.Generator().manual_seed(own + 2) if o.augment or self.random_crop else None
         if self.plan is not None and r.unfreeze_at and epoch >= r.unfreeze_at and not self.thawed:
             self._thaw(epoch)
         self.train_model.train()
