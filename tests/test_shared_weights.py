@@ -1,0 +1,103 @@
+"""Shared weights in the description: a layer that calls an earlier layer's module again
+(``shares``) gets its own row (shapes, MACs, receptive field) but no parameters of its own, so
+totals, the conv-vs-dense split and memory count the weights once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cnnlab.analysis import analyze
+from cnnlab.cli import main
+from cnnlab.errors import CnnlabError, ShapeError
+from cnnlab.network import load_spec, network_from_spec, network_to_spec, save_spec
+
+CONV = {"type": "Conv", "filters": 8, "kernel": 3, "padding": 1}
+# One 3x3 conv, 8 -> 8 channels, run twice on an 8x8 map: 8*8*9 + 8 = 584 params (once),
+# 3*3*8 * 8 * 8*8 = 36,864 MACs per call.
+TWICE = {"name": "twice", "input": [8, 8, 8],
+         "layers": [{**CONV, "name": "a"}, {"type": "ReLU", "name": "relu"}, {**CONV, "name": "b", "shares": "a"}]}
+
+
+def _with_b(**changes: object) -> dict:
+    return {**TWICE, "layers": [*TWICE["layers"][:2], {**TWICE["layers"][2], **changes}]}
+
+
+def test_a_shared_conv_has_a_row_per_call_and_its_params_once() -> None:
+    a = analyze(network_from_spec(TWICE))
+    assert [(ly.name, ly.params, ly.macs) for ly in a.layers] == [("a", 584, 36_864), ("relu", 0, 0),
+                                                                  ("b", 0, 36_864)]
+    assert a.totals["params"] == 584 and a.totals["macs"] == 2 * 36_864
+    assert a.split["conv"] == {"params": 584, "macs": 2 * 36_864}
+    assert a.memory["param_bytes"] == 584 * 4
+    # the second call sees 3 + 2 = 5 input pixels per axis, with its own output and activations
+    assert a.layer("b").rf == ((5, 1), (5, 1)) and a.layer("b").output_shape == (8, 8, 8)
+    assert a.layer("b").notes[0] == "shares weights with a: its 584 params are counted there, once"
+    assert a.layer("b").to_dict()["shares"] == "a" and "shares" not in a.layer("a").to_dict()
+
+
+def test_a_block_counts_the_shared_weights_once() -> None:
+    spec = {"input": [8, 8, 8], "layers": [{"type": "Sequential", "name": "block", "layers": TWICE["layers"][:2]},
+                                           {**CONV, "name": "again", "shares": "block.a"}]}
+    a = analyze(network_from_spec(spec))
+    assert a.blocks["block"].params == 584 and a.totals["params"] == 584
+    assert a.layer("again").params == 0 and a.layer("again").macs == 36_864
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_sharing_survives_a_round_trip(tmp_path: Path, suffix: str) -> None:
+    net = network_from_spec(TWICE)
+    save_spec(net, tmp_path / f"twice{suffix}")
+    assert "shares" in (tmp_path / f"twice{suffix}").read_text()
+    back = load_spec(tmp_path / f"twice{suffix}")
+    assert back.layers == net.layers and back.layers[2].shares == "a"
+    assert network_to_spec(back)["layers"][2]["shares"] == "a"
+    assert "shares" not in network_to_spec(back)["layers"][0]
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"shares": "c"}, "layer 'b' shares weights with 'c', but no layer of that path runs before it"),
+    ({"shares": "b"}, "layer 'b' shares weights with 'b', but no layer of that path runs before it"),
+    ({"filters": 16}, "layer 'b' shares weights with 'a' but its filters is 16 where 'a' has 8"),
+    ({"type": "MaxPool", "kernel": 2, "filters": None}, "layer 'b' (MaxPool) shares weights with 'a', a Conv"),
+    ({"shares": 3}, "layer 'b' (Conv): shares must be a string, got 3"),
+])
+def test_a_bad_share_is_refused_on_reading(changes: dict, words: str) -> None:
+    layer = {k: v for k, v in {**TWICE["layers"][2], **changes}.items() if v is not None}
+    with pytest.raises(CnnlabError) as e:
+        network_from_spec({**TWICE, "layers": [*TWICE["layers"][:2], layer]})
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_later_target_is_refused() -> None:
+    spec = {**TWICE, "layers": [{**CONV, "name": "b", "shares": "a"}, {**CONV, "name": "a"}]}
+    with pytest.raises(CnnlabError, match="layer 'b' shares weights with 'a', but no layer of that path runs before"):
+        network_from_spec(spec)
+
+
+def test_a_share_whose_weights_would_differ_in_shape_is_refused_by_the_analysis() -> None:
+    # b reads the 16 channels of c: its weights would be 3*3*16*8, a's are 3*3*8*8
+    spec = {**TWICE, "layers": [{**CONV, "name": "a"}, {**CONV, "name": "c", "filters": 16},
+                                {**CONV, "name": "b", "shares": "a"}]}
+    with pytest.raises(ShapeError) as e:
+        analyze(network_from_spec(spec))
+    assert str(e.value) == ("layer 'b' shares weights with 'a' but reads 16x8x8 where 'a' reads 8x8x8, so its weights "
+                            "would have other shapes; share only between layers that read as many channels")
+
+
+def test_a_bad_share_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "bad.json"
+    spec.write_text(json.dumps(_with_b(shares="nowhere")))
+    assert main(["summary", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "shares weights with 'nowhere'" in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_summary_notes_where_the_weights_are_counted(tmp_path: Path, capsys) -> None:
+    (tmp_path / "twice.json").write_text(json.dumps(TWICE))
+    assert main(["summary", str(tmp_path / "twice.json")]) == 0
+    out = capsys.readouterr().out
+    assert "Note: b shares weights with a: its params are counted there, once" in out
+    assert "Params 584 (584)" in out
