@@ -8,11 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnnlab.analysis import analyze
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError, ShapeError
+from cnnlab.export.pycode import python_source
+from cnnlab.measure import analyze_module
 from cnnlab.network import load_spec, network_from_spec, network_to_spec, save_spec
+from cnnlab.torch_backend import build
 
 CONV = {"type": "Conv", "filters": 8, "kernel": 3, "padding": 1}
 # One 3x3 conv, 8 -> 8 channels, run twice on an 8x8 map: 8*8*9 + 8 = 584 params (once),
@@ -101,3 +105,47 @@ def test_the_summary_notes_where_the_weights_are_counted(tmp_path: Path, capsys)
     out = capsys.readouterr().out
     assert "Note: b shares weights with a: its params are counted there, once" in out
     assert "Params 584 (584)" in out
+
+
+# --------------------------------------------------------------------------- the built and the exported module
+
+
+def test_the_built_module_holds_the_weights_once_and_both_calls_train_them() -> None:
+    net = network_from_spec(TWICE)
+    model = build(net)
+    assert sum(p.numel() for p in model.parameters()) == 584
+    assert list(model.state_dict()) == ["a.weight", "a.bias"]
+    # the same network written with two separate convs holding equal weights: the shared weight's
+    # gradient is the sum of the two convs' gradients (one per call)
+    two = build(network_from_spec({**TWICE, "layers": TWICE["layers"][:2] + [{**CONV, "name": "b"}]}))
+    two.load_state_dict({**model.state_dict(), "b.weight": model.a.weight.detach(), "b.bias": model.a.bias.detach()})
+    x = torch.randn(2, 8, 8, 8)
+    model(x).square().sum().backward()
+    two(x).square().sum().backward()
+    assert torch.allclose(model.a.weight.grad, two.a.weight.grad + two.b.weight.grad, atol=1e-4)
+    before = model.a.weight.detach().clone()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert not torch.equal(model.a.weight, before) and model.b.owner is model.a
+
+
+def test_the_measured_built_module_has_the_description_s_rows() -> None:
+    net = network_from_spec(TWICE)
+    measured = analyze_module(build(net), (8, 8, 8))
+    described = analyze(net)
+    assert [(ly.name, ly.params, ly.macs) for ly in measured.layers] == \
+        [(ly.name, ly.params, ly.macs) for ly in described.layers]
+
+
+def test_the_exported_source_shares_as_the_built_module_does() -> None:
+    net = network_from_spec(TWICE)
+    source = python_source(net)
+    assert "self.b = Shared('a')" in source and "tie_shared(self)" in source
+    namespace: dict = {}
+    exec(compile(source, "twice.py", "exec"), namespace)
+    model, exported = build(net).eval(), namespace["Twice"]().eval()
+    exported.load_state_dict(model.state_dict(), strict=True)
+    assert list(exported.state_dict()) == ["a.weight", "a.bias"]
+    assert sum(p.numel() for p in exported.parameters()) == 584
+    x = torch.randn(2, 8, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(exported(x), model(x), atol=1e-6)
