@@ -9,14 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from cnnlab.analysis import analyze
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError, ShapeError
-from cnnlab.export.pycode import python_source
+from cnnlab.export.pycode import class_name, python_source
+from cnnlab.layers import Conv
 from cnnlab.measure import analyze_module
-from cnnlab.network import load_spec, network_from_spec, network_to_spec, save_spec
+from cnnlab.models import load_model
+from cnnlab.network import Network, iter_leaves, load_spec, network_from_spec, network_to_spec, save_spec
 from cnnlab.torch_backend import build
+from cnnlab.trace import trace
+from cnnlab.usermodule import load_module
 
 CONV = {"type": "Conv", "filters": 8, "kernel": 3, "padding": 1}
 # One 3x3 conv, 8 -> 8 channels, run twice on an 8x8 map: 8*8*9 + 8 = 584 params (once),
@@ -149,3 +154,113 @@ def test_the_exported_source_shares_as_the_built_module_does() -> None:
     x = torch.randn(2, 8, 8, 8)
     with torch.no_grad():
         assert torch.allclose(exported(x), model(x), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- lifted modules
+
+TWICE_FILE = '''
+import torch
+from torch import nn
+
+
+class Twice(nn.Module):
+    """One conv applied twice in sequence."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(torch.relu(self.conv(x)))
+'''
+
+
+class Branches(nn.Module):
+    """One conv on two branches merged by add. With ``pooled_first`` forward runs it on the pooled
+    branch first, which the description places second (a residual's shortcut runs after its body)."""
+
+    def __init__(self, pooled_first: bool) -> None:
+        super().__init__()
+        self.conv, self.pool, self.pooled_first = nn.Conv2d(8, 8, 3, padding=1), nn.MaxPool2d(3, 1, 1), pooled_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pooled_first:
+            y = self.conv(self.pool(x))
+            return self.conv(x) + y
+        return self.conv(x) + self.conv(self.pool(x))
+
+
+def _lifted_matches(module: nn.Module, net: Network) -> None:
+    """The description counts what the module holds and runs (584 params once, 2 * 36,864 MACs; the
+    pooling and the sum add none); the built and the exported module compute what the module does."""
+    shape = (8, 8, 8)
+    described, measured = analyze(net), analyze_module(module, shape)
+    assert (described.totals["params"], described.totals["macs"], described.output_shape) == \
+        (measured.totals["params"], measured.totals["macs"], measured.output_shape) == (584, 73_728, shape)
+    built = build(net).eval()
+    assert sum(p.numel() for p in built.parameters()) == 584
+    assert len(built.state_dict()) == 2  # one conv: weight and bias
+    mine = module.state_dict()
+    built.load_state_dict({k: mine["conv." + k.rpartition(".")[2]] for k in built.state_dict()}, strict=True)
+    namespace: dict = {}
+    exec(compile(python_source(net), "lifted.py", "exec"), namespace)
+    exported = namespace[class_name(net.name)]().eval()
+    exported.load_state_dict(built.state_dict(), strict=True)
+    assert sum(p.numel() for p in exported.parameters()) == 584
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        want = module.eval()(x)
+        assert torch.allclose(built(x), want, atol=1e-5) and torch.allclose(exported(x), want, atol=1e-5)
+
+
+def test_a_conv_applied_twice_lifts_from_a_file(tmp_path: Path, capsys) -> None:
+    (tmp_path / "twice.py").write_text(TWICE_FILE)
+    ref = f"{tmp_path / 'twice.py'}:Twice"
+    net = load_model(ref, input_shape=(8, 8, 8))
+    assert [(ly.name, ly.shares) for _, ly in iter_leaves(net.layers)] == [("conv", ""), ("relu1", ""),
+                                                                          ("conv_2", "conv")]
+    _lifted_matches(load_module(ref), net)
+    assert main(["summary", ref, "--input", "8x8x8", "--save", str(tmp_path / "twice.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "described" in out and "Note: conv_2 shares weights with conv" in out and "Params 584 (584)" in out
+    assert load_spec(tmp_path / "twice.yaml").layers == net.layers
+
+
+@pytest.mark.parametrize("pooled_first", [False, True])
+def test_a_conv_shared_by_two_branches_lifts(pooled_first: bool) -> None:
+    module = Branches(pooled_first)
+    net = trace(module, (8, 8, 8))
+    convs = [(path, ly.shares) for path, ly in iter_leaves(net.layers) if isinstance(ly, Conv)]
+    # the body (the unpooled branch) runs first in the description: it holds the weights
+    first = "residual1.conv_2" if pooled_first else "residual1.conv"
+    assert convs[0] == (first, "") and convs[1][1] == first
+    _lifted_matches(module, net)
+
+
+def test_a_block_applied_three_times_shares_each_of_its_layers() -> None:
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.bn(self.conv(x)))
+
+    class Loop(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = Block()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for _ in range(3):
+                x = self.block(x)
+            return x
+
+    module = Loop()
+    a = analyze(trace(module, (8, 8, 8)))
+    # 584 (conv) + 16 (BatchNorm's gamma and beta) once; the conv's 36,864 MACs three times
+    assert [ly.params for ly in a.layers] == [584, 16, 0] + [0, 0, 0] * 2
+    assert [ly.shares for ly in a.layers if ly.shares] == ["block_conv", "block_bn"] * 2
+    assert (a.totals["params"], a.totals["buffers"], a.totals["macs"]) == (600, 16, 3 * 36_864)
+    measured = analyze_module(module, (8, 8, 8))
+    assert (measured.totals["params"], measured.totals["buffers"], measured.totals["macs"]) == (600, 16, 3 * 36_864)
