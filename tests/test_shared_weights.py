@@ -11,6 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from cnnlab.adapt import diagnose
+from cnnlab.adapt.edits import apply
 from cnnlab.analysis import analyze
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError, ShapeError
@@ -264,3 +266,26 @@ def test_a_block_applied_three_times_shares_each_of_its_layers() -> None:
     assert (a.totals["params"], a.totals["buffers"], a.totals["macs"]) == (600, 16, 3 * 36_864)
     measured = analyze_module(module, (8, 8, 8))
     assert (measured.totals["params"], measured.totals["buffers"], measured.totals["macs"]) == (600, 16, 3 * 36_864)
+
+
+def test_adapt_changes_a_shared_module_at_every_call() -> None:
+    """At 8x4x4 two unpadded 3x3 convs leave nothing (4 -> 2 -> 0): a fix that pads the first conv
+    pads the second too (one module), and every fix still analyses."""
+    spec = {"name": "s", "input": [8, 16, 16],
+            "layers": [{"type": "Conv", "name": "a", "filters": 8}, {"type": "ReLU", "name": "r"},
+                       {"type": "Conv", "name": "b", "shares": "a", "filters": 8}, {"type": "Flatten", "name": "f"},
+                       {"type": "Dense", "name": "fc", "units": 4}]}
+    net = network_from_spec(spec)
+    report = diagnose(net, (8, 4, 4), num_classes=10)
+    padded = [f for f in report.fixes if any(e.op == "set" and e.path == "a" for e in f.edits)
+              and all(e.op != "insert" for e in f.edits)]
+    assert padded and report.fixes
+    for fix in report.fixes:
+        adapted = apply(net, fix)
+        analyze(adapted)
+        a, b = adapted.layers[0], adapted.layers[2]
+        assert b.shares == "a" and b.padding == a.padding
+    a = analyze(apply(net, padded[0]))
+    # padding (0, 1) per axis: 4 + 1 - 3 + 1 = 3, then 3 + 1 - 3 + 1 = 2; the head reads 8*2*2 = 32
+    assert a.output_shape == (10,) and a.layer("b").output_shape == (8, 2, 2)
+    assert a.totals["params"] == 584 + 32 * 10 + 10
