@@ -2,12 +2,13 @@
 and spec export work on it.
 
 ``torch.fx`` records the forward pass as a graph. Each call of a known module or function becomes
-a layer (a module called twice gives two rows, as ResNet's shared ``relu``; when the module has
-parameters, the later calls share the first's weights, so they are counted once). Where the graph merges paths, the merge becomes a
-:class:`Residual` (an ``add`` of two paths that share no layer), a :class:`Concat` (a channel
-``cat`` of such paths) or, when the paths share layers (DenseNet) or multiply (squeeze-excitation),
-a :class:`Graph` that holds every layer once. Anything else is refused with a :class:`LiftError`
-that names every unsupported node at once.
+a layer: a module called twice gives two rows (ResNet's shared ``relu``), and when it has
+parameters the later calls share the first's weights (``shares``), so they are counted once. Where
+the graph merges paths, the merge becomes a :class:`Residual` (an ``add`` of two paths that share no
+layer), a :class:`Concat` (a channel ``cat`` of such paths) or, when the paths share layers
+(DenseNet) or multiply (squeeze-excitation), a :class:`Graph` that holds every layer once. Anything
+else (a parameter tied between two modules, among others) is refused with a :class:`LiftError` that
+names every unsupported node at once.
 """
 
 from __future__ import annotations
