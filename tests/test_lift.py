@@ -292,18 +292,19 @@ def test_summary_text_names_unreached_modules() -> None:
     assert "Not counted: 55 params and 0 buffer values that forward never reaches (aux)" in con.export_text()
 
 
-def test_a_module_with_parameters_called_twice_is_refused_not_counted_twice() -> None:
-    class Twice(nn.Module):
+def test_a_parameter_tied_between_two_modules_is_refused_not_counted_twice() -> None:
+    class Tied(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+            self.a, self.b = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+            self.b.weight = self.a.weight  # one tensor, two modules: the description shares whole layers
 
         def forward(self, x):
-            return self.conv(self.conv(x))
+            return self.b(self.a(x))
 
     with pytest.raises(LiftError) as e:
-        trace(Twice(), (4, 8, 8))
-    assert e.value.unsupported == {"module Conv2d with parameters called again (shared weights)": 1}
+        trace(Tied(), (4, 8, 8))
+    assert e.value.unsupported == {"module Conv2d holding a parameter of another module (tied weights)": 2}
 
 
 class SharedInput(nn.Module):

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any
 
-from .errors import ShapeError
+from .errors import CnnlabError, ShapeError
 from .layers import Axis, Explain, Layer, LayerFigures, Shape, fmt_shape
-from .network import Network, Node, join, kind_of
+from .network import Network, Node, join, kind_of, share_problem
 
 CONVENTIONS = (
     "Shapes are channels-first: C x H x W (vectors: N). "
@@ -49,6 +49,7 @@ class LayerStats:
     explain: Explain | None = field(default=None, repr=False, compare=False)
     layer: Layer | None = field(default=None, repr=False, compare=False)  # the description's layer
     axes: tuple[Axis, Axis] | None = field(default=None, repr=False, compare=False)  # a window's geometry
+    shares: str = ""  # the layer whose weights this one uses (counted there)
 
     @property
     def notes(self) -> list[str]:
@@ -69,6 +70,7 @@ class LayerStats:
             "activation_size": self.activation_size, "params": self.params, "buffers": self.buffers,
             "macs": self.macs, "connections": self.connections,
             "receptive_field": {"size": [rh, rw], "jump": [jh, jw]},
+            **({"shares": self.shares} if self.shares else {}),
         }
 
 
@@ -201,6 +203,12 @@ def _no_fields(layer: Layer) -> tuple[()]:
     return ()
 
 
+def _shared_note(target: str, params: int, explain: Explain | None) -> Explain:
+    """The notes of a layer that uses ``target``'s weights: that first, then its arithmetic."""
+    first = f"shares weights with {target}: its {params:,} params are counted there, once"
+    return lambda: [first, *(explain() if explain is not None else [])]
+
+
 def _rf_step(rf: RF, step: Any) -> RF:
     if step is None:
         return rf
@@ -227,6 +235,7 @@ class _Walker:
         self.cum_params: list[int] = [0]
         self.cum_macs: list[int] = [0]
         self.memo: dict[Any, LayerFigures] = {}
+        self.seen: dict[str, tuple[Layer, Shape]] = {}  # every layer so far and its input, for shared weights
 
     def node(self, node: Node, shape: Shape, rf: RF, prefix: str, depth: int, aux: bool) -> tuple[Shape, RF]:
         path = join(prefix, node.name)
@@ -273,11 +282,29 @@ class _Walker:
         if c.rf is None and len(c.out) == 1 and len(shape) == 3:  # flattening: the whole map is seen
             h, w = shape[1], shape[2]
             rf2 = ((rf2[0][0] + (h - 1) * rf2[0][1], rf2[0][1]), (rf2[1][0] + (w - 1) * rf2[1][1], rf2[1][1]))
-        self.out.append(LayerStats(path, type(layer).__name__, layer.kind, depth, shape, c.out, c.params, c.buffers,
-                                   c.macs, c.connections, rf2, c.findings, aux, c.explain, layer, c.axes))
-        self.cum_params.append(self.cum_params[-1] + c.params)
+        params, buffers, explain = c.params, c.buffers, c.explain
+        if layer.shares:  # the module of an earlier layer, called again: its weights are counted there
+            self.check_share(layer, shape, path)
+            params = buffers = 0
+            explain = _shared_note(layer.shares, c.params, c.explain)
+        self.seen[path] = (layer, shape)
+        self.out.append(LayerStats(path, type(layer).__name__, layer.kind, depth, shape, c.out, params, buffers,
+                                   c.macs, c.connections, rf2, c.findings, aux, explain, layer, c.axes, layer.shares))
+        self.cum_params.append(self.cum_params[-1] + params)
         self.cum_macs.append(self.cum_macs[-1] + c.macs)
         return c.out, rf2
+
+    def check_share(self, layer: Layer, shape: Shape, path: str) -> None:
+        """One module serves ``layer`` and the layer it shares: same type and settings, and an
+        input of the same channels (features), so the weights have the same shapes."""
+        target, tshape = self.seen.get(layer.shares, (None, ()))
+        problem = share_problem(path, layer, target)
+        if problem:
+            raise CnnlabError(problem)
+        if tshape[0] != shape[0] or len(tshape) != len(shape):
+            raise ShapeError(f"layer '{path}' shares weights with '{layer.shares}' but reads {fmt_shape(shape)} where "
+                             f"'{layer.shares}' reads {fmt_shape(tshape)}, so its weights would have other shapes; "
+                             "share only between layers that read as many channels", layer=path, reason="shares")
 
 
 class _Flow:

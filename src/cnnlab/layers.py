@@ -161,9 +161,13 @@ def _check_positive(layer: Layer, what: str, v: Pair) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Layer:
-    """Base of all leaf layers. ``kind`` sorts layers into the conv-vs-dense split."""
+    """Base of all leaf layers. ``kind`` sorts layers into the conv-vs-dense split. ``shares`` names
+    (by its path) an earlier layer of the same type and configuration whose module this one calls
+    again: one set of weights used twice (a shared conv on two branches, a block applied in a loop),
+    so its parameters are counted there, once."""
 
     name: str = ""
+    shares: str = ""
     kind: ClassVar[str] = "other"
 
     def figures(self, s: Shape) -> LayerFigures:

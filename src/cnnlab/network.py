@@ -571,8 +571,32 @@ def network_from_spec(d: dict[str, Any], where: str = "spec") -> Network:
 
 def _check_values(nodes: tuple[Node, ...], where: str, prefix: str) -> None:
     """Check every layer's values once the tree is named, so a message names the layer by its path."""
+    earlier: dict[str, Layer] = {}
     for path, layer in iter_leaves(nodes, prefix):
         check_layer(layer, where, path)
+        problem = share_problem(path, layer, earlier.get(layer.shares)) if layer.shares else None
+        if problem:
+            raise CnnlabError(f"{where}: {problem}")
+        earlier[path] = layer
+
+
+def share_problem(path: str, layer: Layer, target: Layer | None) -> str | None:
+    """Why ``layer`` (at ``path``) cannot call the module of ``target``, the earlier layer its
+    ``shares`` names (None: no such layer runs before it), or None when it can. One module serves
+    both, so both must be the same type with the same settings."""
+    other = layer.shares
+    if target is None:
+        return (f"layer '{path}' shares weights with '{other}', but no layer of that path runs before it; "
+                "name an earlier layer by its dotted path")
+    if type(target) is not type(layer):
+        return (f"layer '{path}' ({type(layer).__name__}) shares weights with '{other}', a "
+                f"{type(target).__name__}; share only between layers of one type")
+    for f in fields(layer):
+        mine, theirs = getattr(layer, f.name), getattr(target, f.name)
+        if f.name not in ("name", "shares") and mine != theirs:
+            return (f"layer '{path}' shares weights with '{other}' but its {f.name} is {short(mine)} where "
+                    f"'{other}' has {short(theirs)}; give both the same settings")
+    return None
 
 
 def load_spec(path: str | Path) -> Network:

@@ -174,6 +174,36 @@ class GlobalAvgPool(nn.Module):
         return x.mean((2, 3))
 
 
+class Shared(nn.Module):
+    """A later call of an earlier layer's module (shared weights). The module is held here without
+    being registered, so its parameters appear once in ``parameters()`` and ``state_dict()``, where
+    the first call registered them, and a gradient step moves both calls. Its ``forward`` runs
+    here, so hooks see each call at its own path, as the description has a row per call."""
+
+    def __init__(self, shares: str) -> None:
+        super().__init__()
+        self.shares = shares  # the module's path from the root of the network
+        self.owner: nn.Module | None = None
+
+    def tie(self, owner: nn.Module) -> None:
+        self.__dict__["owner"] = owner  # not add_module: a second registration would list the weights twice
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.owner is None:
+            raise RuntimeError(f"shared layer not tied to '{self.shares}': call tie_shared on the network")
+        return self.owner.forward(x)
+
+    def extra_repr(self) -> str:
+        return f"shares={self.shares!r}"
+
+
+def tie_shared(model: nn.Module) -> None:
+    """Point every :class:`Shared` layer of ``model`` at the module it names."""
+    for m in model.modules():
+        if isinstance(m, Shared):
+            m.tie(model.get_submodule(m.shares))
+
+
 class _TorchFlow:
     """Tensors through one composite whose namespace's modules are ``mods``; inline children run
     here, from the same namespace (see :func:`cnnlab.network.namespace`)."""
@@ -287,7 +317,7 @@ class _BuildFlow:
 def build_node(node: Node, shape: Shape) -> tuple[nn.Module, Shape]:
     """The module of one node at the input ``shape`` (already checked by the analysis), and its output."""
     if isinstance(node, Layer):
-        return node.build(shape), node.figures(shape).out
+        return Shared(node.shares) if node.shares else node.build(shape), node.figures(shape).out
     f = _BuildFlow()
     out = kind_of(node).run(node, shape, f)
     if type(node) is Sequential and not any(is_inline(c) for c in node.children):
@@ -317,6 +347,7 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
     f = _BuildFlow()
     f.chain(tuple(nodes), shape)
     model = CnnModule(f.mods, net.name, shape, negate=negate, nodes=tuple(nodes), side=f.side_outputs)
+    tie_shared(model)
     init_weights(model)
     return model
 

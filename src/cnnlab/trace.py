@@ -2,12 +2,13 @@
 and spec export work on it.
 
 ``torch.fx`` records the forward pass as a graph. Each call of a known module or function becomes
-a layer (a module called twice gives two rows: parameter-free modules such as ResNet's shared
-``relu`` are what is reused in practice). Where the graph merges paths, the merge becomes a
-:class:`Residual` (an ``add`` of two paths that share no layer), a :class:`Concat` (a channel
-``cat`` of such paths) or, when the paths share layers (DenseNet) or multiply (squeeze-excitation),
-a :class:`Graph` that holds every layer once. Anything else is refused with a :class:`LiftError`
-that names every unsupported node at once.
+a layer: a module called twice gives two rows (ResNet's shared ``relu``), and when it has
+parameters the later calls share the first's weights (``shares``), so they are counted once. Where
+the graph merges paths, the merge becomes a :class:`Residual` (an ``add`` of two paths that share no
+layer), a :class:`Concat` (a channel ``cat`` of such paths) or, when the paths share layers
+(DenseNet) or multiply (squeeze-excitation), a :class:`Graph` that holds every layer once. Anything
+else (a parameter tied between two modules, among others) is refused with a :class:`LiftError` that
+names every unsupported node at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import inspect
 import operator
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -57,7 +58,7 @@ from .layers import (
     Upsample,
     ZeroPad,
 )
-from .network import Merge, Network, Node, concat, graph, residual, seq
+from .network import Merge, Network, Node, concat, graph, map_leaves, residual, seq
 
 
 class LiftError(CnnlabError):
@@ -198,8 +199,8 @@ def _describe(n: fx.Node) -> str:
 
 
 class _Lift:
-    def __init__(self, gm: fx.GraphModule) -> None:
-        self.gm = gm
+    def __init__(self, gm: fx.GraphModule, tied: set[str]) -> None:
+        self.gm, self.tied = gm, tied
         self.mods = dict(gm.named_modules())
         self.nodes = list(gm.graph.nodes)
         self.order = {n: i for i, n in enumerate(self.nodes)}
@@ -210,9 +211,27 @@ class _Lift:
             if n.op == "call_module":
                 calls[str(n.target)] += 1
                 self.call_no[n] = calls[str(n.target)]
+        self.calls = calls
+        self.shared: dict[str, str] = {}  # layer name -> its module, for modules with parameters called again
         self.items: dict[fx.Node, _Item] = {}
         self.unsupported: Counter[str] = Counter()
         self.anc: dict[fx.Node, int] = {}  # ancestors as a bit set over ``order``
+
+    def tie(self, layers: tuple[Node, ...]) -> tuple[Node, ...]:
+        """``layers`` with every call of a module with parameters but the first (in the description's
+        order, which a residual's body may change) sharing that first call's weights."""
+        first: dict[str, str] = {}
+
+        def share(path: str, layer: Layer) -> tuple[Layer, ...]:
+            module = self.shared.get(layer.name)
+            if module is None:
+                return (layer,)
+            if module not in first:
+                first[module] = path
+                return (layer,)
+            return (replace(layer, shares=first[module]),)
+
+        return map_leaves(layers, share) if self.shared else layers
 
     def fresh(self, base: str) -> str:
         self.count[base] = self.count.get(base, 0) + 1
@@ -280,12 +299,14 @@ class _Lift:
             m = self.mods[str(n.target)]
             if not isinstance(m, LEAVES) and type(m).__name__ not in IDENTITY_NAMES:
                 raise _Unsupported(f"module {type(m).__name__}")
-            if self.call_no[n] > 1 and any(True for _ in m.parameters()):
-                raise _Unsupported(f"module {type(m).__name__} with parameters called again (shared weights)")
+            if str(n.target) in self.tied:
+                raise _Unsupported(f"module {type(m).__name__} holding a parameter of another module (tied weights)")
             try:
                 layer = module_layer(m, self.module_name(n))
             except CnnlabError as e:
                 raise _Unsupported(f"module {type(m).__name__} ({str(e).split(': ', 1)[-1]})") from None
+            if layer is not None and self.calls[str(n.target)] > 1 and any(True for _ in m.parameters()):
+                self.shared[layer.name] = str(n.target)
             return _Item(layer, (n.args[0],))
         if n.op == "call_function":
             return self.function(n)
@@ -519,6 +540,16 @@ def _concrete_defaults(model: nn.Module) -> tuple[int, dict[str, Any]]:
     return len(needed), defaults
 
 
+def _tied(model: nn.Module) -> set[str]:
+    """Modules holding a parameter that another module holds too (``b.weight = a.weight``): the
+    description shares whole layers, not single tensors."""
+    holders: dict[int, list[str]] = {}
+    for name, m in model.named_modules():
+        for p in m.parameters(recurse=False):
+            holders.setdefault(id(p), []).append(name)
+    return {n for names in holders.values() if len(names) > 1 for n in names}
+
+
 def _unreached(model: nn.Module, called: set[str]) -> dict[str, Any] | None:
     """Parameters and buffers of modules forward never calls (GoogLeNet's auxiliary heads in eval)."""
     def reached(name: str) -> bool:
@@ -552,7 +583,7 @@ def trace(model: nn.Module, input_shape: tuple[int, int, int], name: str | None 
         raise LiftError(f"cannot trace {label}: {msg}", {"fx control flow": 1}) from None
     finally:
         model.train(was_training)
-    t = _Lift(gm)
+    t = _Lift(gm, _tied(model))
     inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
     result = next(n for n in gm.graph.nodes if n.op == "output").args[0]
     if not isinstance(result, fx.Node):
@@ -563,7 +594,7 @@ def trace(model: nn.Module, input_shape: tuple[int, int, int], name: str | None 
         total = sum(t.unsupported.values())
         raise LiftError(f"cannot describe {label}: {total} unsupported node{'s' * (total > 1)}: {groups}",
                         dict(t.unsupported))
-    layers = t.chain(result, inputs[0])
+    layers = t.tie(tuple(t.chain(result, inputs[0])))
     net = Network(name or label, tuple(layers), tuple(input_shape))
     called = {str(n.target) for n in t.items if n.op == "call_module"}
     gone = _unreached(model, called)

@@ -16,15 +16,32 @@ def leaves(net: Network) -> dict[str, Layer]:
     return dict(iter_leaves(net.layers))
 
 
+def one_module(net: Network, path: str) -> set[str]:
+    """``path`` and every layer that runs the same module (shared weights): a change of settings
+    applies to all of them, or they could no longer share it."""
+    layers = leaves(net)
+
+    def owner(p: str) -> str:
+        seen: set[str] = set()
+        while p in layers and layers[p].shares and p not in seen:
+            seen.add(p)
+            p = layers[p].shares
+        return p
+
+    first = owner(path)
+    return {p for p in layers if p == path or owner(p) == first}
+
+
 def apply_edit(net: Network, e: Edit) -> Network:
     if e.op == "input":
         return replace(net, input_shape=tuple(e.value))
     if e.op == "prepend":
         return replace(net, layers=(e.value, *net.layers))
     hit: list[str] = []
+    same = one_module(net, e.path) if e.op == "set" else {e.path}
 
     def fn(path: str, layer: Layer) -> tuple[Layer, ...]:
-        if path != e.path:
+        if path not in same:
             return (layer,)
         hit.append(path)
         if e.op == "set":

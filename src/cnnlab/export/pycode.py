@@ -413,6 +413,9 @@ class _Generator:
     def module(self, node: Node, shape: Shape, path: str) -> tuple[str, Shape, bool]:
         """The constructor expression of ``node`` at ``shape``, its output shape, and whether its
         forward takes the list of auxiliary outputs."""
+        if isinstance(node, Layer) and node.shares:  # the earlier layer's module, tied to it once all are made
+            self.helpers.add("tie_shared")
+            return f"Shared({node.shares!r})", node.figures(shape).out, False
         if isinstance(node, Layer):
             emit = LAYER_EMITTERS.get(type(node))
             if emit is None:
@@ -459,12 +462,14 @@ def _nest(expr: str, depth: int = 1) -> str:
 
 
 def _class_body(flow: CodeFlow, y: Value, params: str, returns: str = "torch.Tensor", pre: tuple[str, ...] = (),
-                result: str | None = None) -> str:
-    """``__init__`` and ``forward`` of a class; ``forward`` returns ``result`` (default: ``y``)."""
+                result: str | None = None, post_init: tuple[str, ...] = ()) -> str:
+    """``__init__`` (ending with ``post_init``) and ``forward`` of a class; ``forward`` returns
+    ``result`` (default: ``y``)."""
     init = [f"{INDENT * 2}super().__init__()"]
     for name, expr in flow.init:
         target = f"self.{name} = {{}}" if _attribute_ok(name) else f"self.add_module({name!r}, {{}})"
         init.append(INDENT * 2 + target.format(_nest(expr, 2)))
+    init += [INDENT * 2 + line for line in post_init]
     lines = [*pre, *flow.lines]
     if result is not None:
         lines.append(f"return {result}")
@@ -510,17 +515,18 @@ def python_source(net: Network, input_shape: Shape | None = None, *, logits: boo
     y = flow.chain(nodes, Value("x", shape))
     if negate:
         flow.lines.append(f"{y.expr} = -{y.expr}")
+    helpers = with_dependencies(gen.helpers)
     top = class_name(net.name)
-    names = {name for name, _ in gen.classes.values()} | gen.helpers
+    names = {name for name, _ in gen.classes.values()} | set(helpers)
     while top in names:
         top += "Net"
+    tie = ("tie_shared(self)  # layers that call an earlier layer's module again",) if "tie_shared" in helpers else ()
     if flow.aux:
         body = _class_body(flow, y, "x: torch.Tensor", "tuple[torch.Tensor, ...] | torch.Tensor",
-                           ("aux: list[torch.Tensor] = []",), f"({y.expr}, *aux) if aux else {y.expr}")
+                           ("aux: list[torch.Tensor] = []",), f"({y.expr}, *aux) if aux else {y.expr}", tie)
     else:
-        body = _class_body(flow, y, "x: torch.Tensor")
+        body = _class_body(flow, y, "x: torch.Tensor", post_init=tie)
     doc = _docstring(net, shape, logits, source, flow.aux, top)
-    helpers = with_dependencies(gen.helpers)
     imports = ["from __future__ import annotations", ""]
     if gen.ordered_dict:
         imports += ["from collections import OrderedDict", ""]

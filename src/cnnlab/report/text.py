@@ -90,6 +90,10 @@ def render_summary(a: Analysis, explain: bool = False, con: Console | None = Non
             f"{_bytes(mem['saved_for_backward_bytes'])}; with SGD momentum {_bytes(mem['train_sgd_bytes'])}, "
             f"with Adam {_bytes(mem['train_adam_bytes'])}"
         )
+    for ly in a.layers:
+        if ly.shares:
+            con.print(f"[dim]Note: {markup(ly.name)} shares weights with {markup(ly.shares)}: its params are "
+                      "counted there, once[/]")
     if a.meta.get("path") == "described":
         con.print(f"Module built in {a.meta['mode']} mode and described")
     if a.meta.get("path") == "measured":
