@@ -50,6 +50,20 @@ def factory(width: int = 4) -> nn.Module:
     return Net(num_classes=3, width=width)
 
 
+class Tutorial(nn.Module):
+    """The PyTorch tutorial's habit: .view() on the feature map, which a channels-last tensor refuses."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 5)
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv(x)), 2)
+        x = x.view(-1, 4 * 6 * 6)
+        return self.fc(x)
+
+
 def passing(*, pretrained: bool = False, **kwargs) -> Net:
     """torchvision's builder form: num_classes travels in **kwargs."""
     return Net(**kwargs)
@@ -149,6 +163,18 @@ def test_kwargs_factory_and_pretrained_weights_with_a_new_head(setup, tmp_path, 
     # Frozen backbone: the loaded convolutions are the file's; the 10-class fc was replaced by a new 3-class one.
     assert torch.equal(ck.model["conv1.weight"], src.conv1.weight.detach())
     assert tuple(ck.model["fc.weight"].shape) == (3, 8)
+
+
+def test_a_module_that_views_its_map_trains_and_user_errors_are_one_line(setup, tmp_path, capsys) -> None:
+    model, data = setup
+    rc, text, err = run(capsys, "train", f"{model}:Tutorial", "--data", data, "--epochs", "1", "--out",
+                        tmp_path / "t", *TRAIN)
+    assert rc == 0, err  # channels-last is off for a user's module unless asked for
+    rc, _, err = run(capsys, "train", f"{model}:Tutorial", "--data", data, "--epochs", "1", "--out",
+                     tmp_path / "t2", "--channels-last", *TRAIN)
+    line = MODEL.splitlines().index("        x = x.view(-1, 4 * 6 * 6)") + 1
+    assert rc == 2 and "Traceback" not in err
+    assert f"training Tutorial failed: {model}:{line}: RuntimeError: view size is not compatible" in err
 
 
 def test_a_moved_file_is_one_line(setup, tmp_path, capsys) -> None:

@@ -134,8 +134,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the checkpoint's)")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto)")
     r.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off", help="mixed precision (default off)")
-    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                   help="NHWC memory format, faster convolutions on CPU and GPU (default on)")
+    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC memory format, faster convolutions on CPU and GPU (default on; off for your own "
+                        "module, whose forward may .view() the feature map)")
     r.add_argument("--compile", action="store_true", help="torch.compile the model")
     r.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for torch (default: one per core; 1 is faster for small models on a busy machine)")

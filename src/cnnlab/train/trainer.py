@@ -50,7 +50,8 @@ class Options:
     out: Path | None = None
     device: str = "auto"
     amp: str = "off"                 # off | bf16 | fp16
-    channels_last: bool = True       # NHWC: faster convolutions on CPU (oneDNN) and on tensor cores
+    channels_last: bool | None = None  # NHWC, faster convolutions on CPU (oneDNN) and tensor cores; None: on
+                                       # for a description, off for a user's module
     compile: bool = False
     seed: int | None = None          # None: 0, or a resumed run's own seed
     val_fraction: float | None = None  # recorded in checkpoints, so evaluation finds the same split
@@ -127,6 +128,15 @@ def _parameters(fn: Any) -> set[str]:
         return set()
 
 
+def _from_user_code(e: BaseException) -> bool:
+    """Whether ``e`` was raised in code outside cnnlab and torch (a user's forward)."""
+    import traceback
+
+    here = str(Path(__file__).resolve().parent.parent)
+    skip = (here, str(Path(torch.__file__).resolve().parent))
+    return any(not str(Path(f.filename).resolve()).startswith(skip) for f in traceback.extract_tb(e.__traceback__))
+
+
 def _rank_seed(seed: int, rank: int) -> int:
     """The seed of one process's own draws (dropout, crops, augmentation): ``seed`` itself on rank 0, so a
     single process is unchanged; leaves room for the +1/+2 offsets below 2**63."""
@@ -184,7 +194,8 @@ class Trainer:
             raise CnnlabError(f"--amp must be off, bf16 or fp16, got '{o.amp}'")
         if o.amp == "fp16" and self.device.type != "cuda":
             raise CnnlabError("--amp fp16 needs a CUDA device; use --amp bf16 on CPU")
-        self.channels_last = o.channels_last
+        # A user's module may .view() its feature map, which a channels-last tensor refuses: off unless asked.
+        self.channels_last = o.channels_last if o.channels_last is not None else not self.user
         check_out(o.out, o.resume, o.overwrite)
         resumed = self._read_resume() if o.resume else None
         self.seed = check_seed(o.seed if o.seed is not None else resumed.seed if resumed else 0)
@@ -446,9 +457,13 @@ class Trainer:
                 stop = self._end_epoch(row)
                 if distributed.broadcast_flag(stop, self.ctx):
                     break
-        except BaseException:
+        except BaseException as e:
             with contextlib.suppress(Exception):  # the error in flight is the one to report
                 self._curves(force=True)
+            if self.user and isinstance(e, Exception) and not isinstance(e, CnnlabError) and _from_user_code(e):
+                from ..measure import user_code_error
+
+                raise user_code_error(e, f"training {self.net.name}") from None
             raise
         self._curves(force=True)
         if self.ctx.active:
