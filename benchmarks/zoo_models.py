@@ -10,6 +10,8 @@ that does not depend on the batch (Swin v2's position-bias MLP) divides wrongly 
 Prints each miss and the exact count. torchvision and timm are not dependencies of cnnlab: a zoo whose
 package is missing is reported and skipped (exit 0).
 
+Each model is checked in a process of its own (a model too large for the machine is reported, not fatal).
+
     python benchmarks/zoo_models.py [--zoo torchvision|timm|both] [--per-family 3] [--only NAME ...]
 """
 
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -90,12 +94,44 @@ def check(name: str, build: Callable[[], nn.Module], shape: tuple[int, ...]) -> 
     return "; ".join(f"{k} {g} vs {w}" for k, g, w in zip(keys, got, want) if g != w)
 
 
+def isolated(zoo: str, name: str, per_family: int, timeout: float) -> str | None:
+    """:func:`check` for one model in a fresh process: a model too large for this machine's memory (some
+    timm models run at 518x518) ends that process alone, and nothing one model leaves behind reaches the next."""
+    cmd = [sys.executable, "-W", "ignore", os.path.abspath(__file__), "--zoo", zoo, "--per-family", str(per_family),
+           "--child", name]
+    def limit() -> None:  # a MemoryError in the child, not the kernel's OOM killer picking some other process
+        import resource
+
+        cap = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.6)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=limit)
+    except subprocess.TimeoutExpired:
+        return f"skipped: over {timeout:.0f} s"
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        killed = " (killed: out of memory?)" if proc.returncode < 0 else ""
+        return f"skipped: the check failed{killed}: {tail[:200]}"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["miss"]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zoo", choices=("torchvision", "timm", "both"), default="both")
     p.add_argument("--per-family", type=int, default=3, help="timm models per family (default 3)")
     p.add_argument("--only", nargs="*", help="model names to check")
+    p.add_argument("--timeout", type=float, default=900, help="seconds per model (default 900)")
+    p.add_argument("--child", metavar="NAME", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.child:
+        for name, build, shape in (torchvision_models() if args.zoo == "torchvision" else
+                                   timm_models(args.per_family)):
+            if name == args.child:
+                print(json.dumps({"miss": check(name, build, shape)}))
+                return 0
+        raise SystemExit(f"no model {args.child} in {args.zoo}")
     zoos = ("torchvision", "timm") if args.zoo == "both" else (args.zoo,)
     for zoo in zoos:
         if importlib.util.find_spec(zoo) is None:
@@ -104,18 +140,18 @@ def main() -> int:
         models = torchvision_models() if zoo == "torchvision" else timm_models(args.per_family)
         exact = total = skipped = 0
         t = time.perf_counter()
-        for name, build, shape in models:
+        for name, _build, shape in models:
             if args.only and name not in args.only:
                 continue
-            miss = check(name, build, shape)
+            miss = isolated(zoo, name, args.per_family, args.timeout)
             if miss is not None and miss.startswith("skipped"):
                 skipped += 1
-                print(f"  {name}: {miss}")
+                print(f"  {name}: {miss}", flush=True)
                 continue
             total += 1
             exact += miss is None
             if miss is not None:
-                print(f"  MISS {name} at {'x'.join(map(str, shape))}: {miss}")
+                print(f"  MISS {name} at {'x'.join(map(str, shape))}: {miss}", flush=True)
         print(f"{zoo}: {exact} of {total} exact, {skipped} skipped ({time.perf_counter() - t:.0f} s)")
     return 0
 
