@@ -180,6 +180,10 @@ def test_parse_kwargs_refuses_malformed() -> None:
         parse_kwargs("num_classes")
     with pytest.raises(CnnlabError, match="not valid JSON"):
         parse_kwargs("{oops")
+    with pytest.raises(CnnlabError, match="nested too deeply"):
+        parse_kwargs('{"a": ' * 5000 + "1" + "}" * 5000)
+    deep = "[" * 5000 + "]" * 5000  # beyond Python's parser: kept as the text it is
+    assert parse_kwargs(f"a={deep}") == {"a": deep}
 
 
 def test_report_page_for_a_module(nets: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

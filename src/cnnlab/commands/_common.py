@@ -96,6 +96,8 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
         except json.JSONDecodeError as e:
             raise CnnlabError(f"--kwargs is not valid JSON ({e.msg} at column {e.colno}); "
                               "write a JSON object or key=value,key=value") from None
+        except RecursionError:
+            raise CnnlabError("--kwargs JSON is nested too deeply; give plain values") from None
         if not isinstance(out, dict):
             raise CnnlabError("--kwargs JSON must be an object, e.g. {\"num_classes\": 10}")
         return out
@@ -116,7 +118,7 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
             raise CnnlabError(f"--kwargs item '{item.strip()}': write key=value, e.g. num_classes=10,aux_logits=False")
         try:
             out[key] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, RecursionError, MemoryError):
             out[key] = value.strip()
     return out
 
