@@ -234,3 +234,21 @@ def test_reference_of_an_importable_class() -> None:
     assert ModuleRef.from_dict(ModuleRef.of_instance(nn.ReLU()).to_dict()).build().__class__ is nn.ReLU
     with pytest.raises(ValueError, match="plain values"):
         ModuleRef.from_dict({"ref": "a.py:N", "kwargs": {"f": object()}})
+
+
+def test_fit_with_a_reference_and_kwargs(setup, tmp_path) -> None:
+    import cnnlab
+    from cnnlab.data import load
+
+    model, data = setup
+    train = load(str(data), "train", size=(16, 16), val_fraction=0.1, seed=0)
+    val = load(str(data), "val", size=(16, 16), val_fraction=0.1, seed=0)
+    run_ = cnnlab.fit(f"{model}:Net", (train, val), recipe="default", epochs=1, out=tmp_path / "r", batch_size=16,
+                      display=False, progress=False, kwargs={"width": 2})
+    ck = checkpoint.load(tmp_path / "r" / "best.pt")
+    assert ck.network["module"]["kwargs"] == {"width": 2, "num_classes": 3}
+    # conv1 2x3x3x3 + 2, conv2 4x2x3x3 + 4, fc 3x4 + 3 = 56 + 76 + 15 = 147 parameters
+    assert sum(v.numel() for k, v in ck.model.items() if k != "marker") == 147
+    assert run_.evaluate(data=val).n == len(val)
+    with pytest.raises(cnnlab.CnnlabError, match="kwargs= applies to a module reference"):
+        cnnlab.fit("lenet5", (train, val), kwargs={"width": 2})
