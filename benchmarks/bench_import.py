@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from _machine import machine  # benchmarks/ is the script's own folder on sys.path
 
 CHANNELS, SIZE = 8, 16
 
@@ -92,22 +91,6 @@ def keras_residual(layers: int) -> dict[str, Any]:
         x = f"rs{i}"
     return {"class_name": "Functional", "config": {"name": "residual", "layers": entries,
                                                    "input_layers": ["in", 0, 0], "output_layers": [x, 0, 0]}}
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        torch = metadata.version("torch")  # its version only: reading a model never imports torch
-    except metadata.PackageNotFoundError:
-        torch = "not installed"
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch,
-            "os": f"{platform.system()} {platform.release()}",
-            "load_average": [round(x, 2) for x in os.getloadavg()]}  # at the start: other work skews timings
 
 
 def time_read(path: Path, runs: int) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
+
+from _machine import machine  # benchmarks/ is the script's own folder on sys.path
 
 SHAPE = (3, 224, 224)
 
@@ -66,20 +67,6 @@ def time_call(fn: Callable[[], Any], runs: int) -> list[float]:
         fn()
         times.append(time.perf_counter() - t)
     return times
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    import torch
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "os": f"{platform.system()} {platform.release()}",
-            "load_average": [round(x, 2) for x in os.getloadavg()]}  # at the start: other work skews timings
 
 
 def main(argv: list[str] | None = None) -> int:
