@@ -36,7 +36,7 @@ if SRC not in sys.path:
 TIMM_FAMILIES = ("resnet", "resnext", "seresnet", "efficientnet", "mobilenetv2", "mobilenetv3", "mobilenetv4",
                  "densenet", "regnet", "convnext", "inception_v3", "inception_v4", "inception_resnet_v2", "xception",
                  "vit", "deit", "swin", "mixer", "ghostnet", "dla", "dpn", "hrnet", "nfnet", "levit", "poolformer",
-                 "res2net", "resnest", "sknet")
+                 "res2net", "resnest", "skresnet")  # SKNet (Li et al. 2019) is timm's skresnet
 
 
 def reference(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, int, tuple[int, ...], int]:
