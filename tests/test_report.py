@@ -85,3 +85,26 @@ def test_blocks_and_receptive_field_through_branches() -> None:
     assert a.layer("mixed.b2.conv").rf == ((9, 1), (9, 1))
     assert a.layer("gap").rf == ((9 + 15, 16), (9 + 15, 16))
     assert [d["name"] for d in a.to_dict()["blocks"]][:3] == ["block", "aux1", "mixed"]
+
+
+def test_figures_are_never_cut_on_a_narrow_terminal() -> None:
+    """Long module paths (a transformer's) fold onto a second line; no figure becomes '86,…'."""
+    from rich.console import Console
+    from torch import nn
+
+    from cnnlab.measure import analyze_module
+    from cnnlab.report.text import render_summary
+
+    long = "a_rather_long_module_name_as_transformers_have_them_" * 2
+    inner = nn.Sequential()
+    inner.add_module(long, nn.Conv2d(3, 64, 3, padding=1))
+    model = nn.Sequential()
+    model.add_module(long, inner)
+    a = analyze_module(model, (3, 64, 64))
+    con = Console(width=100, record=True, highlight=False)
+    render_summary(a, con=con)
+    text = con.export_text()
+    # 64*3*3*3 + 64 = 1,792 params; 64*64*64*27 = 7,077,888 MACs; 64x64x64 = 262,144 activations
+    for figure in ("1,792", "7,077,888", "262,144", "64x64x64"):
+        assert figure in text
+    assert "…" not in text

@@ -7,6 +7,7 @@ import sys
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..analysis import CONVENTIONS, Analysis
 from ..layers import fmt_shape
@@ -29,32 +30,43 @@ def _bytes(v: float) -> str:
 
 
 def summary_table(a: Analysis) -> Table:
+    """The layer table. Figures never shrink into an ellipsis: when the terminal is too narrow, the layer
+    names fold onto a second line instead (a transformer's module paths are long)."""
     title = f"{markup(a.model)} at input {fmt_shape(a.input_shape)} (C x H x W)"
-    t = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
-    for col, just in (("Layer", "left"), ("Type", "left"), ("Output", "right"), ("Activations", "right"),
-                      ("Params", "right"), ("Buffers", "right"), ("MACs", "right"), ("Connections", "right"),
-                      ("RF", "right"), ("Jump", "right")):
-        t.add_column(col, justify=just, no_wrap=True)
+    rows: list[tuple[str, ...]] = []
     starts: dict[int, list] = {}
     for b in a.blocks.values():
         starts.setdefault(b.start, []).append(b)
     for i, ly in enumerate(a.layers):
         for b in starts.get(i, []):
-            t.add_row(f"[bold cyan]{'  ' * b.depth}{markup(b.name)}[/]", f"[cyan]{markup(b.type)}[/]", f"[cyan]{fmt_shape(b.output_shape)}[/]",
-                      "", f"[cyan]{count(b.params)}[/]", "", f"[cyan]{count(b.macs)}[/]", "", "", "")
+            rows.append((f"[bold cyan]{'  ' * b.depth}{markup(b.name)}[/]", f"[cyan]{markup(b.type)}[/]",
+                         f"[cyan]{fmt_shape(b.output_shape)}[/]", "", f"[cyan]{count(b.params)}[/]", "",
+                         f"[cyan]{count(b.macs)}[/]", "", "", ""))
         (rh, jh), (rw, jw) = ly.rf
         flag = " [yellow]![/]" if ly.findings else ""
         name = "  " * ly.depth + markup(ly.name) + (" [dim](aux)[/]" if ly.aux else "") + flag
-        t.add_row(name, markup(ly.type), fmt_shape(ly.output_shape), count(ly.activation_size), count(ly.params),
-                  count(ly.buffers), count(ly.macs), count(ly.connections), f"{rh}x{rw}", f"{jh}x{jw}")
+        rows.append((name, markup(ly.type), fmt_shape(ly.output_shape), count(ly.activation_size), count(ly.params),
+                     count(ly.buffers), count(ly.macs), count(ly.connections), f"{rh}x{rw}", f"{jh}x{jw}"))
     tot = a.totals
-    t.add_section()
-    t.add_row("[bold]total[/]", "", fmt_shape(a.output_shape), count(tot["activation_size"]), count(tot["params"]),
-              count(tot["buffers"]), count(tot["macs"]), count(tot["connections"]), "", "")
+    last = [("[bold]total[/]", "", fmt_shape(a.output_shape), count(tot["activation_size"]), count(tot["params"]),
+             count(tot["buffers"]), count(tot["macs"]), count(tot["connections"]), "", "")]
     if a.aux_totals:
         x = a.aux_totals
-        t.add_row("[dim]auxiliary heads[/]", "", "", count(x["activation_size"]), count(x["params"]), count(x["buffers"]),
-                  count(x["macs"]), count(x["connections"]), "", "")
+        last.append(("[dim]auxiliary heads[/]", "", "", count(x["activation_size"]), count(x["params"]),
+                     count(x["buffers"]), count(x["macs"]), count(x["connections"]), "", ""))
+    t = Table(title=title, title_justify="left", show_lines=False, header_style="bold")
+    heads = ("Layer", "Type", "Output", "Activations", "Params", "Buffers", "MACs", "Connections", "RF", "Jump")
+    for k, col in enumerate(heads):
+        if k == 0:
+            t.add_column(col, justify="left", overflow="fold")
+            continue
+        widest = max([Text.from_markup(r[k]).cell_len for r in rows + last] + [len(col)])
+        t.add_column(col, justify="left" if k == 1 else "right", no_wrap=True, min_width=widest)
+    for r in rows:
+        t.add_row(*r)
+    t.add_section()
+    for r in last:
+        t.add_row(*r)
     return t
 
 
