@@ -401,3 +401,26 @@ def test_alexnet_fix_trains_at_frame_size(alex: tuple) -> None:
     r = diagnose(net, FRAME, num_classes=29)
     loss, moved = train_step(apply(net, r.fixes[0]), batch=1)
     assert loss == loss and moved > 0
+
+
+def test_a_module_adapts_from_the_input_it_was_made_for(tmp_path, capsys) -> None:
+    """A module has no design input: --design gives it, --input is the new one (not both the same)."""
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n\n\n"
+        "def Net(num_classes: int = 10) -> nn.Module:\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                         nn.Linear(8, num_classes))\n")
+    ref = f"{tmp_path / 'net.py'}:Net"
+    assert main(["adapt", ref, "--design", "3x33x33", "--input", "3x32x32", "--kwargs", "num_classes=4",
+                 "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    # 3x3 stride 2 without padding: (33 - 3)/2 + 1 = 16 exactly; (32 - 3)/2 + 1 = 15.5 -> 15, a row dropped.
+    assert d["design_input"] == [3, 33, 33] and d["input"] == [3, 32, 32]
+    conv = d["layers"][0]
+    assert conv["design_shape"] == [8, 16, 16] and conv["shape"] == [8, 15, 15]
+    # 8*3*3*3 + 8 = 224 conv params; the dense layer 8*4 + 4 = 36 (num_classes=4 reached the factory)
+    assert conv["params"] == 224 and d["layers"][-1]["params"] == 36
+    assert main(["adapt", ref, "--input", "3x32x32"]) == 2
+    assert "--design CxHxW" in capsys.readouterr().err
+    assert main(["adapt", "lenet5", "--design", "1x32x32", "--input", "1x28x28"]) == 2
+    assert "--design applies to a module" in capsys.readouterr().err

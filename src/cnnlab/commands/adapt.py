@@ -3,6 +3,7 @@
   cnnlab adapt alexnet-onetower --input 3x270x480 --num-classes 29
   cnnlab adapt lenet5 --input 1x28x28 --apply 1 --check
   cnnlab adapt vgg16 --input 3x32x32 --num-classes 10 --apply 1 --save vgg16-cifar.yaml
+  cnnlab adapt torchvision.models:alexnet --design 3x224x224 --input 3x270x480
   cnnlab adapt alexnet --in-channels 1
 
 The diagnosis compares every layer at the design input and at the new one: divisions that drop
@@ -20,7 +21,7 @@ import sys
 from typing import Any
 
 from ..errors import CnnlabError
-from ._common import add_format_arg, add_input_args, add_model_args, model_input, print_json, trace_input
+from ._common import add_format_arg, add_input_args, add_model_args, model_input, parse_kwargs, parse_shape, print_json
 
 NAME = "adapt"
 HELP = "diagnose a model at a new input, channel or class count, and rank concrete fixes"
@@ -30,6 +31,10 @@ ORDER = 15
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_input_args(p)
+    p.add_argument("--design", metavar="CxHxW",
+                   help="MODEL file.py:NAME or package.module:NAME: the input it was made for (a module has no design "
+                        "input of its own; e.g. 3x224x224 for torchvision's classifiers); --input is the new one")
+    p.add_argument("--kwargs", metavar="K=V,...", help="arguments for a module's class or factory (file.py:NAME)")
     p.add_argument("--rounding", choices=("floor", "ceil"), default=None,
                    help="pooling rounding: floor (PyTorch, TensorFlow) or ceil (Caffe); default: as the model defines")
     p.add_argument("--apply", metavar="N", help="apply fix N (its rank or name) and show the adapted network")
@@ -55,6 +60,21 @@ def _shape(args: argparse.Namespace, design: tuple[int, ...]) -> tuple[int, int,
     return (c, design[1], design[2])
 
 
+def _design(args: argparse.Namespace) -> tuple[int, int, int] | None:
+    """The input a module is traced at: ``--design`` (``--input`` is what it is adapted to)."""
+    from ..usermodule import is_module_ref
+
+    if not is_module_ref(args.model):
+        if args.design or args.kwargs:
+            raise CnnlabError(f"--{'design' if args.design else 'kwargs'} applies to a module (file.py:NAME); "
+                              f"{args.model} has its own design input and options")
+        return None
+    if not args.design:
+        raise CnnlabError(f"give the input {args.model} was made for with --design CxHxW (e.g. --design 3x224x224): "
+                          "a module has no design input of its own, and --input is the new one")
+    return parse_shape(args.design, args.layout, "--design")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..adapt import apply, diagnose
     from ..models import load_model
@@ -66,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if args.num_classes is not None and args.num_classes < 1:
         raise CnnlabError(f"--num-classes must be >= 1, got {args.num_classes}")
     # The design: the model as published; channels and classes are changes the diagnosis prices.
-    net = load_model(args.model, aux=args.aux, shortcut=args.shortcut, input_shape=trace_input(args))
+    net = load_model(args.model, aux=args.aux, shortcut=args.shortcut, input_shape=_design(args),
+                     kwargs=parse_kwargs(args.kwargs) or None)
     report = diagnose(net, _shape(args, net.input_shape), num_classes=args.num_classes, rounding=args.rounding)
     if args.apply:
         digits = args.apply.isascii() and args.apply.isdigit() and len(args.apply) <= 9
