@@ -252,3 +252,25 @@ def test_fit_with_a_reference_and_kwargs(setup, tmp_path) -> None:
     assert run_.evaluate(data=val).n == len(val)
     with pytest.raises(cnnlab.CnnlabError, match="kwargs= applies to a module reference"):
         cnnlab.fit("lenet5", (train, val), kwargs={"width": 2})
+
+
+def test_user_frames_tell_a_package_beside_torch_from_torch() -> None:
+    """torchvision sits next to torch (``site-packages/torchvision`` starts with ``site-packages/torch``):
+    its frames are the user's model code, while torch's own, cnnlab's and ``<frozen ...>`` frames are not."""
+    from cnnlab.measure import user_frames
+
+    torch_dir = Path(torch.__file__).resolve().parent
+    beside = f"{torch_dir}vision/models/inception.py"
+    inside = f"{torch_dir}/nn/modules/conv.py"
+
+    def raised(filename: str) -> BaseException:
+        try:
+            exec(compile("raise RuntimeError('too small')", filename, "exec"))
+        except RuntimeError as e:
+            return e
+        raise AssertionError("no exception")
+
+    assert [f.filename for f in user_frames(raised(beside))][-1] == beside  # after this test's own frame
+    here = [f.filename for f in user_frames(raised(beside))][:-1]
+    assert [f.filename for f in user_frames(raised(inside))] == here
+    assert [f.filename for f in user_frames(raised("<frozen runpy>"))] == here

@@ -15,6 +15,7 @@ are left out.
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -347,11 +348,26 @@ def _input_shapes(input_shape: Shapes) -> list[tuple[int, ...]]:
     return out
 
 
+def user_frames(e: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of ``e``'s traceback in a user's code: outside cnnlab, torch and Python's own library
+    (torchvision and other packages count as the user's: that is where their model is written)."""
+    import sysconfig
+
+    ours = tuple(os.path.join(str(Path(d).resolve()), "") for d in (Path(__file__).parent, Path(torch.__file__).parent))
+    stdlib = os.path.join(str(Path(sysconfig.get_paths()["stdlib"]).resolve()), "")
+
+    def users(name: str) -> bool:
+        path = str(Path(name).resolve())
+        if name.startswith("<") or path.startswith(ours):
+            return False
+        return not path.startswith(stdlib) or "site-packages" in path or "dist-packages" in path
+
+    return [f for f in traceback.extract_tb(e.__traceback__) if users(f.filename)]
+
+
 def user_code_error(e: BaseException, what: str) -> CnnlabError:
     """One line for an exception raised in a user's code: the innermost frame outside torch and cnnlab."""
-    frames = traceback.extract_tb(e.__traceback__)
-    skip = (str(Path(__file__).resolve().parent), str(Path(torch.__file__).resolve().parent))
-    mine = [f for f in frames if not str(Path(f.filename).resolve()).startswith(skip)]
+    mine = user_frames(e)
     where = f"{mine[-1].filename}:{mine[-1].lineno}: " if mine else ""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
     if "DataDependent" in type(e).__name__ or "DynamicOutputShape" in type(e).__name__:

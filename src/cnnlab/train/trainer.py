@@ -128,15 +128,6 @@ def _parameters(fn: Any) -> set[str]:
         return set()
 
 
-def _from_user_code(e: BaseException) -> bool:
-    """Whether ``e`` was raised in code outside cnnlab and torch (a user's forward)."""
-    import traceback
-
-    here = str(Path(__file__).resolve().parent.parent)
-    skip = (here, str(Path(torch.__file__).resolve().parent))
-    return any(not str(Path(f.filename).resolve()).startswith(skip) for f in traceback.extract_tb(e.__traceback__))
-
-
 def _rank_seed(seed: int, rank: int) -> int:
     """The seed of one process's own draws (dropout, crops, augmentation): ``seed`` itself on rank 0, so a
     single process is unchanged; leaves room for the +1/+2 offsets below 2**63."""
@@ -460,8 +451,9 @@ class Trainer:
         except BaseException as e:
             with contextlib.suppress(Exception):  # the error in flight is the one to report
                 self._curves(force=True)
-            if self.user and isinstance(e, Exception) and not isinstance(e, CnnlabError) and _from_user_code(e):
-                from ..measure import user_code_error
+            from ..measure import user_code_error, user_frames
+
+            if self.user and isinstance(e, Exception) and not isinstance(e, CnnlabError) and user_frames(e):
 
                 raise user_code_error(e, f"training {self.net.name}") from None
             raise
