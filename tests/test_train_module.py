@@ -274,3 +274,19 @@ def test_user_frames_tell_a_package_beside_torch_from_torch() -> None:
     here = [f.filename for f in user_frames(raised(beside))][:-1]
     assert [f.filename for f in user_frames(raised(inside))] == here
     assert [f.filename for f in user_frames(raised("<frozen runpy>"))] == here
+
+
+def test_summary_of_a_checkpoint(setup, tmp_path, capsys) -> None:
+    """A checkpoint of a description analyses as its network; one of a module names what to analyse."""
+    model, data = setup
+    assert run(capsys, "train", "lenet-rgb8", "--data", data, "--epochs", "1", "--out", tmp_path / "z",
+               *TRAIN)[0] == 0
+    rc, text, err = run(capsys, "summary", tmp_path / "z" / "best.pt", "--format", "json")
+    assert rc == 0, err
+    assert json.loads(text)["totals"]["params"] == sum(
+        v.numel() for v in checkpoint.load(tmp_path / "z" / "best.pt").model.values() if v.is_floating_point())
+    assert run(capsys, "train", f"{model}:Net", "--kwargs", "width=4", "--data", data, "--epochs", "1", "--out",
+               tmp_path / "m", *TRAIN)[0] == 0
+    rc, _, err = run(capsys, "summary", tmp_path / "m" / "best.pt")
+    assert rc == 2
+    assert f"analyze that with {model.resolve()}:Net --input 3x16x16 --kwargs '{{\"width\": 4, \"num_classes\": 3}}'" in err

@@ -85,6 +85,10 @@ def load_file(path: str) -> Network:
     """A model file: a cnnlab spec, a Keras ``.keras`` archive or ``model.to_json()`` file (told by
     its content), or a Caffe ``.prototxt``."""
     low = path.lower()
+    from .export import is_checkpoint
+
+    if is_checkpoint(path):
+        return _checkpoint_network(path)
     if low.endswith(".keras"):
         from .importers.keras import load_keras
 
@@ -99,6 +103,25 @@ def load_file(path: str) -> Network:
         if looks_like_keras_json(path):
             return load_keras(path)
     return load_spec(path)
+
+
+def _checkpoint_network(path: str) -> Network:
+    """The network a training checkpoint holds (its description, at the input it was trained at); a user's
+    module is named instead."""
+    from .train import checkpoint
+
+    ck = checkpoint.load(path)
+    src = ck.source
+    if src is not None:
+        import json
+
+        c, h, w = ck.preprocess.input_shape
+        kw = f" --kwargs '{json.dumps(src.kwargs)}'" if src.kwargs else ""
+        raise CnnlabError(f"{path} trained the module {src.ref or src.name}, which it does not describe: analyze "
+                          f"that with {src.ref or 'file.py:NAME'} --input {c}x{h}x{w}{kw}")
+    from dataclasses import replace
+
+    return replace(ck.net, input_shape=tuple(ck.preprocess.input_shape))  # as trained (padded or native)
 
 
 def _builder_parameters(name: str) -> Mapping[str, inspect.Parameter]:
