@@ -290,3 +290,8 @@ def test_summary_of_a_checkpoint(setup, tmp_path, capsys) -> None:
     rc, _, err = run(capsys, "summary", tmp_path / "m" / "best.pt")
     assert rc == 2
     assert f"analyze that with {model.resolve()}:Net --input 3x16x16 --kwargs '{{\"width\": 4, \"num_classes\": 3}}'" in err
+
+
+def test_a_missing_checkpoint_is_named_as_one(tmp_path, capsys) -> None:
+    rc, _, err = run(capsys, "summary", tmp_path / "gone.pt")
+    assert rc == 2 and f"no checkpoint at {tmp_path / 'gone.pt'}" in err

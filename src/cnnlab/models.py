@@ -63,6 +63,8 @@ def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | N
                           "keeps the shortcuts it describes")
     if spec:
         return load_file(ref)
+    if Path(ref).suffix.lower() in (".pt", ".pth", ".ckpt"):
+        raise CnnlabError(f"no checkpoint at {ref}")
     if module:
         return trace_module(ref, input_shape, kwargs)
     kw: dict[str, Any] = {}
