@@ -295,3 +295,28 @@ def test_summary_of_a_checkpoint(setup, tmp_path, capsys) -> None:
 def test_a_missing_checkpoint_is_named_as_one(tmp_path, capsys) -> None:
     rc, _, err = run(capsys, "summary", tmp_path / "gone.pt")
     assert rc == 2 and f"no checkpoint at {tmp_path / 'gone.pt'}" in err
+
+
+def test_a_file_inside_a_package_and_a_package_in_the_working_folder(tmp_path, capsys, monkeypatch) -> None:
+    """``models/net.py`` with ``from .blocks import Block`` loads as a file (its package is imported), and
+    ``models.net:Net`` loads from the working folder, as ``python -m`` would import it."""
+    pkg = tmp_path / "proj" / "zoo_of_mine"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "blocks.py").write_text("from torch import nn\n\n\ndef block(c):\n    return nn.Conv2d(3, c, 3)\n")
+    (pkg / "net.py").write_text(
+        "from torch import nn\n\nfrom .blocks import block\n\n\n"
+        "class Net(nn.Sequential):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(block(5), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 2))\n")
+    # 5*3*3*3 + 5 = 140 conv parameters, 5*2 + 2 = 12 dense: 152
+    rc, text, err = run(capsys, "summary", f"{pkg / 'net.py'}:Net", "--input", "3x8x8", "--format", "json")
+    assert rc == 0, err
+    assert json.loads(text)["totals"]["params"] == 152
+    monkeypatch.chdir(tmp_path / "proj")
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path / "proj"))])
+    for m in [m for m in __import__("sys").modules if m.startswith("zoo_of_mine")]:
+        monkeypatch.delitem(__import__("sys").modules, m)
+    rc, text, err = run(capsys, "summary", "zoo_of_mine.net:Net", "--input", "3x8x8", "--format", "json")
+    assert rc == 0, err
+    assert json.loads(text)["totals"]["params"] == 152

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,15 @@ def _error(e: BaseException, what: str) -> CnnlabError:
     return user_code_error(e, what)
 
 
+def _package_of(path: Path) -> tuple[Path, str] | None:
+    """(folder to import from, dotted name) of a file inside a package (folders holding ``__init__.py``)."""
+    parts, d = [path.stem], path.parent
+    while (d / "__init__.py").is_file() and d.name.isidentifier():
+        parts.insert(0, d.name)
+        d = d.parent
+    return (d, ".".join(parts)) if len(parts) > 1 and path.stem.isidentifier() else None
+
+
 _FILES: dict[tuple[str, int, int], Any] = {}  # a file runs once per process while it is unchanged
 
 
@@ -47,6 +57,13 @@ def load_object(ref: str) -> Any:
             st = Path(where).stat()
             key = (str(Path(where).resolve()), st.st_mtime_ns, st.st_size)
             mod = _FILES.get(key)
+            package = _package_of(Path(where).resolve())
+            if mod is None and package is not None:  # relative imports (from .blocks import X) need the package
+                root, name = package
+                if str(root) not in sys.path:
+                    sys.path.append(str(root))
+                mod = importlib.import_module(name)
+                _FILES[key] = mod
             if mod is None:
                 spec = importlib.util.spec_from_file_location(Path(where).stem, where)
                 if spec is None or spec.loader is None:
@@ -56,6 +73,9 @@ def load_object(ref: str) -> Any:
                 spec.loader.exec_module(mod)
                 _FILES[key] = mod
         else:
+            # As `python -m` and `python -c` would: a package in the working folder imports (after installed ones).
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.append(os.getcwd())
             mod = importlib.import_module(where)
     except CnnlabError:
         raise
