@@ -5,6 +5,8 @@ normalization as the papers and notebooks did; any option given here overrides i
 built for the data's channels and classes. Images smaller than the design input by at most 8
 pixels are centred in it (LeNet-5 reads 28x28 digits in a 32x32 field); others run at their own
 size (see --fit). The named data sets validate on their test split; a folder on its held-out part.
+MODEL may be your own module, file.py:NAME or package.module:NAME (with --kwargs): it trains as written,
+at the data's size, and its checkpoint names it so that eval, predict and export build it again.
 
 OUT (default runs/MODEL-DATA) receives metrics.json (one object per epoch), curves.png, last.pt
 (every epoch) and best.pt (best validation metric). A Keras .keras MODEL starts from the weights saved
