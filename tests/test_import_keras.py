@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -268,6 +269,10 @@ APPS = {  # trainable, non-trainable as Keras counts them (asserted against Kera
     "MobileNetV2": (3_504_872, 34_112), "ResNet50": (25_583_592, 53_120), "VGG16": (138_357_544, 0),
     "InceptionV3": (23_817_352, 34_432), "Xception": (22_855_952, 54_528), "DenseNet121": (7_978_856, 83_648),
     "InceptionResNetV2": (55_813_192, 60_544),
+    # 42,016 BatchNorm statistics + the first Normalization's mean (3), variance (3) and count (1)
+    "EfficientNetB0": (5_288_548, 42_023),
+    # all BatchNorm: its Normalization is given its ImageNet mean and variance, constants of the config
+    "EfficientNetV2B0": (7_139_704, 60_608),
 }
 
 
@@ -279,6 +284,85 @@ def test_keras_applications(name: str, tmp_path: Path) -> None:
     p.write_text(model.to_json())
     net = load_model(str(p))
     check_against_keras(model, net)
+
+
+def normalized_model(data: np.ndarray) -> keras.Model:
+    """Keras' Normalization three ways: statistics given per channel, adapted (weights, with the
+    count), and given as one number with ``invert``."""
+    x = inp = keras.Input((8, 8, 3), name="image")
+    x = L.Normalization(mean=[120.0, 110.0, 100.0], variance=[3600.0, 2500.0, 4900.0], name="given")(x)
+    x = L.Conv2D(4, 3, padding="same", name="conv")(x)
+    learned = L.Normalization(name="learned")
+    learned.adapt(keras.Model(inp, x).predict(data, verbose=0))
+    x = learned(x)
+    x = L.Conv2D(4, 1, name="mix")(x)
+    x = L.Normalization(mean=0.5, variance=4.0, invert=True, name="undo")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, L.Dense(3, name="logits")(x), name="norm")
+
+
+def test_normalization_counts_and_weights_match_keras(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(6)
+    rng = np.random.default_rng(6)
+    data = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
+    model = normalized_model(data)
+    net = from_config(json.loads(model.to_json()))
+    a = check_against_keras(model, net)
+    # given statistics are constants; the adapted ones are buffers: mean 4, variance 4, count 1
+    assert [a.layer(n).buffers for n in ("given", "learned", "undo")] == [0, 9, 0]  # a chain: no prefix
+    assert a.totals["buffers"] == counts(model)[1] == 9
+    assert next(n for n in net.layers if n.name == "undo").mean == (0.5,) * 4
+    path = tmp_path / "norm.keras"
+    model.save(path)
+    want = model.predict(data[:4], verbose=0)
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(data[:4].transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    learned = module.get_submodule("learned")
+    mean, var = (np.asarray(w) for w in model.get_layer("learned").get_weights()[:2])
+    np.testing.assert_allclose(learned.mean.numpy(), mean, rtol=1e-6)
+    np.testing.assert_allclose(learned.variance.numpy(), var, rtol=1e-6)
+    assert np.abs(mean).max() > 0.05 and np.abs(var - 1).max() > 0.05  # adapted: not the initial zeros and ones
+    assert learned.count.dtype == torch.long and learned.count.shape == ()
+    # the exported PyTorch file takes the same state_dict (mean, variance, count) and computes the same
+    from cnnlab.export.pycode import python_source
+
+    code, ns = python_source(net), {}
+    exec(code, ns)  # noqa: S102 - cnnlab's own generated file
+    exported = ns[re.findall(r"^class (\w+)\(nn\.Module\)", code, re.M)[-1]]().eval()
+    exported.load_state_dict(module.state_dict(), strict=True)
+    with torch.no_grad():
+        again = exported(torch.from_numpy(data[:4].transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(again, got, atol=1e-6, rtol=0)
+    # without the given statistics the output would be far off: the input is not centred on zero
+    plain = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    plain.get_submodule("given").mean.zero_()
+    with torch.no_grad():
+        off = plain(torch.from_numpy(data[:4].transpose(0, 3, 1, 2))).numpy()
+    assert np.abs(off - want).max() > 1e-2
+
+
+def test_normalization_spec_round_trip_and_refusals(tmp_path: Path) -> None:
+    from cnnlab.network import load_spec, save_spec
+
+    data = np.random.default_rng(7).uniform(0, 1, (4, 8, 8, 3)).astype("float32")
+    net = from_config(json.loads(normalized_model(data).to_json()))
+    save_spec(net, tmp_path / "norm.yaml")
+    again = load_spec(tmp_path / "norm.yaml")
+    assert again.layers == net.layers and analyze(again).totals == analyze(net).totals
+    x = inp = keras.Input((8, 8, 3))
+    whole = json.loads(keras.Model(inp, L.Normalization(axis=None, name="whole")(x)).to_json())
+    with pytest.raises(CnnlabError, match=r"'whole': Normalization over axis \[\] is not supported; normalize the "
+                                          r"channels \(axis=-1\)"):
+        from_config(whole)
+    two = json.loads(keras.Model(inp, L.Normalization(mean=[1.0, 2.0], variance=[1.0, 1.0], axis=-1,
+                                                      name="two")(L.Conv2D(2, 1)(x))).to_json())
+    two["config"]["layers"][-1]["config"]["mean"] = [1.0, 2.0, 3.0]
+    two["config"]["layers"][-1]["config"]["variance"] = [1.0, 1.0, 1.0]
+    with pytest.raises(CnnlabError, match=r"'two': Normalization mean \[1.0, 2.0, 3.0\] is not one finite number "
+                                          r"or 2 \(one per channel\)"):
+        from_config(two)
 
 
 def test_mobilenetv2_macs() -> None:

@@ -28,7 +28,7 @@ MAX_CONFIG_BYTES = 64 * 2**20
 SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
              "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "BatchNormalization", "Activation", "ReLU",
              "LeakyReLU", "PReLU", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
-             "Add", "Concatenate", "Multiply", "Maximum", "Rescaling")
+             "Add", "Concatenate", "Multiply", "Maximum", "Rescaling", "Normalization")
 
 # Keras activation name -> a cnnlab layer (None: the identity).
 ACTIVATIONS: dict[str, Any] = {
@@ -256,6 +256,34 @@ def _batchnorm(cfg: dict[str, Any], name: str, last: int) -> Layer:
                         center=bool(cfg.get("center", True)), scale=bool(cfg.get("scale", True)))
 
 
+def _normalization(cfg: dict[str, Any], name: str, s: Shape) -> ly.Normalize:
+    """Keras' Normalization over the channels. A ``mean`` and ``variance`` in the config are constants
+    (one number, or one per channel); without them they are weights, with Keras' ``count``."""
+    axis = cfg.get("axis", -1)
+    if isinstance(axis, list) and len(axis) == 1:
+        axis = axis[0]
+    if axis not in (-1, len(s)):
+        raise CnnlabError(f"Keras layer '{name}': Normalization over axis {short(cfg.get('axis'))} is not supported; "
+                          "normalize the channels (axis=-1)")
+    invert = cfg.get("invert", False) is True
+    mean, var = cfg.get("mean"), cfg.get("variance")
+    if mean is None and var is None:
+        return ly.Normalize(name=name, invert=invert)
+    c = s[0]
+
+    def per_channel(v: Any, what: str) -> tuple[float, ...]:
+        vs = [v] if type(v) in (int, float) else v
+        if isinstance(vs, list) and len(vs) in (1, c) and all(type(x) in (int, float) and math.isfinite(x) for x in vs):
+            return tuple(float(x) for x in vs) * (c // len(vs))
+        raise CnnlabError(f"Keras layer '{name}': Normalization {what} {short(v)} is not one finite number or {c} "
+                          "(one per channel)")
+
+    means, variances = per_channel(mean, "mean"), per_channel(var, "variance")
+    if min(variances) < 0:
+        raise CnnlabError(f"Keras layer '{name}': Normalization variance {short(var)} is negative; give variances >= 0")
+    return ly.Normalize(name=name, mean=means, variance=variances, invert=invert)
+
+
 def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> str:
     """Add the layer ``name`` reading value ``src``; returns the value it produces."""
     v = b.values[src]
@@ -303,6 +331,9 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
     if cls == "BatchNormalization":
         b.weights.append([cls, name])
         return leaf(_batchnorm(cfg, name, len(s)), kept)
+    if cls == "Normalization":
+        b.weights.append([cls, name])  # Keras numbers its weights among all Normalization layers, even those with none
+        return leaf(_normalization(cfg, name, s), kept)
     if cls == "Activation":
         act = _activation(cfg.get("activation"), name)
         if act is None:
