@@ -365,6 +365,94 @@ def test_normalization_spec_round_trip_and_refusals(tmp_path: Path) -> None:
         from_config(two)
 
 
+def at_size(model: keras.Model, hwc: tuple[int, int, int]) -> keras.Model:
+    """The same model (same layer names) with its unknown input size fixed, for Keras' own shapes."""
+    cfg = json.loads(model.to_json())
+    first = cfg["config"]["layers"][0]
+    assert first["class_name"] == "InputLayer" and first["config"]["batch_shape"] == [None, None, None, 3]
+    first["config"]["batch_shape"] = [None, *hwc]
+    return keras.models.model_from_json(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("name, want", [("MobileNetV3Small", (2_542_856, 12_112)),
+                                        ("MobileNetV3Large", (5_483_032, 24_400))])
+def test_mobilenetv3_of_unknown_size_at_a_given_input(name: str, want: tuple[int, int], tmp_path: Path) -> None:
+    model = getattr(keras.applications, name)(weights=None)  # Input(shape=(None, None, 3))
+    assert counts(model) == want
+    p = tmp_path / "m.json"
+    p.write_text(model.to_json())
+    with pytest.raises(CnnlabError, match=r"Keras input '\w+' has size 3x\?x\? \(unknown sizes\): give it with "
+                                          r"--input CxHxW \(input_shape=\(C, H, W\) in Python\)"):
+        load_keras(p)
+    net = load_keras(p, input_shape=(3, 224, 224))
+    assert net.input_shape == (3, 224, 224)
+    a = check_against_keras(at_size(model, (224, 224, 3)), net)  # params, buffers, every layer's shape
+    assert a.output_shape == (1000,)
+    # the hard sigmoid of each squeeze-excitation, relu6(x + 3) * (1 / 6), is two Keras ops of a tensor and a
+    # number: two Scales. SE blocks: Small's blocks 0 and 3-10 (9), Large's 3-5 and 10-14 (8).
+    ops = [n for n in net.layers[0].nodes if type(n).__name__ == "Scale" and not n.name.startswith("rescaling")]
+    assert len(ops) == 2 * (9 if name == "MobileNetV3Small" else 8)
+    assert {(n.mul, n.add) for n in ops} == {(1.0, 3.0), (1 / 6, 0.0)}  # Keras writes 1 / 6 as 0.16666666666666666
+    with pytest.raises(CnnlabError, match=r"input 1x224x224 does not fit the Keras input '\w+' of size 3x\?x\?"):
+        load_keras(p, input_shape=(1, 224, 224))
+
+
+def test_mobilenetv3_small_weights_match_keras_at_a_given_input(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(8)
+    model = keras.applications.MobileNetV3Small(weights=None, classifier_activation=None)
+    rng = np.random.default_rng(8)
+    for layer in model.layers:  # BatchNorm away from the identity, so that the outputs are not all near zero
+        if isinstance(layer, L.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
+    path = tmp_path / "v3.keras"
+    model.save(path)
+    x = rng.uniform(0, 255, (2, 96, 96, 3)).astype("float32")
+    want = model.predict(x, verbose=0)  # Keras runs its unknown-size input at 96x96
+    net = load_model(str(path), input_shape=(3, 96, 96))
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    assert got.shape == want.shape == (2, 1000)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert np.abs(want).max() > 1e-2
+
+
+def test_mobilenetv3_small_macs(tmp_path: Path) -> None:
+    # MobileNetV3-Small 1.0 at 224: 56M multiply-adds (Howard et al. 2019, Table 3).
+    p = tmp_path / "m.json"
+    p.write_text(keras.applications.MobileNetV3Small(weights=None).to_json())
+    assert round(analyze(load_model(str(p), input_shape=(3, 224, 224))).totals["macs"] / 1e6) == 57
+
+
+def test_cli_input_for_a_keras_model_of_unknown_size(tmp_path: Path) -> None:
+    p = tmp_path / "v3.json"
+    p.write_text(keras.applications.MobileNetV3Small(weights=None).to_json())
+    fixed = tmp_path / "lenet.json"
+    fixed.write_text(seed003_lenet().to_json())
+    env = {**os.environ, "PYTHONPATH": SRC}
+
+    def summary(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cnnlab", "summary", *argv, "--format", "json"],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    r = summary(str(p), "--input", "3x224x224")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["totals"]["params"] == 2_542_856 and out["output_shape"] == [1000]
+    r = summary(str(p))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert re.search(r"Keras input 'input_layer\w*' has size 3x\?x\? \(unknown sizes\): give it with --input CxHxW",
+                     r.stderr)
+    r = summary(str(p), "--input", "224x224x3")  # written H x W x C
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "input 224x224x3 does not fit the Keras input" in r.stderr and "(channels first, CxHxW)" in r.stderr
+    # a file that fixes its size keeps it: --input is the input it is analysed at, as for any spec
+    r = summary(str(fixed), "--input", "1x32x32")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["input_shape"] == [1, 32, 32] and out["layers"][0]["output_shape"] == [6, 28, 28]  # 32 - 5 + 1
+
+
 def test_mobilenetv2_macs() -> None:
     # MobileNetV2 at 224: 300M multiply-adds (Sandler et al. 2018, Table 4 lists 300M for 1.0 / 224).
     net = from_config(json.loads(keras.applications.MobileNetV2(weights=None).to_json()))
@@ -445,6 +533,10 @@ def test_lambda_and_unknown_layers_are_refused() -> None:
     with pytest.raises(CnnlabError, match=r"Keras layer 'double' \(Lambda\) is not supported: cnnlab reads "
                                           r"InputLayer, Conv2D, .*Rescaling"):
         from_config(cfg)
+    minus = json.loads(keras.Model(inp, L.Conv2D(4, 3)(inp) - 1.0).to_json())  # an op of a tensor and a number
+    with pytest.raises(CnnlabError, match=r"\(Subtract\) of 1 tensor\(s\) and 1 number\(s\) is not supported; "
+                                          r"cnnlab reads a tensor plus or times one finite number"):
+        from_config(minus)
     seq = json.loads(keras.Sequential([keras.Input((10,)), L.Dense(4), L.LayerNormalization(name="ln")]).to_json())
     with pytest.raises(CnnlabError, match=r"'ln' \(LayerNormalization\) is not supported"):
         from_config(seq)
