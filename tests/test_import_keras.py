@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -268,6 +269,10 @@ APPS = {  # trainable, non-trainable as Keras counts them (asserted against Kera
     "MobileNetV2": (3_504_872, 34_112), "ResNet50": (25_583_592, 53_120), "VGG16": (138_357_544, 0),
     "InceptionV3": (23_817_352, 34_432), "Xception": (22_855_952, 54_528), "DenseNet121": (7_978_856, 83_648),
     "InceptionResNetV2": (55_813_192, 60_544),
+    # 42,016 BatchNorm statistics + the first Normalization's mean (3), variance (3) and count (1)
+    "EfficientNetB0": (5_288_548, 42_023),
+    # all BatchNorm: its Normalization is given its ImageNet mean and variance, constants of the config
+    "EfficientNetV2B0": (7_139_704, 60_608),
 }
 
 
@@ -279,6 +284,173 @@ def test_keras_applications(name: str, tmp_path: Path) -> None:
     p.write_text(model.to_json())
     net = load_model(str(p))
     check_against_keras(model, net)
+
+
+def normalized_model(data: np.ndarray) -> keras.Model:
+    """Keras' Normalization three ways: statistics given per channel, adapted (weights, with the
+    count), and given as one number with ``invert``."""
+    x = inp = keras.Input((8, 8, 3), name="image")
+    x = L.Normalization(mean=[120.0, 110.0, 100.0], variance=[3600.0, 2500.0, 4900.0], name="given")(x)
+    x = L.Conv2D(4, 3, padding="same", name="conv")(x)
+    learned = L.Normalization(name="learned")
+    learned.adapt(keras.Model(inp, x).predict(data, verbose=0))
+    x = learned(x)
+    x = L.Conv2D(4, 1, name="mix")(x)
+    x = L.Normalization(mean=0.5, variance=4.0, invert=True, name="undo")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, L.Dense(3, name="logits")(x), name="norm")
+
+
+def test_normalization_counts_and_weights_match_keras(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(6)
+    rng = np.random.default_rng(6)
+    data = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
+    model = normalized_model(data)
+    net = from_config(json.loads(model.to_json()))
+    a = check_against_keras(model, net)
+    # given statistics are constants; the adapted ones are buffers: mean 4, variance 4, count 1
+    assert [a.layer(n).buffers for n in ("given", "learned", "undo")] == [0, 9, 0]  # a chain: no prefix
+    assert a.totals["buffers"] == counts(model)[1] == 9
+    assert next(n for n in net.layers if n.name == "undo").mean == (0.5,) * 4
+    path = tmp_path / "norm.keras"
+    model.save(path)
+    want = model.predict(data[:4], verbose=0)
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(data[:4].transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    learned = module.get_submodule("learned")
+    mean, var = (np.asarray(w) for w in model.get_layer("learned").get_weights()[:2])
+    np.testing.assert_allclose(learned.mean.numpy(), mean, rtol=1e-6)
+    np.testing.assert_allclose(learned.variance.numpy(), var, rtol=1e-6)
+    assert np.abs(mean).max() > 0.05 and np.abs(var - 1).max() > 0.05  # adapted: not the initial zeros and ones
+    assert learned.count.dtype == torch.long and learned.count.shape == ()
+    # the exported PyTorch file takes the same state_dict (mean, variance, count) and computes the same
+    from cnnlab.export.pycode import python_source
+
+    code, ns = python_source(net), {}
+    exec(code, ns)  # noqa: S102 - cnnlab's own generated file
+    exported = ns[re.findall(r"^class (\w+)\(nn\.Module\)", code, re.M)[-1]]().eval()
+    exported.load_state_dict(module.state_dict(), strict=True)
+    with torch.no_grad():
+        again = exported(torch.from_numpy(data[:4].transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(again, got, atol=1e-6, rtol=0)
+    # without the given statistics the output would be far off: the input is not centred on zero
+    plain = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    plain.get_submodule("given").mean.zero_()
+    with torch.no_grad():
+        off = plain(torch.from_numpy(data[:4].transpose(0, 3, 1, 2))).numpy()
+    assert np.abs(off - want).max() > 1e-2
+
+
+def test_normalization_spec_round_trip_and_refusals(tmp_path: Path) -> None:
+    from cnnlab.network import load_spec, save_spec
+
+    data = np.random.default_rng(7).uniform(0, 1, (4, 8, 8, 3)).astype("float32")
+    net = from_config(json.loads(normalized_model(data).to_json()))
+    save_spec(net, tmp_path / "norm.yaml")
+    again = load_spec(tmp_path / "norm.yaml")
+    assert again.layers == net.layers and analyze(again).totals == analyze(net).totals
+    x = inp = keras.Input((8, 8, 3))
+    whole = json.loads(keras.Model(inp, L.Normalization(axis=None, name="whole")(x)).to_json())
+    with pytest.raises(CnnlabError, match=r"'whole': Normalization over axis \[\] is not supported; normalize the "
+                                          r"channels \(axis=-1\)"):
+        from_config(whole)
+    two = json.loads(keras.Model(inp, L.Normalization(mean=[1.0, 2.0], variance=[1.0, 1.0], axis=-1,
+                                                      name="two")(L.Conv2D(2, 1)(x))).to_json())
+    two["config"]["layers"][-1]["config"]["mean"] = [1.0, 2.0, 3.0]
+    two["config"]["layers"][-1]["config"]["variance"] = [1.0, 1.0, 1.0]
+    with pytest.raises(CnnlabError, match=r"'two': Normalization mean \[1.0, 2.0, 3.0\] is not one finite number "
+                                          r"or 2 \(one per channel\)"):
+        from_config(two)
+
+
+def at_size(model: keras.Model, hwc: tuple[int, int, int]) -> keras.Model:
+    """The same model (same layer names) with its unknown input size fixed, for Keras' own shapes."""
+    cfg = json.loads(model.to_json())
+    first = cfg["config"]["layers"][0]
+    assert first["class_name"] == "InputLayer" and first["config"]["batch_shape"] == [None, None, None, 3]
+    first["config"]["batch_shape"] = [None, *hwc]
+    return keras.models.model_from_json(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("name, want", [("MobileNetV3Small", (2_542_856, 12_112)),
+                                        ("MobileNetV3Large", (5_483_032, 24_400))])
+def test_mobilenetv3_of_unknown_size_at_a_given_input(name: str, want: tuple[int, int], tmp_path: Path) -> None:
+    model = getattr(keras.applications, name)(weights=None)  # Input(shape=(None, None, 3))
+    assert counts(model) == want
+    p = tmp_path / "m.json"
+    p.write_text(model.to_json())
+    with pytest.raises(CnnlabError, match=r"Keras input '\w+' has size 3x\?x\? \(unknown sizes\): give it with "
+                                          r"--input CxHxW \(input_shape=\(C, H, W\) in Python\)"):
+        load_keras(p)
+    net = load_keras(p, input_shape=(3, 224, 224))
+    assert net.input_shape == (3, 224, 224)
+    a = check_against_keras(at_size(model, (224, 224, 3)), net)  # params, buffers, every layer's shape
+    assert a.output_shape == (1000,)
+    # the hard sigmoid of each squeeze-excitation, relu6(x + 3) * (1 / 6), is two Keras ops of a tensor and a
+    # number: two Scales. SE blocks: Small's blocks 0 and 3-10 (9), Large's 3-5 and 10-14 (8).
+    ops = [n for n in net.layers[0].nodes if type(n).__name__ == "Scale" and not n.name.startswith("rescaling")]
+    assert len(ops) == 2 * (9 if name == "MobileNetV3Small" else 8)
+    assert {(n.mul, n.add) for n in ops} == {(1.0, 3.0), (1 / 6, 0.0)}  # Keras writes 1 / 6 as 0.16666666666666666
+    with pytest.raises(CnnlabError, match=r"input 1x224x224 does not fit the Keras input '\w+' of size 3x\?x\?"):
+        load_keras(p, input_shape=(1, 224, 224))
+
+
+def test_mobilenetv3_small_weights_match_keras_at_a_given_input(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(8)
+    model = keras.applications.MobileNetV3Small(weights=None, classifier_activation=None)
+    rng = np.random.default_rng(8)
+    for layer in model.layers:  # BatchNorm away from the identity, so that the outputs are not all near zero
+        if isinstance(layer, L.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
+    path = tmp_path / "v3.keras"
+    model.save(path)
+    x = rng.uniform(0, 255, (2, 96, 96, 3)).astype("float32")
+    want = model.predict(x, verbose=0)  # Keras runs its unknown-size input at 96x96
+    net = load_model(str(path), input_shape=(3, 96, 96))
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    assert got.shape == want.shape == (2, 1000)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert np.abs(want).max() > 1e-2
+
+
+def test_mobilenetv3_small_macs(tmp_path: Path) -> None:
+    # MobileNetV3-Small 1.0 at 224: 56M multiply-adds (Howard et al. 2019, Table 3).
+    p = tmp_path / "m.json"
+    p.write_text(keras.applications.MobileNetV3Small(weights=None).to_json())
+    assert round(analyze(load_model(str(p), input_shape=(3, 224, 224))).totals["macs"] / 1e6) == 57
+
+
+def test_cli_input_for_a_keras_model_of_unknown_size(tmp_path: Path) -> None:
+    p = tmp_path / "v3.json"
+    p.write_text(keras.applications.MobileNetV3Small(weights=None).to_json())
+    fixed = tmp_path / "lenet.json"
+    fixed.write_text(seed003_lenet().to_json())
+    env = {**os.environ, "PYTHONPATH": SRC}
+
+    def summary(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cnnlab", "summary", *argv, "--format", "json"],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    r = summary(str(p), "--input", "3x224x224")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["totals"]["params"] == 2_542_856 and out["output_shape"] == [1000]
+    r = summary(str(p))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert re.search(r"Keras input 'input_layer\w*' has size 3x\?x\? \(unknown sizes\): give it with --input CxHxW",
+                     r.stderr)
+    r = summary(str(p), "--input", "224x224x3")  # written H x W x C
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "input 224x224x3 does not fit the Keras input" in r.stderr and "(channels first, CxHxW)" in r.stderr
+    # a file that fixes its size keeps it: --input is the input it is analysed at, as for any spec
+    r = summary(str(fixed), "--input", "1x32x32")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["input_shape"] == [1, 32, 32] and out["layers"][0]["output_shape"] == [6, 28, 28]  # 32 - 5 + 1
 
 
 def test_mobilenetv2_macs() -> None:
@@ -361,6 +533,10 @@ def test_lambda_and_unknown_layers_are_refused() -> None:
     with pytest.raises(CnnlabError, match=r"Keras layer 'double' \(Lambda\) is not supported: cnnlab reads "
                                           r"InputLayer, Conv2D, .*Rescaling"):
         from_config(cfg)
+    minus = json.loads(keras.Model(inp, L.Conv2D(4, 3)(inp) - 1.0).to_json())  # an op of a tensor and a number
+    with pytest.raises(CnnlabError, match=r"\(Subtract\) of 1 tensor\(s\) and 1 number\(s\) is not supported; "
+                                          r"cnnlab reads a tensor plus or times one finite number"):
+        from_config(minus)
     seq = json.loads(keras.Sequential([keras.Input((10,)), L.Dense(4), L.LayerNormalization(name="ln")]).to_json())
     with pytest.raises(CnnlabError, match=r"'ln' \(LayerNormalization\) is not supported"):
         from_config(seq)

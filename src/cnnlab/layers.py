@@ -647,6 +647,41 @@ class BatchNorm(Layer):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Normalize(Layer):
+    """Fixed per-channel standardization, ``(x - mean) / max(sqrt(variance), eps)``, as Keras'
+    ``Normalization`` computes it (keras.applications' EfficientNet puts one first); ``invert``
+    undoes it: ``mean + x * max(sqrt(variance), eps)``. Statistics given here are constants of the
+    description, like Scale's. Without them they are buffers filled by the weights: the mean, the
+    variance and the count of samples they were computed from (one value, as Keras counts it)."""
+
+    mean: tuple[float, ...] | None = None
+    variance: tuple[float, ...] | None = None
+    eps: float = 1e-7  # Keras' backend epsilon
+    invert: bool = False
+
+    def figures(self, s: Shape) -> LayerFigures:
+        c, mean, var = s[0], self.mean, self.variance
+        if mean is None and var is None:
+            b = 2 * c + 1
+            return LayerFigures(out=s, buffers=b, explain=lambda: [f"buffers: 2 * {c} + 1 = {b} (mean, variance, "
+                                                                   "count)"])
+        if mean is None or var is None:
+            raise ShapeError(f"layer '{self.name}': give both mean and variance, or neither (then they are "
+                             "buffers loaded with the weights)")
+        if len(mean) != c or len(var) != c:
+            raise ShapeError(f"layer '{self.name}': {len(mean)} means and {len(var)} variances for {c} channels; "
+                             "give one of each per channel")
+        if min(var) < 0:
+            raise ShapeError(f"layer '{self.name}': variance {min(var)} is negative; give variances >= 0")
+        return LayerFigures(out=s, explain=lambda: ["constant mean and variance: no buffers"])
+
+    def build(self, s: Shape) -> Any:
+        from . import torch_backend as tb
+
+        return tb.Normalize(s[0], len(s), self.mean, self.variance, self.eps, self.invert)
+
+
+@dataclass(frozen=True, kw_only=True)
 class LRN(Layer):
     """Local response normalization as the AlexNet paper writes it:
     ``b = a / (k + alpha * sum_{size neighbours} a^2)^beta`` (paper: size 5, alpha 1e-4, beta 0.75, k 2)."""
@@ -958,7 +993,7 @@ class Upsample(Layer):
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, Crop, ChannelPad, AdaptiveAvgPool, AdaptiveMaxPool,
-                GlobalAvgPool, Flatten, Reshape, Dense, RBF, BatchNorm, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
+                GlobalAvgPool, Flatten, Reshape, Dense, RBF, BatchNorm, Normalize, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
                 Softmax, SiLU, Hardswish, Hardsigmoid, ReLU6, Mish, GELU, LeakyReLU, ELU, PReLU, Scale, LayerNorm, GroupNorm,
                 ConvTranspose, Upsample)
 }

@@ -51,8 +51,9 @@ def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | N
 
     ``num_classes``, ``in_channels``, ``aux`` (auxiliary classifiers) and ``shortcut`` (ResNet A/B/C)
     are passed to a zoo builder; a spec file or a module keeps what it describes. ``input_shape``
-    (C, H, W) is required to trace a module, which has no design input; ``kwargs`` go to a module's
-    class or factory.
+    (C, H, W) is required to trace a module, which has no design input, and to read a Keras file
+    whose input size is unknown (``Input(shape=(None, None, 3))``); ``kwargs`` go to a module's class
+    or factory.
     """
     if not isinstance(ref, str) or not ref:
         raise CnnlabError(f"model reference {ref!r}: give a zoo name, a YAML/JSON spec file or file.py:NAME")
@@ -62,7 +63,7 @@ def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | N
         raise CnnlabError(f"--shortcut applies to the zoo's ResNets, not to {ref}: a spec file or a module "
                           "keeps the shortcuts it describes")
     if spec:
-        return load_file(ref)
+        return load_file(ref, input_shape)
     if Path(ref).suffix.lower() in (".pt", ".pth", ".ckpt"):
         raise CnnlabError(f"no checkpoint at {ref}")
     if module:
@@ -83,9 +84,10 @@ def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | N
     return zoo.get(ref, **kw)
 
 
-def load_file(path: str) -> Network:
+def load_file(path: str, input_shape: Shape | None = None) -> Network:
     """A model file: a cnnlab spec, a Keras ``.keras`` archive or ``model.to_json()`` file (told by
-    its content), or a Caffe ``.prototxt``."""
+    its content), or a Caffe ``.prototxt``. ``input_shape`` gives the sizes a Keras input leaves
+    unknown; every other file fixes its input."""
     low = path.lower()
     from .export import is_checkpoint
 
@@ -94,7 +96,7 @@ def load_file(path: str) -> Network:
     if low.endswith(".keras"):
         from .importers.keras import load_keras
 
-        return load_keras(path)
+        return load_keras(path, input_shape)
     if low.endswith(".prototxt"):
         from .importers.caffe import load_caffe
 
@@ -103,7 +105,7 @@ def load_file(path: str) -> Network:
         from .importers.keras import load_keras, looks_like_keras_json
 
         if looks_like_keras_json(path):
-            return load_keras(path)
+            return load_keras(path, input_shape)
     return load_spec(path)
 
 

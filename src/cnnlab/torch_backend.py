@@ -155,6 +155,29 @@ class ScaleShift(nn.Module):
         return x * self.mul + self.add
 
 
+class Normalize(nn.Module):
+    """``(x - mean) / max(sqrt(variance), eps)`` per channel (Keras' ``Normalization``), or its
+    inverse. Given statistics are constants (buffers outside the state_dict, so they follow the
+    module to its device); without them ``mean``, ``variance`` and an integer ``count`` are
+    buffers the weights fill, as Keras keeps them."""
+
+    def __init__(self, channels: int, dims: int, mean: tuple[float, ...] | None,
+                 variance: tuple[float, ...] | None, eps: float, invert: bool) -> None:
+        super().__init__()
+        self.shape, self.eps, self.invert = (1, channels) + (1,) * (dims - 1), eps, invert
+        fixed = mean is not None and variance is not None
+        self.register_buffer("mean", torch.tensor(mean) if fixed else torch.zeros(channels), persistent=not fixed)
+        self.register_buffer("variance", torch.tensor(variance) if fixed else torch.ones(channels),
+                             persistent=not fixed)
+        if not fixed:
+            self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = self.mean.view(self.shape)
+        std = torch.clamp(torch.sqrt(self.variance), min=self.eps).view(self.shape)
+        return mean + x * std if self.invert else (x - mean) / std
+
+
 class ChannelPad(nn.Module):
     """A parameter-free shortcut (ResNet option A): every stride-th pixel, channels zero-padded."""
 

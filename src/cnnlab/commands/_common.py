@@ -155,10 +155,11 @@ def load_network(args: argparse.Namespace) -> Any:
 
 
 def trace_input(args: argparse.Namespace) -> tuple[int, int, int] | None:
-    """``--input`` when MODEL is a module to trace (which has no design input of its own), else None."""
+    """``--input`` when MODEL is a module to trace (which has no design input of its own) or a model
+    file (a Keras input may leave its size unknown; a file that fixes it keeps it), else None."""
     from ..models import is_spec
 
     text = getattr(args, "input", None)
-    if not text or ":" not in args.model or is_spec(args.model):
+    if not text or ":" not in args.model and not is_spec(args.model):
         return None
     return parse_shape(text, getattr(args, "layout", "chw"))

@@ -47,6 +47,7 @@ from ..layers import (
     LeakyReLU,
     MaxPool,
     Mish,
+    Normalize,
     PartialConv,
     PReLU,
     ReLU,
@@ -211,6 +212,8 @@ register_layer(Dense, lambda d, s: (f"nn.Linear({_args(s[0], d.units, bias=_unle
 register_layer(RBF, lambda r, s: (f"RBFOutput({s[0]}, {r.units})", ("RBFOutput",)))
 register_layer(BatchNorm, _batch_norm)
 # torch divides alpha by the window size; the description keeps the paper's alpha (see layers.LRN).
+register_layer(Normalize, lambda n, s: (f"Normalize({_raw(s[0], len(s), n.mean, n.variance, n.eps, n.invert)})",
+                                        ("Normalize",)))
 register_layer(LRN, lambda n, s: (f"nn.LocalResponseNorm({_args(n.size, alpha=n.alpha * n.size, beta=n.beta, k=n.k)})",
                                   ()))
 register_layer(Dropout, lambda d, s: (f"nn.Dropout({'' if d.p == 0.5 else repr(d.p)})", ()))

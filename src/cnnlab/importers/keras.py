@@ -28,7 +28,7 @@ MAX_CONFIG_BYTES = 64 * 2**20
 SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
              "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "BatchNormalization", "Activation", "ReLU",
              "LeakyReLU", "PReLU", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
-             "Add", "Concatenate", "Multiply", "Maximum", "Rescaling")
+             "Add", "Concatenate", "Multiply", "Maximum", "Rescaling", "Normalization")
 
 # Keras activation name -> a cnnlab layer (None: the identity).
 ACTIVATIONS: dict[str, Any] = {
@@ -96,9 +96,11 @@ def archive_has_weights(path: str | Path) -> bool:
         return False
 
 
-def load_keras(path: str | Path) -> Network:
-    """The network a Keras ``.keras`` archive or ``model.to_json()`` file describes."""
-    return from_config(read_config(path), where=Path(path).name)
+def load_keras(path: str | Path, input_shape: Shape | None = None) -> Network:
+    """The network a Keras ``.keras`` archive or ``model.to_json()`` file describes. ``input_shape``
+    (C, H, W) gives the sizes its input leaves unknown (``Input(shape=(None, None, 3))``); a file
+    that fixes them keeps its own."""
+    return from_config(read_config(path), where=Path(path).name, input_shape=input_shape)
 
 
 def snake(name: str) -> str:
@@ -256,6 +258,34 @@ def _batchnorm(cfg: dict[str, Any], name: str, last: int) -> Layer:
                         center=bool(cfg.get("center", True)), scale=bool(cfg.get("scale", True)))
 
 
+def _normalization(cfg: dict[str, Any], name: str, s: Shape) -> ly.Normalize:
+    """Keras' Normalization over the channels. A ``mean`` and ``variance`` in the config are constants
+    (one number, or one per channel); without them they are weights, with Keras' ``count``."""
+    axis = cfg.get("axis", -1)
+    if isinstance(axis, list) and len(axis) == 1:
+        axis = axis[0]
+    if axis not in (-1, len(s)):
+        raise CnnlabError(f"Keras layer '{name}': Normalization over axis {short(cfg.get('axis'))} is not supported; "
+                          "normalize the channels (axis=-1)")
+    invert = cfg.get("invert", False) is True
+    mean, var = cfg.get("mean"), cfg.get("variance")
+    if mean is None and var is None:
+        return ly.Normalize(name=name, invert=invert)
+    c = s[0]
+
+    def per_channel(v: Any, what: str) -> tuple[float, ...]:
+        vs = [v] if type(v) in (int, float) else v
+        if isinstance(vs, list) and len(vs) in (1, c) and all(type(x) in (int, float) and math.isfinite(x) for x in vs):
+            return tuple(float(x) for x in vs) * (c // len(vs))
+        raise CnnlabError(f"Keras layer '{name}': Normalization {what} {short(v)} is not one finite number or {c} "
+                          "(one per channel)")
+
+    means, variances = per_channel(mean, "mean"), per_channel(var, "variance")
+    if min(variances) < 0:
+        raise CnnlabError(f"Keras layer '{name}': Normalization variance {short(var)} is negative; give variances >= 0")
+    return ly.Normalize(name=name, mean=means, variance=variances, invert=invert)
+
+
 def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> str:
     """Add the layer ``name`` reading value ``src``; returns the value it produces."""
     v = b.values[src]
@@ -303,6 +333,9 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
     if cls == "BatchNormalization":
         b.weights.append([cls, name])
         return leaf(_batchnorm(cfg, name, len(s)), kept)
+    if cls == "Normalization":
+        b.weights.append([cls, name])  # Keras numbers its weights among all Normalization layers, even those with none
+        return leaf(_normalization(cfg, name, s), kept)
     if cls == "Activation":
         act = _activation(cfg.get("activation"), name)
         if act is None:
@@ -392,6 +425,18 @@ def _merge(b: _Builder, cls: str, cfg: dict[str, Any], name: str, srcs: list[str
     return m
 
 
+def _scalar_op(b: _Builder, cls: str, name: str, srcs: list[str], numbers: list[float]) -> str:
+    """A Keras op of a tensor and a number (``x + 3.0``, ``x * (1 / 6)``: keras.applications'
+    MobileNetV3 writes its hard sigmoid so) as a Scale."""
+    if cls not in ("Add", "Multiply") or len(srcs) != 1 or len(numbers) != 1 or not math.isfinite(numbers[0]):
+        raise CnnlabError(f"Keras layer '{safe_text(name)}' ({safe_text(cls)}) of {len(srcs)} tensor(s) and "
+                          f"{len(numbers)} number(s) is not supported; cnnlab reads a tensor plus or times one "
+                          "finite number")
+    layer = ly.Scale(name=name, add=numbers[0]) if cls == "Add" else ly.Scale(name=name, mul=numbers[0])
+    v = b.values[srcs[0]]
+    return b.add(layer, srcs[0], v.shape, v.flat)
+
+
 def _scaled_sum(b: _Builder, cfg: dict[str, Any], name: str, srcs: list[str]) -> str:
     """keras.applications' InceptionResNetV2 ``CustomScaleLayer``: ``inputs[0] + inputs[1] * scale``."""
     scale = cfg.get("scale")
@@ -402,12 +447,16 @@ def _scaled_sum(b: _Builder, cfg: dict[str, Any], name: str, srcs: list[str]) ->
     return _merge(b, "Add", {}, name, [srcs[0], scaled])
 
 
-def _input_shape(cfg: dict[str, Any], name: str) -> Shape:
+def _input_shape(cfg: dict[str, Any], name: str, given: Shape | None = None) -> Shape:
+    """The input's shape, channels-first; ``given`` (C, H, W) fills the sizes it leaves unknown."""
     shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
-    if shape is not None:
+    if isinstance(shape, (list, tuple)):
         shape = shape[1:]
     else:
         shape = cfg.get("input_shape") or cfg.get("shape")
+    if isinstance(shape, (list, tuple)) and len(shape) == 3 and None in shape \
+            and all(x is None or isinstance(x, int) and x > 0 for x in shape):
+        shape = _fill(list(shape), name, given)
     if not isinstance(shape, (list, tuple)) or not shape or not all(isinstance(x, int) and x > 0 for x in shape):
         raise CnnlabError(f"Keras layer '{name}': input shape {short(shape)} is not fixed; give every "
                           "dimension, e.g. Input(shape=(224, 224, 3))")
@@ -416,6 +465,22 @@ def _input_shape(cfg: dict[str, Any], name: str) -> Shape:
     if len(shape) == 1:
         return (shape[0],)
     raise CnnlabError(f"Keras layer '{name}': input shape {short(shape)} is neither (H, W, C) nor (N,)")
+
+
+def _fill(hwc: list[int | None], name: str, given: Shape | None) -> list[int]:
+    """Keras' (H, W, C) with unknown sizes (None) taken from ``given`` (C, H, W); the sizes the
+    file fixes must agree with it."""
+    want = "x".join("?" if v is None else str(v) for v in (hwc[2], hwc[0], hwc[1]))
+    if given is None:
+        raise CnnlabError(f"Keras input '{name}' has size {want} (unknown sizes): give it with --input CxHxW "
+                          "(input_shape=(C, H, W) in Python)")
+    if len(given) != 3 or not all(type(v) is int and v > 0 for v in given):
+        raise CnnlabError(f"input_shape {short(given)}: give (C, H, W) as three positive integers")
+    c, h, w = given
+    if any(k is not None and k != v for k, v in zip(hwc, (h, w, c))):
+        raise CnnlabError(f"input {ly.fmt_shape(given)} does not fit the Keras input '{name}' of size {want}: "
+                          "keep the sizes it fixes (channels first, CxHxW)")
+    return [h, w, c]
 
 
 def _tensor_ref(t: Any) -> str | None:
@@ -428,7 +493,25 @@ def _tensor_ref(t: Any) -> str | None:
     return None
 
 
+def _is_number(v: Any) -> bool:
+    return type(v) in (int, float)
+
+
 def _inbound(layer: dict[str, Any], name: str, where: str) -> list[str]:
+    """The layers whose outputs ``layer`` reads (numbers among its arguments left out)."""
+    items = [t for t in _call_args(layer, name, where) if not _is_number(t)]
+    refs = [_tensor_ref(t) for t in items]
+    if any(r is None for r in refs):
+        raise CnnlabError(f"{where}: Keras layer '{name}' has inputs cnnlab cannot read: {short(items)}")
+    return refs  # type: ignore[return-value]
+
+
+def _numbers(layer: dict[str, Any], name: str, where: str) -> list[float]:
+    """The numbers among a call's arguments: the constant of a Keras op such as ``x + 3.0``."""
+    return [float(t) for t in _call_args(layer, name, where) if _is_number(t)]
+
+
+def _call_args(layer: dict[str, Any], name: str, where: str) -> list[Any]:
     nodes = layer.get("inbound_nodes", [])
     if not nodes:
         return []
@@ -441,10 +524,9 @@ def _inbound(layer: dict[str, Any], name: str, where: str) -> list[str]:
         items = args[0] if len(args) == 1 and isinstance(args[0], list) else args
     else:  # tf.keras 2: [[layer, node, tensor, kwargs], ...]
         items = node
-    refs = [_tensor_ref(t) for t in items]
-    if not refs or any(r is None for r in refs):
+    if not isinstance(items, list) or not items:
         raise CnnlabError(f"{where}: Keras layer '{name}' has inputs cnnlab cannot read: {short(items)}")
-    return refs  # type: ignore[return-value]
+    return items
 
 
 def _endpoints(v: Any) -> list[str]:
@@ -485,8 +567,8 @@ def _unread(entries: list[Any], name: str, ref: str, where: str) -> str:
     return f"{where}: {what}, which comes later in the layer list; list each layer after the layers it reads"
 
 
-def from_config(data: dict[str, Any], where: str = "Keras config") -> Network:
-    """Translate a parsed Keras model config."""
+def from_config(data: dict[str, Any], where: str = "Keras config", input_shape: Shape | None = None) -> Network:
+    """Translate a parsed Keras model config; ``input_shape`` as in :func:`load_keras`."""
     cls, cfg = data.get("class_name"), data["config"]
     model_name = cfg.get("name") if isinstance(cfg.get("name"), str) else "keras_model"
     entries = cfg.get("layers")
@@ -503,7 +585,8 @@ def from_config(data: dict[str, Any], where: str = "Keras config") -> Network:
         for e in entries:
             lcls, lcfg, name = _cfg(e, where)
             if shape is None:
-                shape = _input_shape(lcfg if lcls == "InputLayer" else {**e.get("build_config", {}), **lcfg}, name)
+                shape = _input_shape(lcfg if lcls == "InputLayer" else {**e.get("build_config", {}), **lcfg}, name,
+                                     input_shape)
                 b.values[""] = _Value(shape)
             if lcls == "InputLayer":
                 continue
@@ -522,7 +605,7 @@ def from_config(data: dict[str, Any], where: str = "Keras config") -> Network:
             if lcls == "InputLayer":
                 if name != ins[0]:
                     raise CnnlabError(f"{where}: input '{name}' is not the model's input '{ins[0]}'")
-                b.values[""] = _Value(_input_shape(lcfg, name))
+                b.values[""] = _Value(_input_shape(lcfg, name, input_shape))
                 b.alias[name] = ""
                 continue
             refs = _inbound(e, name, where)
@@ -530,6 +613,10 @@ def from_config(data: dict[str, Any], where: str = "Keras config") -> Network:
                 if r not in b.alias:
                     raise CnnlabError(_unread(entries, name, r, where))
             srcs = [b.alias[r] for r in refs]
+            numbers = _numbers(e, name, where)
+            if numbers:
+                b.alias[name] = _scalar_op(b, lcls, name, srcs, numbers)
+                continue
             if lcls not in SUPPORTED and lcls not in _EXTRA:
                 _layer(b, lcls, lcfg, name, srcs[0])  # refuses it, naming the supported set
             if lcls == "CustomScaleLayer":

@@ -81,6 +81,8 @@ def _arrays(cls: str, vs: list[np.ndarray], mod: nn.Module, flat: list[int] | No
         return dict(zip(("weight", "bias"), (kernel, *vs[1:])))
     if cls == "PReLU":  # alpha is (1, 1, C), (C,) or (1, 1, 1): one slope per channel, or one
         return {"weight": vs[0].reshape(-1)}
+    if cls == "Normalization":  # none when the config gives the statistics
+        return dict(zip(("mean", "variance", "count"), vs))
     if cls == "BatchNormalization":
         keys = [k for k, on in (("weight", mod.weight is not None), ("bias", mod.bias is not None)) if on]
         return dict(zip((*keys, "running_mean", "running_var"), vs))
@@ -131,11 +133,16 @@ def _converted(module: nn.Module, net: Network, p: Path) -> dict[str, torch.Tens
                               "save the weights from the same model")
         path_ = join(prefix, name)
         mod = module.get_submodule(path_)
-        for k, arr in _arrays(cls, stored[key], mod, flatten.get(name)).items():
+        arrays = _arrays(cls, stored[key], mod, flatten.get(name))
+        if cls == "Normalization" and len(arrays) != len(mod.state_dict()):
+            raise CnnlabError(f"{p.name}: Keras layer '{name}' holds {len(arrays)} arrays where the model has "
+                              f"{len(mod.state_dict())} (mean, variance, count); save the weights from the same model")
+        for k, arr in arrays.items():
             full = join(path_, k)
             if full not in state or tuple(state[full].shape) != arr.shape:
                 got = tuple(state[full].shape) if full in state else "nothing"
                 raise CnnlabError(f"{p.name}: Keras layer '{name}' gives {k} of shape {arr.shape}, the module has "
                                   f"{got}; save the weights from the same model")
-            new[full] = torch.from_numpy(np.ascontiguousarray(arr)).to(state[full].dtype)
+            # ascontiguousarray makes a scalar (Normalization's count) one-dimensional: reshape it back
+            new[full] = torch.from_numpy(np.ascontiguousarray(arr).reshape(arr.shape)).to(state[full].dtype)
     return new

@@ -29,6 +29,7 @@ from ..layers import (
     Layer,
     LayerNorm,
     MaxPool,
+    Normalize,
     ReLU,
     Scale,
     ScaledTanh,
@@ -42,7 +43,8 @@ from ..network import Aux, Concat, Graph, Network, Node, Residual, Sequential, i
 from .numbers import human
 
 BOX_W, BOX_H, GAP, PAD = 230, 34, 12, 16
-FOLD = (ReLU, Tanh, Sigmoid, ScaledTanh, Dropout, BatchNorm, Softmax, LRN, Activation, Scale, GroupNorm, LayerNorm)
+FOLD = (ReLU, Tanh, Sigmoid, ScaledTanh, Dropout, BatchNorm, Softmax, LRN, Activation, Scale, Normalize, GroupNorm,
+        LayerNorm)
 POOLS = (MaxPool, AvgPool, AdaptiveAvgPool, GlobalAvgPool)  # AdaptiveMaxPool is an AdaptiveAvgPool
 COLORS = {"conv": "#dbeafe", "dense": "#fde68a", "pool": "#dcfce7", "other": "#f3f4f6", "block": "#ede9fe"}
 STYLE = (".t{font-size:11px;fill:#111}.d{font-size:10px;fill:#4b5563}"
