@@ -424,3 +424,25 @@ def test_a_module_adapts_from_the_input_it_was_made_for(tmp_path, capsys) -> Non
     assert "--design CxHxW" in capsys.readouterr().err
     assert main(["adapt", "lenet5", "--design", "1x32x32", "--input", "1x28x28"]) == 2
     assert "--design applies to a module" in capsys.readouterr().err
+
+
+def test_a_keras_file_of_unknown_size_adapts_from_its_design(tmp_path, capsys) -> None:
+    """Input(shape=(None, None, 3)): --design gives the size it was made for, --input the new one."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("Keras runs on PyTorch here")
+    # Named layers: Keras' automatic names count up process-wide, and other tests expect theirs.
+    inp = keras.Input((None, None, 3), name="img")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(keras.layers.Conv2D(4, 3, strides=2, name="conv")(inp))
+    p = tmp_path / "k.json"
+    p.write_text(keras.Model(inp, keras.layers.Dense(2, name="fc")(x), name="tiny").to_json())
+    assert main(["adapt", str(p), "--design", "3x33x33", "--input", "3x32x32", "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    # 3x3 stride 2: (33 - 3)/2 + 1 = 16 at the design, (32 - 3)/2 + 1 = 15.5 -> 15 at the new input
+    assert d["design_input"] == [3, 33, 33] and d["layers"][0]["design_shape"] == [4, 16, 16]
+    assert d["layers"][0]["shape"] == [4, 15, 15]
+    assert main(["adapt", str(p), "--input", "3x32x32"]) == 2
+    assert "--design CxHxW with adapt" in capsys.readouterr().err

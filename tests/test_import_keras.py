@@ -382,7 +382,7 @@ def test_mobilenetv3_of_unknown_size_at_a_given_input(name: str, want: tuple[int
     p = tmp_path / "m.json"
     p.write_text(model.to_json())
     with pytest.raises(CnnlabError, match=r"Keras input '\w+' has size 3x\?x\? \(unknown sizes\): give it with "
-                                          r"--input CxHxW \(input_shape=\(C, H, W\) in Python\)"):
+                                          r"--input CxHxW \(--design CxHxW with adapt; input_shape=\(C, H, W\) in Python\)"):
         load_keras(p)
     net = load_keras(p, input_shape=(3, 224, 224))
     assert net.input_shape == (3, 224, 224)

@@ -65,10 +65,14 @@ def _design(args: argparse.Namespace) -> tuple[int, int, int] | None:
     from ..usermodule import is_module_ref
 
     if not is_module_ref(args.model):
-        if args.design or args.kwargs:
-            raise CnnlabError(f"--{'design' if args.design else 'kwargs'} applies to a module (file.py:NAME); "
-                              f"{args.model} has its own design input and options")
-        return None
+        from ..models import is_spec
+
+        if args.kwargs or (args.design and not is_spec(args.model)):
+            raise CnnlabError(f"--{'kwargs' if args.kwargs else 'design'} applies to a module (file.py:NAME)"
+                              f"{'' if args.kwargs else ' or a Keras file of unknown input size'}; {args.model} has "
+                              "its own design input and options")
+        # A Keras file may leave its input size unknown: --design gives it (a file that fixes it must agree).
+        return parse_shape(args.design, args.layout, "--design") if args.design else None
     if not args.design:
         raise CnnlabError(f"give the input {args.model} was made for with --design CxHxW (e.g. --design 3x224x224): "
                           "a module has no design input of its own, and --input is the new one")

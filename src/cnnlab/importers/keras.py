@@ -473,7 +473,7 @@ def _fill(hwc: list[int | None], name: str, given: Shape | None) -> list[int]:
     want = "x".join("?" if v is None else str(v) for v in (hwc[2], hwc[0], hwc[1]))
     if given is None:
         raise CnnlabError(f"Keras input '{name}' has size {want} (unknown sizes): give it with --input CxHxW "
-                          "(input_shape=(C, H, W) in Python)")
+                          "(--design CxHxW with adapt; input_shape=(C, H, W) in Python)")
     if len(given) != 3 or not all(type(v) is int and v > 0 for v in given):
         raise CnnlabError(f"input_shape {short(given)}: give (C, H, W) as three positive integers")
     c, h, w = given
