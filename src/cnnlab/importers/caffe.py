@@ -21,6 +21,7 @@ from ..layers import Layer, Shape
 from ..network import Merge, Network, Node, graph
 from ..text import safe_text
 from ..validate import short
+from . import fresh_name
 
 MAX_PROTOTXT_BYTES = 16 * 2**20
 
@@ -156,11 +157,7 @@ class _Builder:
     notes: list[str] = field(default_factory=list)
 
     def fresh(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.taken:
-            name, i = f"{base}_{i}", i + 1
-        self.taken.add(name)
-        return name
+        return fresh_name(self.taken, base)
 
     def add(self, layer: Layer, src: str) -> str:
         out = layer.figures(self.shapes[src]).out

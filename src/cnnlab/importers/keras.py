@@ -22,6 +22,7 @@ from ..layers import Layer, Shape
 from ..network import Merge, Network, Node, graph, join, seq
 from ..text import safe_text
 from ..validate import load_json, short
+from . import fresh_name
 
 MAX_CONFIG_BYTES = 64 * 2**20
 
@@ -131,11 +132,7 @@ class _Builder:
     weights: list[list[str]] = field(default_factory=list)  # [keras class, layer name] in order
 
     def fresh(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.taken:
-            name, i = f"{base}_{i}", i + 1
-        self.taken.add(name)
-        return name
+        return fresh_name(self.taken, base)
 
     def add(self, node: Node, src: str, shape: Shape, flat: tuple[int, int, int] | None = None) -> str:
         self.nodes.append(node)
