@@ -89,6 +89,14 @@ def load_object(ref: str) -> Any:
     return getattr(mod, attr)
 
 
+def parameters_of(fn: Any) -> Mapping[str, inspect.Parameter]:
+    """The parameters of ``fn``'s signature (none when it has no signature Python can read)."""
+    try:
+        return inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
 def missing_arguments(fn: Any, kwargs: Mapping[str, Any]) -> list[str]:
     """The required parameters of ``fn`` that ``kwargs`` does not give."""
     try:
@@ -203,10 +211,7 @@ class ModuleRef:
         obj = load_object(ref)
         kwargs = dict(kwargs)
         if not isinstance(obj, nn.Module) and "num_classes" not in kwargs:
-            try:
-                params = inspect.signature(obj).parameters
-            except (TypeError, ValueError):
-                params = {}
+            params = parameters_of(obj)
             if "num_classes" in params:
                 kwargs["num_classes"] = classes
             elif any(p.kind is p.VAR_KEYWORD for p in params.values()):

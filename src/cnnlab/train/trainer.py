@@ -119,15 +119,6 @@ def check_out(out: Path | None, resume: bool, overwrite: bool) -> None:
                           "--overwrite to start over, or another --out")
 
 
-def _parameters(fn: Any) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
 def _rank_seed(seed: int, rank: int) -> int:
     """The seed of one process's own draws (dropout, crops, augmentation): ``seed`` itself on rank 0, so a
     single process is unchanged; leaves room for the +1/+2 offsets below 2**63."""
@@ -256,10 +247,10 @@ class Trainer:
         out = output_shape(self.model, self.prep.input_shape, net.ref or net.name)
         n = len(self.classes)
         if out != (n,):
-            from ..usermodule import load_object
+            from ..usermodule import load_object, parameters_of
 
             takes = net.ref is not None and ("num_classes" in net.kwargs or
-                                             "num_classes" in _parameters(load_object(net.ref)))
+                                             "num_classes" in parameters_of(load_object(net.ref)))
             fix = f"give --kwargs num_classes={n}" if takes else f"give its last layer {n} outputs"
             c, h, w = self.prep.input_shape
             raise CnnlabError(f"{net.name} outputs {'x'.join(map(str, out))} values for a {c}x{h}x{w} image but the "
