@@ -99,11 +99,7 @@ def parameters_of(fn: Any) -> Mapping[str, inspect.Parameter]:
 
 def missing_arguments(fn: Any, kwargs: Mapping[str, Any]) -> list[str]:
     """The required parameters of ``fn`` that ``kwargs`` does not give."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return []
-    return [n for n, p in sig.parameters.items()
+    return [n for n, p in parameters_of(fn).items()
             if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in kwargs]
 
 
