@@ -108,3 +108,41 @@ def test_figures_are_never_cut_on_a_narrow_terminal() -> None:
     for figure in ("1,792", "7,077,888", "262,144", "64x64x64"):
         assert figure in text
     assert "…" not in text
+
+
+def test_the_diagram_says_what_a_graph_node_reads_and_whose_weights_it_shares(tmp_path) -> None:
+    """A graph's boxes stack in one column, so a box that does not read the one above says what it reads;
+    a layer that calls an earlier layer's module again names it."""
+    from torch import nn
+
+    from cnnlab.importers.caffe import load_caffe
+    from cnnlab.report.diagram import tree
+    from cnnlab.trace import trace
+
+    p = tmp_path / "m.prototxt"
+    p.write_text('input: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 8\ninput_dim: 8\n'
+                 'layer { name: "a" type: "Convolution" bottom: "data" top: "a" convolution_param { num_output: 4 '
+                 'kernel_size: 3 pad: 1 } }\n'
+                 'layer { name: "b" type: "Convolution" bottom: "data" top: "b" convolution_param { num_output: 4 '
+                 'kernel_size: 3 pad: 1 } }\n'
+                 'layer { name: "m" type: "Eltwise" bottom: "a" bottom: "b" top: "m" eltwise_param { operation: MAX } }\n'
+                 'layer { name: "r" type: "ReLU" bottom: "m" top: "m" }\n')
+    net = load_caffe(str(p))
+    text = json.dumps(tree(net, analyze(net)))
+    # a reads the input right above it; b reads the input too (not a); r reads the maximum of both
+    assert '"a: Conv 3x3, 4", "sub": "4x8x8 \\u00b7 112 params"' in text
+    assert '"b: Conv 3x3, 4", "sub": "4x8x8 \\u00b7 112 params \\u00b7 <- input"' in text
+    assert '"sub": "4x8x8 \\u00b7 <- max(a, b)"' in text
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    net = trace(Twice(), (3, 8, 8))
+    text = json.dumps(tree(net, analyze(net)))
+    assert '"sub": "3x8x8 \\u00b7 84 params"' in text  # 3*3*3*3 + 3, counted on the first call
+    assert '"sub": "3x8x8 \\u00b7 shares conv"' in text

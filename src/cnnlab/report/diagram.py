@@ -109,7 +109,8 @@ class _Tree:
                 if pending:
                     out.append(pending)
                 kind = "pool" if isinstance(n, POOLS) else n.kind
-                sub = fmt_shape(st.output_shape) + (f" · {st.params:,} params" if st.params else "") if st else ""
+                sub = fmt_shape(st.output_shape) + (f" · {st.params:,} params" if st.params else "") + (
+                    f" · shares {st.shares}" if st.shares else "") if st else ""
                 pending = _leaf(f"{n.name}: {label(n)}", sub, kind, rows)
                 continue
             if pending:
@@ -148,12 +149,37 @@ class _Tree:
                    "plus": "+" if n.scale == 1.0 else f"+ x{n.scale:g}"}
             return self.frame({"t": "s", "items": [res, *self.seq(n.post, path)]}, n, path)
         if isinstance(n, Graph):  # layers in execution order (a dense block would be far too wide side by side)
-            f = self.frame({"t": "s", "items": self.seq(n.nodes, path)}, n, path)
+            f = self.frame({"t": "s", "items": self.graph_items(n, path)}, n, path)
             f["title"] = f"{n.name} (Graph: {len(n.merges)} merges, {'/'.join(sorted({m.op for m in n.merges}))})"
             return f
         if isinstance(n, Aux):
             return self.frame({"t": "s", "items": self.seq(n.head, path)}, n, path)
         return self.generic(n, path, sub)
+
+    def graph_items(self, g: Graph, path: str) -> list[Tree]:
+        """A graph's nodes in execution order; a node that does not read the one drawn above it says what it
+        reads (``<- a``, ``<- max(a, b)``), since the boxes stack in one column."""
+        merges = {m.name: m for m in g.merges}
+
+        def named(v: str) -> str:
+            m = merges.get(v)
+            return f"{m.op}({', '.join(named(x) for x in m.inputs)})" if m else v or "input"
+
+        items: list[Tree] = []
+        prev = ""
+        for node, src in zip(g.nodes, g.inputs):
+            if src == prev and items and isinstance(node, FOLD) and items[-1]["t"] == "l":
+                row = self.index.get(join(path, node.name))
+                items[-1]["tags"].append(type(node).__name__)
+                items[-1]["rows"] += [row] if row is not None else []
+            else:
+                part = self.seq((node,), path)
+                if src != prev and part and part[0]["t"] in ("l", "f"):
+                    key = "sub" if part[0]["t"] == "l" else "title"
+                    part[0][key] = f"{part[0].get(key, '')} · <- {named(src)}".lstrip(" ·")
+                items += part
+            prev = node.name
+        return items
 
     def generic(self, n: Node, path: str, sub: str) -> Tree:
         """Any other composite kind: chained parts stack downwards, branches sit side by side."""
