@@ -273,7 +273,8 @@ RSS_SCRIPT = textwrap.dedent("""
     threading.Thread(target=sample, daemon=True).start()
     time.sleep(0.05)
     base = anon()
-    train = load(sys.argv[1], "train", size=(64, 64), val_fraction=0.0)
+    side = int(sys.argv[2])
+    train = load(sys.argv[1], "train", size=(side, side), val_fraction=0.0)
     recipe = Recipe(name="rss", epochs=1, batch_size=32, lr=0.01, optimizer="sgd", normalize="scale")
     net = load_model("lenet-rgb8", num_classes=len(train.classes), in_channels=3)
     Trainer(net, train, None, recipe, Options(progress=False, log=lambda s: None)).fit()
@@ -284,7 +285,9 @@ RSS_SCRIPT = textwrap.dedent("""
 
 def test_training_from_a_store_keeps_memory_bounded(tmp_path) -> None:
     """Peak RssAnon (the process's own memory, the page cache aside) while one epoch reads a whole store does not
-    grow with the store: 10x the images add less than a fixed budget, while in memory they add their own size."""
+    grow with the store: 10x the images (88 MB more) add less than a quarter of that, while in memory they add their
+    own size. glibc's malloc is held at a fixed mmap threshold: its default one adapts as batches are freed and
+    leaves heap fragments that grow with the number of steps (9 MB over 63 steps here), which is not the store's."""
     g = np.random.default_rng(0)
     for k in range(2):
         for name in ("small", "large"):
@@ -297,16 +300,17 @@ def test_training_from_a_store_keeps_memory_bounded(tmp_path) -> None:
                     im.save(tmp_path / name / f"c{k}" / f"{i:04d}.jpg", quality=80)
     results = {}
     for name in ("small", "large"):
-        s = store.prepare(tmp_path / name, tmp_path / f"{name}.store", (64, 64), val_fraction=0.0, log=quiet)
+        s = store.prepare(tmp_path / name, tmp_path / f"{name}.store", (128, 128), val_fraction=0.0, log=quiet)
         for kind, source in (("store", s), ("memory", tmp_path / name)):
-            proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(source)], capture_output=True, text=True,
-                                  timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
+            proc = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(source), "128"], capture_output=True,
+                                  text=True, timeout=300, env=env)
             assert proc.returncode == 0, proc.stderr[-2000:]
             results[kind, name] = json.loads(proc.stdout.strip().splitlines()[-1])
     extra = results["store", "large"]["bytes"] - results["store", "small"]["bytes"]
-    assert extra == 1800 * 3 * 64 * 64  # 22 MB more images
+    assert extra == 1800 * 3 * 128 * 128  # 88 MB more images
     assert results["store", "large"]["mapped"] and not results["memory", "large"]["mapped"]
-    budget = 8 << 20
+    budget = extra // 4
     assert results["store", "large"]["growth"] - results["store", "small"]["growth"] < budget, results
     assert results["memory", "large"]["growth"] - results["memory", "small"]["growth"] > extra - budget, results
 
