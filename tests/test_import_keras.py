@@ -702,3 +702,79 @@ def test_a_functional_graph_ending_in_softmax_trains_on_logits(tmp_path) -> None
     assert torch.allclose(probs.sum(1), torch.ones(4))
     assert not torch.allclose(logits.sum(1), torch.ones(4), atol=1e-3)
     assert torch.allclose(torch.softmax(logits, 1), probs, atol=1e-6)
+
+
+def test_a_legacy_h5_model_file_imports_with_its_weights(tmp_path: Path) -> None:
+    """``model.save("m.h5")`` (Keras' legacy HDF5 format, tf.keras 2's default): the config comes from its
+    ``model_config`` attribute, the weights from ``model_weights`` by layer name, in each layer's
+    ``weight_names`` order."""
+    keras.utils.set_random_seed(7)
+    model = small_functional()
+    rng = np.random.default_rng(7)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
+    path = tmp_path / "small.h5"
+    model.save(path)
+    net = load_model(str(path))
+    a = check_against_keras(model, net)
+    assert (a.totals["params"], a.totals["buffers"]) == counts(model)
+    x = rng.uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    want = model.predict(x, verbose=0)
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert np.abs(want).max() > 1e-2
+    from cnnlab.importers.keras import archive_has_weights
+
+    assert archive_has_weights(path)  # so `cnnlab train small.h5` starts from these weights
+
+
+def test_a_tf_keras2_h5_file(tmp_path: Path) -> None:
+    """tf.keras 2 wrote byte-string attributes and ``name:0`` weight names; written here with h5py in that
+    layout, around the tf.keras 2 JSON of ``test_tf_keras2_json``."""
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(8)
+    kernel, bias = rng.standard_normal((3, 3, 3, 4)).astype("float32"), rng.standard_normal(4).astype("float32")
+    kernel2 = rng.standard_normal((1, 1, 3, 4)).astype("float32")
+    path = tmp_path / "tf2.h5"
+    with h5py.File(path, "w") as h:
+        h.attrs["model_config"] = json.dumps(TF2_JSON).encode()
+        g = h.create_group("model_weights")
+        names = [layer["config"]["name"] for layer in TF2_JSON["config"]["layers"]]
+        g.attrs["layer_names"] = [n.encode() for n in names]
+        arrays = {"c1": {"c1/kernel:0": kernel, "c1/bias:0": bias}, "c2": {"c2/kernel:0": kernel2}}
+        for n in names:
+            g.create_group(n).attrs["weight_names"] = [w.encode() for w in arrays.get(n, {})]
+            for w, value in arrays.get(n, {}).items():
+                g[n].create_dataset(w, data=value)
+    net = load_model(str(path))
+    assert analyze(net).totals["params"] == (27 * 4 + 4) + 3 * 4
+    module = load_keras_weights(cnnlab.build(net), net, path)
+    c1, c2 = (m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    assert torch.equal(c1.weight, torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
+    assert torch.equal(c1.bias, torch.from_numpy(bias))
+    assert torch.equal(c2.weight, torch.from_numpy(kernel2.transpose(3, 2, 0, 1).copy()))
+    with h5py.File(path, "a") as h:  # a layer whose arrays are missing
+        del h["model_weights/c2/c2/kernel:0"]
+        h["model_weights/c2"].attrs["weight_names"] = []
+    with pytest.raises(CnnlabError, match=r"^tf2.h5: no weights for Keras layer 'c2' \(looked for layer c2\); "):
+        load_keras_weights(cnnlab.build(net), net, path)
+
+
+def test_legacy_h5_refusals(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(9)
+    weights_only = tmp_path / "w.weights.h5"
+    tiny_sequential().save_weights(weights_only)
+    with pytest.raises(CnnlabError, match=r"^w.weights.h5 holds weights only, no model config: give the model "
+                                          r"\(model.to_json\(\) or a .keras file\) and this file with --weights$"):
+        load_model(str(weights_only))
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    with pytest.raises(CnnlabError, match=r"^cannot read Keras model bad.h5: "):
+        load_model(str(bad))
+    env = {**os.environ, "PYTHONPATH": SRC}
+    r = subprocess.run([sys.executable, "-m", "cnnlab", "summary", str(bad)], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr

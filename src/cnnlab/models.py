@@ -1,6 +1,6 @@
 """One way from a reference to a network, for Python and the CLI alike.
 
-A reference is a zoo name, a YAML/JSON spec file, a Keras config (``.keras`` archive or
+A reference is a zoo name, a YAML/JSON spec file, a Keras config (``.keras`` archive, legacy ``.h5`` or
 ``model.to_json()`` file), a Caffe ``.prototxt``, or a PyTorch module written ``file.py:NAME`` or
 ``package.module:NAME`` (traced at ``input_shape``). Only tracing imports torch.
 """
@@ -18,7 +18,7 @@ from .errors import CnnlabError
 from .layers import Shape
 from .network import Network, load_spec
 
-SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".keras", ".prototxt")
+SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".keras", ".h5", ".prototxt")
 
 
 def list_models() -> list[str]:
@@ -93,7 +93,7 @@ def load_file(path: str, input_shape: Shape | None = None) -> Network:
 
     if is_checkpoint(path):
         return _checkpoint_network(path)
-    if low.endswith(".keras"):
+    if low.endswith((".keras", ".h5")):
         from .importers.keras import load_keras
 
         return load_keras(path, input_shape)

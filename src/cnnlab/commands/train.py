@@ -9,8 +9,8 @@ MODEL may be your own module, file.py:NAME or package.module:NAME (with --kwargs
 at the data's size, and its checkpoint names it so that eval, predict and export build it again.
 
 OUT (default runs/MODEL-DATA) receives metrics.json (one object per epoch), curves.png, last.pt
-(every epoch) and best.pt (best validation metric). A Keras .keras MODEL starts from the weights saved
-in it (its model.weights.h5), unless --weights names others. Multi-GPU or multi-process:
+(every epoch) and best.pt (best validation metric). A Keras .keras or legacy .h5 MODEL starts from the
+weights saved in it, unless --weights names others. Multi-GPU or multi-process:
   torchrun --nproc_per_node N -m cnnlab train MODEL --data ...
 A folder too large for memory is first prepared into a store (see 'cnnlab data prepare'); a store given to
 --data is read through its memory map, each process reading its own shard of every epoch's order.
@@ -152,7 +152,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def add_weights_args(p: Any) -> None:
     p.add_argument("--weights", metavar="FILE",
                    help="pretrained weights: a PyTorch state_dict (.pth/.pt, e.g. torchvision's), a .safetensors "
-                        "file or a cnnlab checkpoint, or for a Keras model its .keras archive or .weights.h5; with "
+                        "file or a cnnlab checkpoint, or for a Keras model its .keras archive or (.weights).h5; with "
                         "--num-classes a classifier of another size is replaced")
     p.add_argument("--partial", action="store_true",
                    help="with --weights: load the tensors that fit and keep the others new (default: strict)")

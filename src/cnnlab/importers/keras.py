@@ -1,4 +1,5 @@
-"""Keras model configs (``model.to_json()`` or a ``.keras`` archive's ``config.json``) as a
+"""Keras model configs (``model.to_json()``, a ``.keras`` archive's ``config.json``, or the ``model_config`` of
+a legacy ``model.save("m.h5")`` file) as a
 :class:`~cnnlab.network.Network`.
 
 A thin translator: each Keras layer becomes the cnnlab layer that computes the same thing, shown
@@ -59,12 +60,37 @@ def looks_like_keras_json(path: str | Path) -> bool:
     return '"class_name"' in head and '"config"' in head
 
 
+def is_legacy_h5(path: str | Path) -> bool:
+    """Whether ``path`` is an HDF5 file (tf.keras 2's and Keras' legacy ``model.save("m.h5")``), by its signature."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def _h5_config(p: Path) -> str:
+    """The ``model_config`` attribute of a legacy HDF5 model file (JSON text)."""
+    try:
+        import h5py
+    except ImportError:
+        raise CnnlabError(f"{p.name}: reading a Keras .h5 file needs h5py: pip install h5py") from None
+    with h5py.File(p, "r") as h:
+        text = h.attrs.get("model_config")
+    if text is None:
+        raise CnnlabError(f"{p.name} holds weights only, no model config: give the model (model.to_json() or a "
+                          ".keras file) and this file with --weights")
+    return text.decode("utf-8") if isinstance(text, bytes) else str(text)
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The model config of a ``.keras`` archive or a JSON file."""
+    """The model config of a ``.keras`` archive, a legacy ``.h5`` model file or a JSON file."""
     p = Path(path)
     where = p.name
     try:
-        if zipfile.is_zipfile(p):
+        if is_legacy_h5(p):
+            text = _h5_config(p)
+        elif zipfile.is_zipfile(p):
             with zipfile.ZipFile(p) as z:
                 if "config.json" not in z.namelist():
                     raise CnnlabError(f"{where}: no config.json inside; save the model with model.save('m.keras')")
@@ -86,8 +112,11 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def archive_has_weights(path: str | Path) -> bool:
-    """Whether ``path`` is a ``.keras`` archive that holds its weights (``model.weights.h5``)."""
+    """Whether ``path`` is a ``.keras`` archive that holds its weights (``model.weights.h5``) or a legacy ``.h5``
+    model file (which always does)."""
     p = Path(path)
+    if p.suffix.lower() == ".h5":
+        return is_legacy_h5(p)
     if p.suffix.lower() != ".keras":
         return False
     try:

@@ -22,7 +22,12 @@ from ..network import Network, join
 from .keras import snake
 
 
-def _read_layers(path: Path) -> dict[str, list[np.ndarray]]:
+def _read_layers(path: Path) -> tuple[dict[str, list[np.ndarray]], bool]:
+    """Each layer's arrays in Keras' variable order, and whether they are keyed by layer name.
+
+    Keras 3 (``.keras``, ``.weights.h5``) keys its ``layers`` group by class name and count (``conv2d_1``);
+    the legacy HDF5 layout (tf.keras 2 and ``model.save("m.h5")``) keys by layer name and lists each layer's
+    arrays in its ``weight_names`` attribute."""
     try:
         import h5py
     except ImportError:
@@ -38,16 +43,26 @@ def _read_layers(path: Path) -> dict[str, list[np.ndarray]]:
             blob = str(path)
         with h5py.File(blob, "r") as h:
             root = h.get("layers")
-            if root is None:
-                raise CnnlabError(f"{path.name}: no 'layers' group; give Keras 3 weights (model.save_weights or .keras)")
-            out: dict[str, list[np.ndarray]] = {}
-            for key, group in root.items():
-                vs = group.get("vars")
-                if vs is not None:
-                    out[key] = [np.asarray(vs[str(i)]) for i in range(len(vs))]
-            return out
-    except OSError as e:
+            if root is not None:
+                out: dict[str, list[np.ndarray]] = {}
+                for key, group in root.items():
+                    vs = group.get("vars")
+                    if vs is not None:
+                        out[key] = [np.asarray(vs[str(i)]) for i in range(len(vs))]
+                return out, False
+            legacy = h["model_weights"] if "model_weights" in h else h
+            if "layer_names" not in legacy.attrs:
+                raise CnnlabError(f"{path.name}: neither Keras 3 weights (a 'layers' group) nor legacy HDF5 weights "
+                                  "(layer_names); save them with model.save_weights() or model.save()")
+            return {_text(name): [np.asarray(legacy[_text(name)][_text(w)])
+                                  for w in legacy[_text(name)].attrs.get("weight_names", [])]
+                    for name in legacy.attrs["layer_names"]}, True
+    except (OSError, KeyError) as e:
         raise CnnlabError(f"cannot read Keras weights {path.name}: {e}") from None
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
 def _conv(w: np.ndarray) -> np.ndarray:
@@ -90,7 +105,8 @@ def _arrays(cls: str, vs: list[np.ndarray], mod: nn.Module, flat: list[int] | No
 
 
 def is_keras_weights(path: str | Path) -> bool:
-    """Whether ``path`` names Keras' own weights: a ``.keras`` archive or a ``.weights.h5`` file."""
+    """Whether ``path`` names Keras' own weights: a ``.keras`` archive, a ``.weights.h5`` file, or a legacy
+    HDF5 model or weights file (``.h5``)."""
     return Path(path).suffix.lower() in (".keras", ".h5")
 
 
@@ -117,7 +133,7 @@ def _converted(module: nn.Module, net: Network, p: Path) -> dict[str, torch.Tens
     if order is None:
         raise CnnlabError(f"{p.name}: Keras weights load into a network read from a Keras model, and "
                           f"'{net.name}' was not; give the Keras model the weights were saved with")
-    stored = _read_layers(p)
+    stored, by_name = _read_layers(p)
     prefix = net.meta.get("keras_prefix", "")
     flatten = net.meta.get("keras_flatten", {})
     used: dict[str, int] = {}
@@ -127,9 +143,10 @@ def _converted(module: nn.Module, net: Network, p: Path) -> dict[str, torch.Tens
         base = snake(cls)
         n = used.get(base, 0)
         used[base] = n + 1
-        key = base if n == 0 else f"{base}_{n}"
-        if key not in stored:
-            raise CnnlabError(f"{p.name}: no weights for Keras layer '{name}' (looked for layers/{key}); "
+        key = name if by_name else base if n == 0 else f"{base}_{n}"
+        if not stored.get(key):
+            where = f"layer {key}" if by_name else f"layers/{key}"
+            raise CnnlabError(f"{p.name}: no weights for Keras layer '{name}' (looked for {where}); "
                               "save the weights from the same model")
         path_ = join(prefix, name)
         mod = module.get_submodule(path_)
