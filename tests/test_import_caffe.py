@@ -266,8 +266,66 @@ def test_train_val_skips_data_and_loss_layers() -> None:
                                  "Accuracy layer 'acc' skipped"]
 
 
+def vgg16_v1() -> str:
+    """VGG-16 (configuration D) in the V1 layout its authors published the deploy file in: ``layers``,
+    enum types, ``input_dim``, and ``blobs_lr``/``weight_decay`` multipliers."""
+    text = 'name: "VGG_ILSVRC_16_layers"\ninput: "data"\ninput_dim: 10\ninput_dim: 3\ninput_dim: 224\ninput_dim: 224\n'
+    blob = "data"
+    for stage, (n, width) in enumerate(((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)), 1):
+        for i in range(1, n + 1):
+            name = f"conv{stage}_{i}"
+            text += (f'layers {{ bottom: "{blob}" top: "{name}" name: "{name}" type: CONVOLUTION\n'
+                     f"  blobs_lr: 1 blobs_lr: 2 weight_decay: 1 weight_decay: 0\n"
+                     f"  convolution_param {{ num_output: {width} pad: 1 kernel_size: 3 }} }}\n"
+                     f'layers {{ bottom: "{name}" top: "{name}" name: "relu{stage}_{i}" type: RELU }}\n')
+            blob = name
+        text += (f'layers {{ bottom: "{blob}" top: "pool{stage}" name: "pool{stage}" type: POOLING\n'
+                 f"  pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}\n")
+        blob = f"pool{stage}"
+    for i, n in ((6, 4096), (7, 4096), (8, 1000)):
+        text += (f'layers {{ bottom: "{blob}" top: "fc{i}" name: "fc{i}" type: INNER_PRODUCT\n'
+                 f"  inner_product_param {{ num_output: {n} }} }}\n")
+        blob = f"fc{i}"
+        if i < 8:
+            text += (f'layers {{ bottom: "{blob}" top: "{blob}" name: "relu{i}" type: RELU }}\n'
+                     f'layers {{ bottom: "{blob}" top: "{blob}" name: "drop{i}" type: DROPOUT\n'
+                     f"  dropout_param {{ dropout_ratio: 0.5 }} }}\n")
+    return text + 'layers { bottom: "fc8" top: "prob" name: "prob" type: SOFTMAX }\n'
+
+
+def test_v1_vgg16_equals_the_zoo(tmp_path: Path) -> None:
+    p = tmp_path / "VGG_ILSVRC_16_layers_deploy.prototxt"
+    p.write_text(vgg16_v1())
+    a, want = analyze(load_model(str(p))), analyze(zoo.get("vgg16"))
+    assert a.input_shape == (3, 224, 224) and a.output_shape == (1000,)
+    assert a.totals["params"] == want.totals["params"] == 138_357_544
+    assert a.totals["macs"] == want.totals["macs"] == 15_470_264_320
+    assert [x.output_shape for x in a.layers if x.kind == "Conv"] == \
+        [x.output_shape for x in want.layers if x.kind == "Conv"]
+
+
+def test_v1_train_val_with_numbered_types() -> None:
+    """V1 types may be written as their enum numbers (DATA = 5, CONVOLUTION = 4, INNER_PRODUCT = 14,
+    SOFTMAX_LOSS = 21); data and loss layers are skipped as in V2 files."""
+    text = ('name: "v1"\nlayers { name: "mnist" type: 5 top: "data" top: "label" transform_param { crop_size: 24 } }\n'
+            'layers { name: "conv1" type: 4 bottom: "data" top: "conv1" blobs_lr: 1 '
+            "convolution_param { num_output: 8 kernel_size: 5 } }\n"
+            'layers { name: "ip" type: INNER_PRODUCT bottom: "conv1" top: "ip" inner_product_param { num_output: 10 } }\n'
+            'layers { name: "loss" type: 21 bottom: "ip" bottom: "label" top: "loss" }\n')
+    net = from_prototxt(parse_prototxt(text))
+    assert net.input_shape == (3, 24, 24)
+    assert analyze(net).totals["params"] == 8 * 76 + 8 * 20 * 20 * 10 + 10
+    assert net.meta["notes"] == ["Data layer 'mnist' skipped", "SoftmaxWithLoss layer 'loss' skipped"]
+
+
 @pytest.mark.parametrize(("text", "words"), [
     ('name: "x"\nlayer { name: "a"\n type: "ReLU"', "line 3: a '{' is never closed"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayers { name: "a" type: CONVOLUTIONS '
+     'bottom: "d" top: "a" }', "V1 layer 'a' has type 'CONVOLUTIONS', not one of caffe.proto's V1 types"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayers { layer { name: "a" type: "conv" } '
+     'bottom: "d" top: "a" }', "a V0 prototxt (layers { layer { ... } }); upgrade it with Caffe's"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayers { name: "a" type: RELU bottom: "d" '
+     'top: "a" }\nlayer { name: "b" type: "ReLU" bottom: "a" top: "b" }', "both V1 'layers' and V2 'layer' entries"),
     ('name: "x"\ninput_dim: 1\n}', "line 3: expected a field name"),
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayer { name: "w" type: "Python" '
      'bottom: "d" top: "w" }', "Caffe layer 'w' (Python) is not supported: cnnlab reads Input"),

@@ -191,11 +191,53 @@ def _input_shape(net: Message, layers: list[Message], where: str) -> tuple[str, 
     return name, tuple(dims[1:])
 
 
+# V1 prototxt (``layers { type: CONVOLUTION }``, as the VGG and early Model Zoo files are written): the
+# LayerType enum of caffe.proto's V1LayerParameter, by name and number, as the V2 type strings.
+_V1_TYPES = {
+    "ABSVAL": (35, "AbsVal"), "ACCURACY": (1, "Accuracy"), "ARGMAX": (30, "ArgMax"), "BNLL": (2, "BNLL"),
+    "CONCAT": (3, "Concat"), "CONTRASTIVE_LOSS": (37, "ContrastiveLoss"), "CONVOLUTION": (4, "Convolution"),
+    "DATA": (5, "Data"), "DECONVOLUTION": (39, "Deconvolution"), "DROPOUT": (6, "Dropout"),
+    "DUMMY_DATA": (32, "DummyData"), "EUCLIDEAN_LOSS": (7, "EuclideanLoss"), "ELTWISE": (25, "Eltwise"),
+    "EXP": (38, "Exp"), "FLATTEN": (8, "Flatten"), "HDF5_DATA": (9, "HDF5Data"), "HDF5_OUTPUT": (10, "HDF5Output"),
+    "HINGE_LOSS": (28, "HingeLoss"), "IM2COL": (11, "Im2col"), "IMAGE_DATA": (12, "ImageData"),
+    "INFOGAIN_LOSS": (13, "InfogainLoss"), "INNER_PRODUCT": (14, "InnerProduct"), "LRN": (15, "LRN"),
+    "MEMORY_DATA": (29, "MemoryData"), "MULTINOMIAL_LOGISTIC_LOSS": (16, "MultinomialLogisticLoss"),
+    "MVN": (34, "MVN"), "POOLING": (17, "Pooling"), "POWER": (26, "Power"), "RELU": (18, "ReLU"),
+    "SIGMOID": (19, "Sigmoid"), "SIGMOID_CROSS_ENTROPY_LOSS": (27, "SigmoidCrossEntropyLoss"),
+    "SILENCE": (36, "Silence"), "SOFTMAX": (20, "Softmax"), "SOFTMAX_LOSS": (21, "SoftmaxWithLoss"),
+    "SPLIT": (22, "Split"), "SLICE": (33, "Slice"), "TANH": (23, "TanH"), "WINDOW_DATA": (24, "WindowData"),
+    "THRESHOLD": (31, "Threshold"),
+}
+_V1_BY_NUMBER = {n: v2 for n, v2 in _V1_TYPES.values()}
+
+
+def _upgrade_v1(layers: list[Any], where: str) -> list[Message]:
+    """V1 ``layers`` entries as V2 ``layer`` ones: the same fields, the type enum as its V2 string; the V1-only
+    ``blobs_lr``/``weight_decay`` (learning-rate and decay multipliers) are dropped, as they count nothing."""
+    out = []
+    for x in layers:
+        if not isinstance(x, dict):
+            raise CnnlabError(f"{where}: a 'layers' entry is not a message; write layers {{ name: ... type: ... }}")
+        if "layer" in x:
+            raise CnnlabError(f"{where}: a V0 prototxt (layers {{ layer {{ ... }} }}); upgrade it with Caffe's "
+                              "upgrade_net_proto_text")
+        kind = _one(x, "type")
+        v2 = _V1_BY_NUMBER.get(kind) if isinstance(kind, int) else _V1_TYPES.get(str(kind), (0, None))[1]
+        if v2 is None:
+            name = safe_text(str(_one(x, "name", "?")))
+            raise CnnlabError(f"{where}: V1 layer '{name}' has type {short(kind)}, not one of caffe.proto's V1 "
+                              "types (CONVOLUTION, POOLING, INNER_PRODUCT, RELU, ...)")
+        out.append({k: ([v2] if k == "type" else v) for k, v in x.items() if k not in ("blobs_lr", "weight_decay")})
+    return out
+
+
 def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "caffe") -> Network:
-    """Translate a parsed prototxt."""
+    """Translate a parsed prototxt (V2 ``layer`` entries, or V1 ``layers`` ones, upgraded on the way)."""
     layers = net.get("layer", [])
     if net.get("layers"):
-        raise CnnlabError(f"{where}: V1 'layers' entries; upgrade the file with Caffe's upgrade_net_proto_text")
+        if layers:
+            raise CnnlabError(f"{where}: both V1 'layers' and V2 'layer' entries; write the file in one of the two")
+        layers = _upgrade_v1(net["layers"], where)
     if not layers or not all(isinstance(x, dict) for x in layers):
         raise CnnlabError(f"{where}: no 'layer {{ ... }}' entries; is it a Caffe prototxt?")
     found = _input_shape(net, layers, where)
