@@ -417,3 +417,30 @@ def test_ceil_mode_with_one_sided_padding_is_refused(padding) -> None:
 def test_train_size_takes_ascii_whole_numbers(size: str, capsys, tmp_path) -> None:
     rc, _, err = run(capsys, "train", "lenet5", "--data", "mnist", "--size", size, "--out", str(tmp_path / "r"))
     assert rc == 2 and err.count("\n") == 1 and "malformed --size" in err and len(err) < 200
+
+
+def test_a_network_too_large_for_memory_is_refused_before_building(tmp_path, capsys, monkeypatch) -> None:
+    """A mistyped width (10,000,000 filters) gives weights no machine holds: building refuses it in one line
+    instead of the allocator's traceback. The check counts params + buffers at 4 bytes each."""
+    from cnnlab import memory
+    from cnnlab.models import load_model
+    from cnnlab.torch_backend import build
+
+    spec = tmp_path / "wide.yaml"
+    spec.write_text("input: [3, 8, 8]\nlayers:\n- {type: Conv, name: c, filters: 10000000, kernel: 3}\n"
+                    "- {type: Flatten}\n- {type: Dense, units: 2}\n")
+    # conv 27 * 1e7 + 1e7 = 280,000,000; dense 36e7 * 2 + 2 = 720,000,002
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1 << 30)
+    with pytest.raises(CnnlabError, match=r"^wide's 1,000,000,002 weights \(float32\) needs 3.7 GiB of memory but only "
+                                          r"1.0 GiB is available; check the layer widths of the model$"):
+        build(load_model(str(spec)))
+    data = tmp_path / "d"
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (100 * i, 0, 0)).save(data / c / f"{i}.png")
+    rc, out, err = run(capsys, "train", str(spec), "--data", str(data), "--epochs", "1", "--out", str(tmp_path / "r"))
+    one_line_error(rc, err)
+    assert "wide's 1,000,000,002 weights (float32) needs 3.7 GiB of memory" in err

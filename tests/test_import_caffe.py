@@ -320,6 +320,22 @@ def test_v1_train_val_with_numbered_types() -> None:
 
 @pytest.mark.parametrize(("text", "words"), [
     ('name: "x"\nlayer { name: "a"\n type: "ReLU"', "line 3: a '{' is never closed"),
+    # values are checked, never coerced: 8.5 filters is not 8, a word is not a slope
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "c" type: "Convolution" bottom: "d" top: "c" convolution_param { num_output: 8.5 kernel_size: 3 } }',
+     "Caffe layer 'c': num_output 8.5 is not an integer"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "r" type: "ReLU" bottom: "d" top: "r" relu_param { negative_slope: abc } }',
+     "Caffe layer 'r': negative_slope 'abc' is not a finite number"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "r" type: "ReLU" bottom: "d" top: "r" relu_param { negative_slope: nan } }',
+     "Caffe layer 'r': negative_slope nan is not a finite number"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "f" type: "InnerProduct" bottom: "d" top: "f" inner_product_param { num_output: 4 '
+     'bias_term: yes } }', "Caffe layer 'f': bias_term 'yes' is not true or false"),
+    ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+     'layer { name: "c" type: "Convolution" bottom: "d" top: "c" convolution_param { num_output: 100000000000 '
+     'kernel_size: 3 } }', "layer 'c' (Conv): filters must be <= 2,147,483,647, got 100000000000"),
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayers { name: "a" type: CONVOLUTIONS '
      'bottom: "d" top: "a" }', "V1 layer 'a' has type 'CONVOLUTIONS', not one of caffe.proto's V1 types"),
     ('input: "d" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\nlayers { layer { name: "a" type: "conv" } '

@@ -542,6 +542,29 @@ def test_lambda_and_unknown_layers_are_refused() -> None:
         from_config(seq)
 
 
+@pytest.mark.parametrize(("cls", "key", "value", "words"), [
+    ("Conv2D", "filters", 8.5, "Keras layer 'c' (Conv2D): filters 8.5 is not an integer"),  # never rounded down
+    ("Conv2D", "groups", True, "Keras layer 'c' (Conv2D): groups True is not an integer"),
+    ("Conv2D", "use_bias", "no", "Keras layer 'c' (Conv2D): use_bias 'no' is not true or false"),
+    ("Conv2D", "filters", 10**12, "layer 'c' (Conv): filters must be <= 2,147,483,647"),
+    ("Dense", "units", "10", "Keras layer 'd' (Dense): units '10' is not an integer"),
+    ("Dropout", "rate", "half", "Keras layer 'drop' (Dropout): rate 'half' is not a finite number"),
+    ("LeakyReLU", "negative_slope", [0.1], "Keras layer 'leaky' (LeakyReLU): negative_slope [0.1] is not a finite"),
+    ("BatchNormalization", "center", 1, "Keras layer 'bn' (BatchNormalization): center 1 is not true or false"),
+])
+def test_bad_values_are_refused_not_coerced(cls: str, key: str, value: object, words: str) -> None:
+    model = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="c"), L.BatchNormalization(name="bn"),
+                              L.LeakyReLU(name="leaky"), L.Dropout(0.5, name="drop"), L.Flatten(name="f"),
+                              L.Dense(2, name="d")])
+    cfg = json.loads(model.to_json())
+    assert analyze(from_config(cfg)).totals["params"] == 3 * 3 * 3 * 4 + 4 + 2 * 4 + 6 * 6 * 4 * 2 + 2
+    layer = next(x for x in cfg["config"]["layers"] if x["class_name"] == cls)
+    layer["config"][key] = value
+    with pytest.raises(CnnlabError) as e:
+        from_config(cfg)
+    assert words.replace(f" ({cls})", "") in str(e.value), str(e.value)
+
+
 def test_cli_summary_and_errors(tmp_path: Path) -> None:
     model = seed003_lenet()
     good = tmp_path / "lenet.keras"

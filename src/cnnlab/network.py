@@ -569,6 +569,13 @@ def network_from_spec(d: dict[str, Any], where: str = "spec") -> Network:
     return net
 
 
+def check_values(net: Network, where: str) -> Network:
+    """``net`` once every layer's values have the types and ranges its dataclass declares (what a spec
+    is checked for; importers build layers from files too)."""
+    _check_values(net.layers, where, "")
+    return net
+
+
 def _check_values(nodes: tuple[Node, ...], where: str, prefix: str) -> None:
     """Check every layer's values once the tree is named, so a message names the layer by its path."""
     earlier: dict[str, Layer] = {}

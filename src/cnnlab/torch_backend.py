@@ -353,12 +353,16 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
 
     ``logits=True`` is the training form: a final Softmax/Sigmoid is left out (the loss applies
     it) and a final RBF layer's distances are negated into scores. The analysis runs first, so
-    an impossible shape fails with the same one-line error."""
+    an impossible shape fails with the same one-line error, and a network whose weights cannot fit
+    in memory (a mistyped width in a file) is refused before anything is allocated."""
     from .analysis import analyze
     from .layers import RBF, Sigmoid, Softmax
+    from .memory import check_fits
 
     shape = tuple(input_shape or net.input_shape)
-    analyze(net, shape)
+    totals = analyze(net, shape).totals
+    values = totals["params"] + totals["buffers"]
+    check_fits(4 * values, f"{net.name}'s {values:,} weights (float32)", "check the layer widths of the model")
     nodes = list(net.layers)
     negate = False
     if logits and nodes and isinstance(nodes[-1], (Softmax, Sigmoid)):

@@ -18,7 +18,7 @@ from typing import Any
 from .. import layers as ly
 from ..errors import CnnlabError
 from ..layers import Layer, Shape
-from ..network import Merge, Network, Node, graph
+from ..network import Merge, Network, Node, check_values, graph
 from ..text import safe_text
 from ..validate import short
 from . import fresh_name
@@ -128,6 +128,30 @@ def _one(msg: Message, key: str, default: Any = None) -> Any:
 def _param(layer: Message, key: str) -> Message:
     v = _one(layer, key, {})
     return v if isinstance(v, dict) else {}
+
+
+def _int(p: Message, key: str, default: int, name: str) -> int:
+    """An integer field of a layer's parameters (not a bool, a fraction or a word)."""
+    v = _one(p, key, default)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise CnnlabError(f"Caffe layer '{safe_text(name)}': {key} {short(v)} is not an integer")
+    return v
+
+
+def _float(p: Message, key: str, default: float, name: str) -> float:
+    """A finite number field of a layer's parameters."""
+    v = _one(p, key, default)
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        raise CnnlabError(f"Caffe layer '{safe_text(name)}': {key} {short(v)} is not a finite number")
+    return float(v)
+
+
+def _bool(p: Message, key: str, default: bool, name: str) -> bool:
+    """A bool field: true or false (protobuf also reads 1 and 0)."""
+    v = _one(p, key, default)
+    if v in (0, 1) and type(v) in (bool, int):
+        return bool(v)
+    raise CnnlabError(f"Caffe layer '{safe_text(name)}': {key} {short(v)} is not true or false")
 
 
 def _hw(p: Message, base: str, default: int, name: str) -> tuple[int, int]:
@@ -282,9 +306,9 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
     chain = not b.merges and last == b.nodes[-1].name and \
         all(src == (b.nodes[i - 1].name if i else "") for i, src in enumerate(b.inputs))
     if chain:
-        return Network(model, tuple(b.nodes), found[1], meta)
-    return Network(model, (graph(model, b.nodes, b.inputs, b.merges, last if last != b.nodes[-1].name else ""),),
-                   found[1], meta)
+        return check_values(Network(model, tuple(b.nodes), found[1], meta), where)
+    return check_values(Network(model, (graph(model, b.nodes, b.inputs, b.merges,
+                                              last if last != b.nodes[-1].name else ""),), found[1], meta), where)
 
 
 def _unwritten(layers: list[Message], names: list[str], at: int, blob: str, where: str) -> str:
@@ -329,8 +353,9 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
         p = _param(layer, "convolution_param")
         k, st = _hw(p, "kernel_size", 1, name), _hw(p, "stride", 1, name)
         pad, dil = _hw(p, "pad", 0, name), _hw(p, "dilation", 1, name)
-        return [b.add(ly.Conv(name=name, filters=int(_one(p, "num_output", 0)), kernel=k, stride=st, padding=pad,
-                              dilation=dil, groups=int(_one(p, "group", 1)), bias=bool(_one(p, "bias_term", True))),
+        return [b.add(ly.Conv(name=name, filters=_int(p, "num_output", 0, name), kernel=k, stride=st,
+                              padding=pad, dilation=dil, groups=_int(p, "group", 1, name),
+                              bias=_bool(p, "bias_term", True, name)),
                       src)]
     if kind == "Pooling":
         p = _param(layer, "pooling_param")
@@ -348,10 +373,10 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
         p = _param(layer, "inner_product_param")
         if len(s) != 1:  # Caffe flattens from axis 1 by itself
             src = b.add(ly.Flatten(name=b.fresh(f"{name}_flatten")), src)
-        return [b.add(ly.Dense(name=name, units=int(_one(p, "num_output", 0)), bias=bool(_one(p, "bias_term", True))),
+        return [b.add(ly.Dense(name=name, units=_int(p, "num_output", 0, name), bias=_bool(p, "bias_term", True, name)),
                       src)]
     if kind == "ReLU":
-        slope = float(_one(_param(layer, "relu_param"), "negative_slope", 0.0))
+        slope = _float(_param(layer, "relu_param"), "negative_slope", 0.0, name)
         return [b.add(ly.LeakyReLU(name=name, slope=slope) if slope else ly.ReLU(name=name), src)]
     if kind == "PReLU":
         return [b.add(_prelu(b, layer, name), src)]
@@ -362,18 +387,18 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
         if _one(p, "norm_region", "ACROSS_CHANNELS") != "ACROSS_CHANNELS":
             raise CnnlabError(f"Caffe layer '{safe_text(name)}': LRN within a channel is not supported; "
                               "use ACROSS_CHANNELS")
-        size = int(_one(p, "local_size", 5))  # Caffe divides alpha by the window size; cnnlab's LRN does not
-        return [b.add(ly.LRN(name=name, size=size, alpha=float(_one(p, "alpha", 1.0)) / size,
-                             beta=float(_one(p, "beta", 0.75)), k=float(_one(p, "k", 1.0))), src)]
+        size = _int(p, "local_size", 5, name)  # Caffe divides alpha by the window size; cnnlab's LRN does not
+        return [b.add(ly.LRN(name=name, size=size, alpha=_float(p, "alpha", 1.0, name) / max(size, 1),
+                             beta=_float(p, "beta", 0.75, name), k=_float(p, "k", 1.0, name)), src)]
     if kind == "Dropout":
-        return [b.add(ly.Dropout(name=name, p=float(_one(_param(layer, "dropout_param"), "dropout_ratio", 0.5))),
+        return [b.add(ly.Dropout(name=name, p=_float(_param(layer, "dropout_param"), "dropout_ratio", 0.5, name)),
                       src)]
     if kind == "Softmax":
         return [b.add(ly.Softmax(name=name), src)]
     if kind == "Flatten":
         return [b.add(ly.Flatten(name=name), src)]
     if kind == "BatchNorm":
-        eps = float(_one(_param(layer, "batch_norm_param"), "eps", 1e-5))
+        eps = _float(_param(layer, "batch_norm_param"), "eps", 1e-5, name)
         return [b.add(ly.BatchNorm(name=name, eps=eps, affine=False), src)]
     if kind == "Scale":
         return [_scale(b, layer, name, src)]
@@ -407,7 +432,7 @@ def _scale(b: _Builder, layer: Message, name: str, src: str) -> str:
     if not isinstance(bn, ly.BatchNorm) or bn.affine:
         raise CnnlabError(f"Caffe layer '{safe_text(name)}': a Scale is supported right after a BatchNorm; "
                           "put a BatchNorm before it")
-    bias = bool(_one(_param(layer, "scale_param"), "bias_term", False))
+    bias = _bool(_param(layer, "scale_param"), "bias_term", False, name)
     b.nodes[i] = replace(bn, affine=True, center=bias)  # type: ignore[index]
     return src
 

@@ -20,7 +20,7 @@ from typing import Any
 from .. import layers as ly
 from ..errors import CnnlabError
 from ..layers import Layer, Shape
-from ..network import Merge, Network, Node, graph, join, seq
+from ..network import Merge, Network, Node, check_values, graph, join, seq
 from ..text import safe_text
 from ..validate import load_json, short
 from . import fresh_name
@@ -200,6 +200,30 @@ def _activation(v: Any, name: str) -> Any:
     return ACTIVATIONS[v]
 
 
+def _int(cfg: dict[str, Any], key: str, default: Any, name: str) -> int:
+    """An integer setting of a layer's config (not a bool, a fraction or text)."""
+    v = cfg.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise CnnlabError(f"Keras layer '{safe_text(name)}': {key} {short(v)} is not an integer")
+    return v
+
+
+def _num(cfg: dict[str, Any], key: str, default: float | None, name: str) -> float:
+    """A finite number setting of a layer's config (None reads as ``default``)."""
+    v = cfg.get(key)
+    v = default if v is None else v
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        raise CnnlabError(f"Keras layer '{safe_text(name)}': {key} {short(v)} is not a finite number")
+    return float(v)
+
+
+def _flag(cfg: dict[str, Any], key: str, default: bool, name: str) -> bool:
+    v = cfg.get(key, default)
+    if not isinstance(v, bool):
+        raise CnnlabError(f"Keras layer '{safe_text(name)}': {key} {short(v)} is not true or false")
+    return v
+
+
 def _check_channels_last(cfg: dict[str, Any], name: str) -> None:
     if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
         raise CnnlabError(f"Keras layer '{name}': data_format {short(cfg['data_format'])} is not supported; "
@@ -214,15 +238,16 @@ def _conv(cls: str, cfg: dict[str, Any], name: str, c: int) -> list[Layer]:
     pad = cfg.get("padding", "valid")
     if pad not in ("valid", "same"):
         raise CnnlabError(f"Keras layer '{name}': padding {short(pad)} is not supported; use 'valid' or 'same'")
-    bias = bool(cfg.get("use_bias", True))
+    bias = _flag(cfg, "use_bias", True, name)
     geo = dict(kernel=k, stride=s, dilation=d, padding=pad)
     if cls == "Conv2D":
-        return [ly.Conv(name=name, filters=int(cfg["filters"]), groups=int(cfg.get("groups", 1)), bias=bias, **geo)]
-    mult = int(cfg.get("depth_multiplier", 1))
+        return [ly.Conv(name=name, filters=_int(cfg, "filters", None, name), groups=_int(cfg, "groups", 1, name),
+                        bias=bias, **geo)]
+    mult = _int(cfg, "depth_multiplier", 1, name)
     if cls == "DepthwiseConv2D":
         return [ly.Conv(name=name, filters=c * mult, groups=c, bias=bias, **geo)]
     return [ly.Conv(name="depthwise", filters=c * mult, groups=c, bias=False, **geo),
-            ly.Conv(name="pointwise", filters=int(cfg["filters"]), kernel=1, bias=bias)]
+            ly.Conv(name="pointwise", filters=_int(cfg, "filters", None, name), kernel=1, bias=bias)]
 
 
 def _pool(cls: str, cfg: dict[str, Any], name: str) -> Layer:
@@ -280,8 +305,8 @@ def _batchnorm(cfg: dict[str, Any], name: str, last: int) -> Layer:
     if axis not in (-1, last):
         raise CnnlabError(f"Keras layer '{name}': BatchNormalization over axis {short(axis)} is not supported; "
                           "normalize the channels (axis=-1)")
-    return ly.BatchNorm(name=name, eps=float(cfg.get("epsilon", 1e-3)), momentum=1 - float(cfg.get("momentum", 0.99)),
-                        center=bool(cfg.get("center", True)), scale=bool(cfg.get("scale", True)))
+    return ly.BatchNorm(name=name, eps=_num(cfg, "epsilon", 1e-3, name), momentum=1 - _num(cfg, "momentum", 0.99, name),
+                        center=_flag(cfg, "center", True, name), scale=_flag(cfg, "scale", True, name))
 
 
 def _normalization(cfg: dict[str, Any], name: str, s: Shape) -> ly.Normalize:
@@ -339,7 +364,7 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
         return then(b.add(node, src, out), _activation(cfg.get("activation"), name))
     if cls == "Dense":
         b.weights.append([cls, name])
-        units, bias = int(cfg["units"]), bool(cfg.get("use_bias", True))
+        units, bias = _int(cfg, "units", None, name), _flag(cfg, "use_bias", True, name)
         act = _activation(cfg.get("activation"), name)
         if len(s) == 3:  # Keras applies Dense along the channels of every pixel: a 1x1 convolution
             return then(leaf(ly.Conv(name=name, filters=units, kernel=1, bias=bias)), act)
@@ -368,25 +393,25 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
             return src
         return leaf(act(name=name), kept)
     if cls == "ReLU":
-        mx, slope, thr = cfg.get("max_value"), float(cfg.get("negative_slope") or 0.0), cfg.get("threshold") or 0.0
+        mx, slope, thr = cfg.get("max_value"), _num(cfg, "negative_slope", 0.0, name), _num(cfg, "threshold", 0.0, name)
         if thr:
             raise CnnlabError(f"Keras layer '{name}': ReLU with a threshold is not supported; use threshold 0")
         if mx is None and not slope:
             return leaf(ly.ReLU(name=name), kept)
         if mx is None:
             return leaf(ly.LeakyReLU(name=name, slope=slope), kept)
-        if float(mx) == 6.0 and not slope:
+        if _num(cfg, "max_value", None, name) == 6.0 and not slope:
             return leaf(ly.ReLU6(name=name), kept)
         raise CnnlabError(f"Keras layer '{name}': ReLU(max_value={mx}, negative_slope={slope}) is not supported; "
                           "use max_value None or 6 without a slope")
     if cls == "LeakyReLU":
-        slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
-        return leaf(ly.LeakyReLU(name=name, slope=float(slope)), kept)
+        key = "negative_slope" if "negative_slope" in cfg else "alpha"
+        return leaf(ly.LeakyReLU(name=name, slope=_num(cfg, key, 0.3, name)), kept)
     if cls == "PReLU":
         b.weights.append([cls, name])
         return leaf(_prelu(cfg, name, s), kept)
     if cls in ("Dropout", "SpatialDropout2D"):
-        return leaf(ly.Dropout(name=name, p=float(cfg.get("rate", 0.5))), kept)
+        return leaf(ly.Dropout(name=name, p=_num(cfg, "rate", 0.5, name)), kept)
     if cls == "Flatten":
         return leaf(ly.Flatten(name=name), (s[1], s[2], s[0]) if len(s) == 3 else kept)
     if cls == "Reshape":
@@ -395,11 +420,10 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
         _check_channels_last(cfg, name)
         return leaf(_crop_or_pad(cls, cfg, name))
     if cls == "Rescaling":
-        mul, add = cfg.get("scale", 1.0), cfg.get("offset", 0.0)
-        if not isinstance(mul, (int, float)) or not isinstance(add, (int, float)):
+        if isinstance(cfg.get("scale"), list) or isinstance(cfg.get("offset"), list):
             raise CnnlabError(f"Keras layer '{name}': Rescaling by a per-channel scale is not supported; "
                               "give one number for scale and offset")
-        return leaf(ly.Scale(name=name, mul=float(mul), add=float(add)), kept)
+        return leaf(ly.Scale(name=name, mul=_num(cfg, "scale", 1.0, name), add=_num(cfg, "offset", 0.0, name)), kept)
     raise CnnlabError(f"Keras layer '{safe_text(name)}' ({safe_text(cls)}) is not supported: cnnlab reads {', '.join(SUPPORTED)}; "
                       "rewrite it with these layers")
 
@@ -673,4 +697,4 @@ def from_config(data: dict[str, Any], where: str = "Keras config", input_shape: 
         g = graph(model_name, b.nodes, b.inputs, b.merges, out if out != b.nodes[-1].name else "")
         layers = (g,)
         meta["keras_prefix"] = join("", model_name)
-    return Network(model_name, layers, b.values[""].shape, meta)
+    return check_values(Network(model_name, layers, b.values[""].shape, meta), where)

@@ -144,12 +144,12 @@ def _converted(module: nn.Module, net: Network, p: Path) -> dict[str, torch.Tens
         n = used.get(base, 0)
         used[base] = n + 1
         key = name if by_name else base if n == 0 else f"{base}_{n}"
-        if not stored.get(key):
+        path_ = join(prefix, name)
+        mod = module.get_submodule(path_)
+        if key not in stored or (not stored[key] and mod.state_dict()):
             where = f"layer {key}" if by_name else f"layers/{key}"
             raise CnnlabError(f"{p.name}: no weights for Keras layer '{name}' (looked for {where}); "
                               "save the weights from the same model")
-        path_ = join(prefix, name)
-        mod = module.get_submodule(path_)
         arrays = _arrays(cls, stored[key], mod, flatten.get(name))
         if cls == "Normalization" and len(arrays) != len(mod.state_dict()):
             raise CnnlabError(f"{p.name}: Keras layer '{name}' holds {len(arrays)} arrays where the model has "
