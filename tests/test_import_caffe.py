@@ -399,3 +399,77 @@ def test_summary_saves_the_imported_network_as_a_spec(tmp_path: Path, capsys) ->
     assert [r["output_shape"] for r in first["layers"]] == [r["output_shape"] for r in again["layers"]]
     assert main(["summary", "lenet5", "--save", str(tmp_path / "lenet.txt")]) == 2
     assert "a spec file ends in .yaml, .yml or .json" in capsys.readouterr().err
+
+
+def fire(name: str, bottom: str, s: int, e: int) -> str:
+    """SqueezeNet's fire module (Iandola et al. 2016, Table 1): squeeze 1x1, then expand 1x1 and 3x3, concatenated."""
+    return (conv(f"{name}/squeeze1x1", bottom, s, 1) + relu(f"{name}/relu_squeeze1x1", f"{name}/squeeze1x1")
+            + conv(f"{name}/expand1x1", f"{name}/squeeze1x1", e, 1) + relu(f"{name}/relu_e1", f"{name}/expand1x1")
+            + conv(f"{name}/expand3x3", f"{name}/squeeze1x1", e, 3, p=1) + relu(f"{name}/relu_e3", f"{name}/expand3x3")
+            + f'layer {{ name: "{name}/concat" type: "Concat" bottom: "{name}/expand1x1" bottom: "{name}/expand3x3" '
+            f'top: "{name}/concat" }}\n')
+
+
+def test_squeezenet_ends_in_a_softmax_over_channels(tmp_path: Path) -> None:
+    """SqueezeNet's deploy file ends conv10 (1x1, 1000) -> global average pool -> Softmax on the 1000x1x1
+    blob: Caffe's Softmax runs over the channels (axis 1) of any blob, and so does cnnlab's."""
+    import torch
+
+    import cnnlab
+
+    text = ('name: "squeeze.net"\ninput: "data"\ninput_dim: 1 input_dim: 3 input_dim: 32 input_dim: 32\n'
+            + conv("conv1", "data", 16, 3, 2) + relu("relu_conv1", "conv1") + pool("pool1", "conv1", 3, 2)
+            + fire("fire2", "pool1", 4, 8) + conv("conv10", "fire2/concat", 10, 1)
+            + 'layer { name: "pool10" type: "Pooling" bottom: "conv10" top: "pool10" '
+              "pooling_param { pool: AVE global_pooling: true } }\n"
+            + 'layer { name: "prob" type: "Softmax" bottom: "pool10" top: "prob" }\n')
+    p = tmp_path / "squeezenet_v1.1_deploy.prototxt"
+    p.write_text(text)
+    net = load_caffe(p)
+    assert net.name == "squeeze_net"  # a '.' separates PyTorch module paths
+    a = analyze(net)
+    # conv1 3x3x3 -> 16, stride 2: 15x15; pool 3/2 (ceil): 7x7; fire: squeeze 16*4+4 = 68, expand1x1 4*8+8 = 40,
+    # expand3x3 36*8+8 = 296 -> 16x7x7; conv10 16*10+10 = 170
+    assert a.totals["params"] == (27 * 16 + 16) + 68 + 40 + 296 + 170
+    assert a.output_shape == (10, 1, 1)
+    module = cnnlab.build(net).eval()
+    with torch.no_grad():
+        out = module(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 10, 1, 1)
+    torch.testing.assert_close(out.sum(1), torch.ones(2, 1, 1))
+
+
+def test_layer_names_that_cannot_name_modules() -> None:
+    """Caffe allows any layer name; PyTorch separates module paths with '.', and a module's attributes cannot be
+    children: such names become module names ('.' -> '_', an 'x' before a reserved word) and the model builds."""
+    import torch
+
+    import cnnlab
+
+    text = ('input: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+            + conv("conv.1", "data", 4, 3) + conv("forward", "data", 4, 3)
+            + 'layer { name: "sum" type: "Eltwise" bottom: "conv.1" bottom: "forward" top: "sum" }\n')
+    net = from_prototxt(parse_prototxt(text), "t.prototxt", "t")
+    assert [n.name for n in net.layers[0].nodes] == ["conv_1", "xforward"]
+    assert cnnlab.build(net)(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 6, 6)
+
+
+def test_input_for_a_train_val_file_that_states_none(tmp_path: Path) -> None:
+    """Caffe's MNIST lenet_train_test.prototxt reads an LMDB through Data layers with no crop_size: the file
+    does not say the image size, so --input gives it (and without it the error says so)."""
+    text = ('name: "LeNet"\nlayer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TRAIN }\n'
+            "  transform_param { scale: 0.00390625 } data_param { batch_size: 64 } }\n"
+            + conv("conv1", "data", 20, 5) + pool("pool1", "conv1", 2, 2) + conv("conv2", "pool1", 50, 5)
+            + pool("pool2", "conv2", 2, 2) + fc("ip1", "pool2", 500) + relu("relu1", "ip1") + fc("ip2", "ip1", 10)
+            + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }\n')
+    p = tmp_path / "lenet_train_test.prototxt"
+    p.write_text(text)
+    with pytest.raises(CnnlabError, match=r"no input shape; give it with --input CxHxW"):
+        load_caffe(p)
+    a = analyze(load_model(str(p), input_shape=(1, 28, 28)))
+    # conv1 25*20+20 = 520; conv2 500*50+50 = 25,050; ip1 800*500+500 = 400,500; ip2 5,010: Caffe's 431,080
+    assert a.totals["params"] == 431_080
+    r = subprocess.run([sys.executable, "-m", "cnnlab", "summary", str(p), "--input", "1x28x28"], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "PYTHONPATH": SRC})
+    assert r.returncode == 0, r.stderr
+    assert "431,080" in r.stdout and "Note: Data layer 'mnist' skipped" in r.stdout

@@ -801,3 +801,87 @@ def test_legacy_h5_refusals(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "cnnlab", "summary", str(bad)], capture_output=True, text=True,
                        timeout=120, env=env)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def _conv_k1(name: str, n: int, k: tuple[int, int], **extra: object) -> dict:
+    cfg = {"name": name, "nb_filter": n, "nb_row": k[0], "nb_col": k[1], "subsample": [1, 1], "border_mode": "valid",
+           "activation": "linear", "bias": True, "dim_ordering": "tf", "init": "glorot_uniform", **extra}
+    return {"class_name": "Convolution2D", "config": cfg}
+
+
+KERAS1_JSON = {  # Keras 1.2 `to_json()` of a Sequential model: its config is the list of layers, Keras 1 names
+    "class_name": "Sequential", "keras_version": "1.2.1", "config": [
+        _conv_k1("convolution2d_1", 6, (5, 3), batch_input_shape=[None, 32, 30, 3]),
+        {"class_name": "Activation", "config": {"name": "activation_1", "activation": "relu"}},
+        {"class_name": "MaxPooling2D", "config": {"name": "maxpooling2d_1", "pool_size": [2, 2], "strides": [2, 2],
+                                                  "border_mode": "valid", "dim_ordering": "tf"}},
+        {"class_name": "Dropout", "config": {"name": "dropout_1", "p": 0.25}},
+        {"class_name": "Flatten", "config": {"name": "flatten_1"}},
+        {"class_name": "Dense", "config": {"name": "dense_1", "output_dim": 10, "bias": False, "activation": "softmax"}},
+    ]}
+
+
+def test_keras1_and_keras20_sequential_json(tmp_path: Path) -> None:
+    """Keras 1 and Keras 2.0 to 2.2.2 wrote a Sequential config as a list of layers; Keras 1 named the
+    settings nb_filter, nb_row/nb_col, subsample, border_mode, output_dim, bias, p and dim_ordering."""
+    p = tmp_path / "k1.json"
+    p.write_text(json.dumps(KERAS1_JSON))
+    a = analyze(load_model(str(p)))
+    # conv 5x3x3 -> 6: 45 * 6 + 6 = 276, out 6x28x28; pool 6x14x14 = 1176; dense 1176 * 10, no bias
+    assert [x.output_shape for x in a.layers] == [(6, 28, 28), (6, 28, 28), (6, 14, 14), (6, 14, 14), (1176,),
+                                                 (10,), (10,)]
+    assert a.totals["params"] == 276 + 11_760
+    assert a.totals["macs"] == 45 * 6 * 28 * 28 + 11_760
+    assert next(x for x in a.layers if x.name == "dropout_1").layer.p == 0.25
+    k20 = {"class_name": "Sequential", "keras_version": "2.0.6", "config": [  # Keras 2 names, list layout
+        {"class_name": "Conv2D", "config": {"name": "conv2d_1", "filters": 4, "kernel_size": [3, 3], "strides": [1, 1],
+                                            "padding": "same", "data_format": "channels_last", "use_bias": True,
+                                            "activation": "relu", "batch_input_shape": [None, 8, 8, 3]}},
+        {"class_name": "ELU", "config": {"name": "elu_1", "alpha": 0.5}},
+        {"class_name": "Flatten", "config": {"name": "flatten_1"}},
+        {"class_name": "Dense", "config": {"name": "dense_1", "units": 2, "activation": "linear"}}]}
+    p.write_text(json.dumps(k20))
+    a = analyze(load_model(str(p)))
+    assert a.totals["params"] == 27 * 4 + 4 + 256 * 2 + 2
+    assert a.layer("elu_1").layer.alpha == 0.5
+    channels_first = json.loads(json.dumps(KERAS1_JSON))
+    channels_first["config"][0]["config"]["dim_ordering"] = "th"
+    with pytest.raises(CnnlabError, match=r"Keras layer 'convolution2d_1': data_format 'channels_first' is not "
+                                          r"supported; build the model channels_last"):
+        from_config(channels_first)
+
+
+def test_elu_and_softmax_layers_match_keras(tmp_path: Path) -> None:
+    x = inp = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, name="conv")(x)
+    x = L.ELU(alpha=0.7, name="elu")(x)
+    x = L.Softmax(name="per_pixel")(x)  # over the channels of each pixel
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Softmax(name="probs")(x)
+    model = keras.Model(inp, x, name="acts")
+    net = from_config(json.loads(model.to_json()))
+    check_against_keras(model, net)
+    rng = np.random.default_rng(10)
+    data = rng.standard_normal((2, 6, 6, 3)).astype("float32")
+    model.save(tmp_path / "acts.keras")
+    module = load_keras_weights(cnnlab.build(net).eval(), net, tmp_path / "acts.keras")
+    with torch.no_grad():
+        got = module(torch.from_numpy(data.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, model.predict(data, verbose=0), atol=1e-5, rtol=0)
+
+
+def test_a_model_name_with_dots_builds(tmp_path: Path) -> None:
+    """keras.applications names MobileNetV2 ``mobilenetv2_1.00_96``: a '.' separates PyTorch module paths, so the
+    graph is named ``mobilenetv2_1_00_96`` and the model builds and loads its weights."""
+    keras.utils.set_random_seed(11)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=4)
+    assert model.name == "mobilenetv2_0.35_32"
+    path = tmp_path / "mnv2.keras"
+    model.save(path)
+    net = load_model(str(path))
+    assert net.name == net.layers[0].name == "mobilenetv2_0_35_32"
+    x = np.random.default_rng(11).random((2, 32, 32, 3), dtype=np.float32)
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    with torch.no_grad():
+        got = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-4, rtol=0)

@@ -758,8 +758,10 @@ class ScaledTanh(Layer):
 
 @dataclass(frozen=True, kw_only=True)
 class Softmax(Layer):
+    """Over the channels: a vector's features, or at each pixel of a map its channels (as Caffe's Softmax
+    and a Keras softmax on a channels-last map compute it)."""
+
     def figures(self, s: Shape) -> LayerFigures:
-        _need_vector(self, s)
         return LayerFigures(out=s)
 
     def build(self, s: Shape) -> Any:

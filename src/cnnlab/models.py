@@ -87,7 +87,7 @@ def load_model(ref: str, *, num_classes: int | None = None, in_channels: int | N
 def load_file(path: str, input_shape: Shape | None = None) -> Network:
     """A model file: a cnnlab spec, a Keras ``.keras`` archive or ``model.to_json()`` file (told by
     its content), or a Caffe ``.prototxt``. ``input_shape`` gives the sizes a Keras input leaves
-    unknown; every other file fixes its input."""
+    unknown and the input of a prototxt that states none; every other file fixes its input."""
     low = path.lower()
     from .export import is_checkpoint
 
@@ -100,7 +100,7 @@ def load_file(path: str, input_shape: Shape | None = None) -> Network:
     if low.endswith(".prototxt"):
         from .importers.caffe import load_caffe
 
-        return load_caffe(path)
+        return load_caffe(path, input_shape)
     if low.endswith(".json"):
         from .importers.keras import load_keras, looks_like_keras_json
 

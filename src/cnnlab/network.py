@@ -570,8 +570,14 @@ def network_from_spec(d: dict[str, Any], where: str = "spec") -> Network:
 
 
 def check_values(net: Network, where: str) -> Network:
-    """``net`` once every layer's values have the types and ranges its dataclass declares (what a spec
-    is checked for; importers build layers from files too)."""
+    """``net`` once every node's name can name a module and every layer's values have the types and
+    ranges its dataclass declares (what a spec is checked for; importers build layers from files too)."""
+    stack = list(net.layers)
+    while stack:
+        node = stack.pop()
+        check_name(node.name, where)
+        if not isinstance(node, Layer):
+            stack.extend(children(node))
     _check_values(net.layers, where, "")
     return net
 

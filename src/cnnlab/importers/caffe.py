@@ -21,7 +21,7 @@ from ..layers import Layer, Shape
 from ..network import Merge, Network, Node, check_values, graph
 from ..text import safe_text
 from ..validate import short
-from . import fresh_name
+from . import fresh_name, module_name
 
 MAX_PROTOTXT_BYTES = 16 * 2**20
 
@@ -97,8 +97,9 @@ def _scalar(v: str) -> Any:
         return {"true": True, "false": False}.get(v, v)
 
 
-def load_caffe(path: str | Path) -> Network:
-    """The network a Caffe ``.prototxt`` describes (``.caffemodel`` weights are not read)."""
+def load_caffe(path: str | Path, input_shape: Shape | None = None) -> Network:
+    """The network a Caffe ``.prototxt`` describes (``.caffemodel`` weights are not read); ``input_shape``
+    (C, H, W) when the file states none."""
     p = Path(path)
     try:
         if p.stat().st_size > MAX_PROTOTXT_BYTES:
@@ -106,7 +107,7 @@ def load_caffe(path: str | Path) -> Network:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise CnnlabError(f"cannot read Caffe model {p.name}: {e}") from None
-    return from_prototxt(parse_prototxt(text, p.name), p.name, default_name=p.stem)
+    return from_prototxt(parse_prototxt(text, p.name), p.name, default_name=p.stem, input_shape=input_shape)
 
 
 # --------------------------------------------------------------------------- translation
@@ -191,7 +192,8 @@ class _Builder:
         return layer.name
 
 
-def _input_shape(net: Message, layers: list[Message], where: str) -> tuple[str, Shape] | None:
+def _input_shape(net: Message, layers: list[Message], where: str,
+                 given: Shape | None = None) -> tuple[str, Shape] | None:
     dims: list[Any] | None = None
     name = _one(net, "input")
     if name is not None:
@@ -207,6 +209,9 @@ def _input_shape(net: Message, layers: list[Message], where: str) -> tuple[str, 
             if str(_one(layer, "type", "")).endswith("Data") and crop:
                 name, dims = (layer.get("top") or [None])[0], [1, 3, crop, crop]
                 break
+    if dims is None and given is not None:  # a train_val file whose data layers do not say: --input
+        name = next(((x.get("top") or [None])[0] for x in layers if str(_one(x, "type", "")).endswith("Data")), "data")
+        dims = [1, *given]
     if dims is None:
         return None
     if not isinstance(name, str) or len(dims) not in (2, 4) or \
@@ -255,8 +260,11 @@ def _upgrade_v1(layers: list[Any], where: str) -> list[Message]:
     return out
 
 
-def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "caffe") -> Network:
-    """Translate a parsed prototxt (V2 ``layer`` entries, or V1 ``layers`` ones, upgraded on the way)."""
+def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "caffe",
+                  input_shape: Shape | None = None) -> Network:
+    """Translate a parsed prototxt (V2 ``layer`` entries, or V1 ``layers`` ones, upgraded on the way).
+    ``input_shape`` (C, H, W) is the input when the file gives none (a train_val file's data layers read
+    a database whose image size they do not state)."""
     layers = net.get("layer", [])
     if net.get("layers"):
         if layers:
@@ -264,11 +272,12 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
         layers = _upgrade_v1(net["layers"], where)
     if not layers or not all(isinstance(x, dict) for x in layers):
         raise CnnlabError(f"{where}: no 'layer {{ ... }}' entries; is it a Caffe prototxt?")
-    found = _input_shape(net, layers, where)
+    found = _input_shape(net, layers, where, input_shape)
     if found is None:
-        raise CnnlabError(f"{where}: no input shape; add an Input layer, input_shape or input_dim")
-    model = str(_one(net, "name", default_name)) or default_name
-    names = [str(_one(x, "name", "")) for x in layers]
+        raise CnnlabError(f"{where}: no input shape; give it with --input CxHxW (input_shape= in Python), or add an "
+                          "Input layer, input_shape or input_dim to the file")
+    model = module_name(str(_one(net, "name", default_name)) or default_name)
+    names = [module_name(n) if n else n for n in (str(_one(x, "name", "")) for x in layers)]
     kept = [n for x, n in zip(layers, names) if not _skipped(str(_one(x, "type", "")))]
     if len(set(kept)) != len(kept):
         dup = next(n for n in kept if kept.count(n) > 1)

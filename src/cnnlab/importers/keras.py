@@ -23,13 +23,13 @@ from ..layers import Layer, Shape
 from ..network import Merge, Network, Node, check_values, graph, join, seq
 from ..text import safe_text
 from ..validate import load_json, short
-from . import fresh_name
+from . import fresh_name, module_name
 
 MAX_CONFIG_BYTES = 64 * 2**20
 
 SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
              "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "BatchNormalization", "Activation", "ReLU",
-             "LeakyReLU", "PReLU", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
+             "LeakyReLU", "PReLU", "ELU", "Softmax", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
              "Add", "Concatenate", "Multiply", "Maximum", "Rescaling", "Normalization")
 
 # Keras activation name -> a cnnlab layer (None: the identity).
@@ -42,12 +42,29 @@ _MERGES = {"Add": "add", "Concatenate": "concat", "Multiply": "mul", "Maximum": 
 _EXTRA = ("CustomScaleLayer",)  # keras.applications' own layer (InceptionResNetV2's scaled residual sum)
 _ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
             "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
-            "SeparableConvolution2D": "SeparableConv2D"}
+            "SeparableConvolution2D": "SeparableConv2D", "AtrousConvolution2D": "Conv2D"}
+# Keras 1 setting -> its Keras 2 name (Keras 2.0 renamed them; its own converter did the same).
+_KERAS1_KEYS = {"nb_filter": "filters", "subsample": "strides", "border_mode": "padding", "output_dim": "units",
+                "atrous_rate": "dilation_rate", "bias": "use_bias"}
+
+
+def _keras1(cls: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """A Keras 1 layer config in Keras 2 terms: renamed settings, ``nb_row``/``nb_col`` as ``kernel_size``,
+    Dropout's ``p`` as ``rate``, and ``dim_ordering`` (``th``: channels first) as ``data_format``."""
+    out = {_KERAS1_KEYS.get(k, k): v for k, v in cfg.items() if k not in ("nb_row", "nb_col", "dim_ordering")}
+    if "nb_row" in cfg or "nb_col" in cfg:
+        out["kernel_size"] = [cfg.get("nb_row"), cfg.get("nb_col")]
+    if cls in ("Dropout", "SpatialDropout2D") and "p" in cfg:
+        out["rate"] = out.pop("p")
+    if "dim_ordering" in cfg:
+        out["data_format"] = "channels_first" if cfg["dim_ordering"] == "th" else "channels_last"
+    return out
 
 
 def is_keras_config(data: Any) -> bool:
-    """Whether parsed JSON is a Keras model config (``"class_name"`` and ``"config"``)."""
-    return isinstance(data, dict) and "class_name" in data and isinstance(data.get("config"), dict)
+    """Whether parsed JSON is a Keras model config (``"class_name"`` and ``"config"``; Keras 1 to 2.2.2 wrote a
+    Sequential model's config as its list of layers)."""
+    return isinstance(data, dict) and "class_name" in data and isinstance(data.get("config"), (dict, list))
 
 
 def looks_like_keras_json(path: str | Path) -> bool:
@@ -178,6 +195,8 @@ def _cfg(layer: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str]:
     name = cfg.get("name") or layer.get("name")
     if not isinstance(cls, str) or not isinstance(name, str) or not name:
         raise CnnlabError(f"{where}: a layer entry has no class_name or name; is it a Keras model config?")
+    if any(k in cfg for k in (*_KERAS1_KEYS, "nb_row", "dim_ordering")) or (cls == "Dropout" and "p" in cfg):
+        cfg = _keras1(cls, cfg)
     return _ALIASES.get(cls, cls), cfg, name
 
 
@@ -387,6 +406,13 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
     if cls == "Normalization":
         b.weights.append([cls, name])  # Keras numbers its weights among all Normalization layers, even those with none
         return leaf(_normalization(cfg, name, s), kept)
+    if cls == "ELU":
+        return leaf(ly.ELU(name=name, alpha=_num(cfg, "alpha", 1.0, name)), kept)
+    if cls == "Softmax":
+        if cfg.get("axis", -1) not in (-1, [-1], len(s)):
+            raise CnnlabError(f"Keras layer '{name}': Softmax over axis {short(cfg.get('axis'))} is not supported; "
+                              "use the last axis (the channels)")
+        return leaf(ly.Softmax(name=name), kept)
     if cls == "Activation":
         act = _activation(cfg.get("activation"), name)
         if act is None:
@@ -503,7 +529,7 @@ def _input_shape(cfg: dict[str, Any], name: str, given: Shape | None = None) -> 
     if isinstance(shape, (list, tuple)):
         shape = shape[1:]
     else:
-        shape = cfg.get("input_shape") or cfg.get("shape")
+        shape = cfg.get("input_shape") or cfg.get("shape") or ([cfg["input_dim"]] if "input_dim" in cfg else None)
     if isinstance(shape, (list, tuple)) and len(shape) == 3 and None in shape \
             and all(x is None or isinstance(x, int) and x > 0 for x in shape):
         shape = _fill(list(shape), name, given)
@@ -620,7 +646,9 @@ def _unread(entries: list[Any], name: str, ref: str, where: str) -> str:
 def from_config(data: dict[str, Any], where: str = "Keras config", input_shape: Shape | None = None) -> Network:
     """Translate a parsed Keras model config; ``input_shape`` as in :func:`load_keras`."""
     cls, cfg = data.get("class_name"), data["config"]
-    model_name = cfg.get("name") if isinstance(cfg.get("name"), str) else "keras_model"
+    if isinstance(cfg, list):  # Keras 1 to 2.2.2: a Sequential model's config is its layers
+        cfg = {"layers": cfg}
+    model_name = module_name(cfg["name"]) if isinstance(cfg.get("name"), str) and cfg["name"] else "keras_model"
     entries = cfg.get("layers")
     if cls not in ("Sequential", "Functional", "Model") or not isinstance(entries, list) or not entries:
         raise CnnlabError(f"{where}: a {short(cls)} config; cnnlab reads a Sequential or Functional model with layers")

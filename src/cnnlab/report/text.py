@@ -110,8 +110,8 @@ def render_summary(a: Analysis, explain: bool = False, con: Console | None = Non
         con.print(f"Module built in {a.meta['mode']} mode and described")
     if a.meta.get("path") == "measured":
         con.print(f"Measured in {a.meta['mode']} mode ({a.meta['dtype']}); --mode train for training behaviour")
-        for n in a.meta.get("notes", []):
-            con.print(f"[dim]Note: {n}[/]")
+    for n in a.meta.get("notes", []):
+        con.print(f"[dim]Note: {markup(str(n))}[/]")
     if a.meta.get("paper"):
         acc = f"; reported: {markup(a.meta['accuracy'])}" if a.meta.get("accuracy") else ""
         con.print(f"[dim]Paper: {markup(a.meta['paper'])} ({markup(a.meta.get('year', ''))}){acc}[/]")
