@@ -885,3 +885,36 @@ def test_a_model_name_with_dots_builds(tmp_path: Path) -> None:
     with torch.no_grad():
         got = module(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
     np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-4, rtol=0)
+
+
+def test_num_classes_resizes_the_classifier_of_a_keras_file(tmp_path: Path) -> None:
+    """A Keras model made for 10 classes trains on 3 with --num-classes 3: its last Dense gets 3 outputs, the
+    archive's other weights load, the classifier starts new (and without --num-classes the error asks for it)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(12)
+    for c in range(3):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"c{c}" / f"{i}.png")
+    keras.utils.set_random_seed(12)
+    model = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="conv"), L.Flatten(name="flatten"),
+                              L.Dense(10, activation="softmax", name="logits")], name="ten")
+    archive = tmp_path / "ten.keras"
+    model.save(archive)
+    env = {**os.environ, "PYTHONPATH": SRC, "CNNLAB_CACHE": str(tmp_path / "cache")}
+    base = [sys.executable, "-m", "cnnlab", "train", str(archive), "--data", str(tmp_path / "imgs"), "--epochs", "1",
+            "--batch-size", "4", "--no-progress", "--device", "cpu"]
+    r = subprocess.run([*base, "--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 2 and r.stderr.strip() == ("cnnlab: error: ten outputs 10 values but the data has 3 classes; "
+                                                      "build it with --num-classes 3"), r.stderr
+    r = subprocess.run([*base, "--out", str(tmp_path / "b"), "--num-classes", "3"], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    # conv weight and bias load; the classifier's weight and bias (36*4 -> 3) are new
+    assert f"loaded 2 of 4 tensors from {archive}; new classifier logits (3 classes, the file's has 10)" in r.stdout
+    from cnnlab.train import checkpoint
+
+    ck = checkpoint.load(tmp_path / "b" / "last.pt")
+    assert tuple(ck.model["logits.weight"].shape) == (3, 144)
+    assert analyze(ck.net).output_shape == (3,)

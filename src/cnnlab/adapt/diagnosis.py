@@ -37,6 +37,14 @@ def _classes_edits(net: Network, a: Analysis, num_classes: int) -> list[Edit]:
     return edits
 
 
+def with_classes(net: Network, num_classes: int) -> Network:
+    """``net`` with its classifier (the last dense layer of the main path and of each auxiliary head) resized
+    to ``num_classes`` outputs: a model file made for another class count, trained on this data."""
+    from ..analysis import analyze
+
+    return edited_net(net, _classes_edits(net, analyze(net), num_classes))
+
+
 def _rounding_edits(net: Network, rounding: str | None) -> list[Edit]:
     if rounding is None:
         return []

@@ -256,6 +256,13 @@ def run(args: argparse.Namespace) -> int:
         net = ModuleRef.to_train(args.model, parse_kwargs(args.kwargs), len(train.classes))
     else:
         net = load_network(args)
+        from ..export import is_checkpoint
+        from ..models import is_spec
+
+        if new_head and is_spec(args.model) and not is_checkpoint(args.model):
+            from ..adapt.diagnosis import with_classes  # a model file keeps its layers, with this data's classes
+
+            net = with_classes(net, len(train.classes))
     seen = center_crop(train.images, crop) if crop is not None else train.images  # a view: no copy
     aug = augment.fit(seen, torch.Generator().manual_seed(seed)) if augment.active else None
     folder = Path(args.data).is_dir()

@@ -114,7 +114,7 @@ def keras_state(module: nn.Module, net: Network, path: str | Path) -> dict[str, 
     """The Keras weights at ``path`` as a state_dict of ``module`` (``cnnlab.build(net)``), every
     tensor in PyTorch's layout. BatchNorm's ``num_batches_tracked``, a count Keras does not keep,
     is the module's own, so the result covers the whole module."""
-    new = _converted(module, net, Path(path))
+    new = _converted(module, net, Path(path), strict_shapes=False)
     for key, value in module.state_dict().items():
         if key.endswith("num_batches_tracked") and key not in new:
             new[key] = value
@@ -127,8 +127,10 @@ def load_keras_weights(module: nn.Module, net: Network, path: str | Path) -> nn.
     return module
 
 
-def _converted(module: nn.Module, net: Network, p: Path) -> dict[str, torch.Tensor]:
-    """Keras' arrays, checked against ``module``'s tensors, by state_dict key."""
+def _converted(module: nn.Module, net: Network, p: Path, strict_shapes: bool = True) -> dict[str, torch.Tensor]:
+    """Keras' arrays, checked against ``module``'s tensors, by state_dict key. Without ``strict_shapes`` an
+    array of another shape is kept as the file has it, for the loader to judge (a classifier resized to
+    another class count is replaced there)."""
     order = net.meta.get("keras_weights")
     if order is None:
         raise CnnlabError(f"{p.name}: Keras weights load into a network read from a Keras model, and "
@@ -156,7 +158,7 @@ def _converted(module: nn.Module, net: Network, p: Path) -> dict[str, torch.Tens
                               f"{len(mod.state_dict())} (mean, variance, count); save the weights from the same model")
         for k, arr in arrays.items():
             full = join(path_, k)
-            if full not in state or tuple(state[full].shape) != arr.shape:
+            if full not in state or (strict_shapes and tuple(state[full].shape) != arr.shape):
                 got = tuple(state[full].shape) if full in state else "nothing"
                 raise CnnlabError(f"{p.name}: Keras layer '{name}' gives {k} of shape {arr.shape}, the module has "
                                   f"{got}; save the weights from the same model")
