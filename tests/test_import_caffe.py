@@ -448,10 +448,13 @@ def test_layer_names_that_cannot_name_modules() -> None:
 
     text = ('input: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
             + conv("conv.1", "data", 4, 3) + conv("forward", "data", 4, 3)
-            + 'layer { name: "sum" type: "Eltwise" bottom: "conv.1" bottom: "forward" top: "sum" }\n')
+            + 'layer { name: "sum" type: "Eltwise" bottom: "conv.1" bottom: "forward" top: "sum" }\n'
+            + relu("nodes", "sum") + 'layer { name: "flatten" type: "Flatten" bottom: "sum" top: "flatten" }\n')
     net = from_prototxt(parse_prototxt(text), "t.prototxt", "t")
-    assert [n.name for n in net.layers[0].nodes] == ["conv_1", "xforward"]
-    assert cnnlab.build(net)(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 6, 6)
+    # 'nodes' is an attribute of cnnlab's own container module; 'flatten' is not, and stays
+    assert [n.name for n in net.layers[0].nodes] == ["conv_1", "xforward", "xnodes", "flatten"]
+    assert cnnlab.build(net)(torch.zeros(1, 3, 8, 8)).shape == (1, 4 * 6 * 6)
+    assert cnnlab.build(net, logits=True)(torch.zeros(1, 3, 8, 8)).shape == (1, 4 * 6 * 6)
 
 
 def test_input_for_a_train_val_file_that_states_none(tmp_path: Path) -> None:
@@ -473,3 +476,42 @@ def test_input_for_a_train_val_file_that_states_none(tmp_path: Path) -> None:
                        text=True, timeout=120, env={**os.environ, "PYTHONPATH": SRC})
     assert r.returncode == 0, r.stderr
     assert "431,080" in r.stdout and "Note: Data layer 'mnist' skipped" in r.stdout
+
+
+def test_a_convolutional_classifier_trains_with_num_classes(tmp_path: Path) -> None:
+    """A classifier made of a 1x1 conv to 1000 maps, global pooling and Softmax (SqueezeNet's, NIN's) trains on a
+    2-class folder with --num-classes 2: the conv gets 2 filters, the 2x1x1 output is flattened to 2 scores, and
+    eval and predict read the checkpoint."""
+    from PIL import Image
+
+    for k, c in enumerate("ab"):
+        (tmp_path / "g" / c).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (28, 28), 20 * i + 120 * k).save(tmp_path / "g" / c / f"{i}.png")
+    p = tmp_path / "sq.prototxt"
+    p.write_text('name: "sq"\ninput: "data" input_dim: 1 input_dim: 1 input_dim: 28 input_dim: 28\n'
+                 + conv("conv1", "data", 8, 3, 2) + relu("relu1", "conv1") + conv("conv10", "conv1", 1000, 1)
+                 + 'layer { name: "pool10" type: "Pooling" bottom: "conv10" top: "pool10" '
+                   "pooling_param { pool: AVE global_pooling: true } }\n"
+                 + 'layer { name: "prob" type: "Softmax" bottom: "pool10" top: "prob" }\n')
+    env = {**os.environ, "PYTHONPATH": SRC, "CNNLAB_CACHE": str(tmp_path / "cache")}
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cnnlab", *argv], capture_output=True, text=True, timeout=300,
+                              env=env)
+
+    r = cli("train", str(p), "--data", str(tmp_path / "g"), "--epochs", "1", "--no-progress", "--out",
+            str(tmp_path / "r"), "--num-classes", "2")
+    assert r.returncode == 0, r.stderr
+    from cnnlab.train import checkpoint
+
+    ck = checkpoint.load(tmp_path / "r" / "last.pt")
+    assert tuple(ck.model["conv10.weight"].shape) == (2, 8, 1, 1)  # conv1 9*8+8 = 80, conv10 8*2+2 = 18
+    assert analyze(ck.net).totals["params"] == 98
+    r = cli("predict", str(tmp_path / "r" / "last.pt"), str(tmp_path / "g" / "a" / "0.png"), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["class"] in ("a", "b")
+    assert cli("eval", str(tmp_path / "r" / "last.pt"), "--data", str(tmp_path / "g")).returncode == 0
+    r = cli("train", str(p), "--data", str(tmp_path / "g"), "--epochs", "1", "--out", str(tmp_path / "s"))
+    assert r.returncode == 2 and "sq outputs 1000x1x1 values but the data has 2 classes; build it with " \
+                                 "--num-classes 2" in r.stderr

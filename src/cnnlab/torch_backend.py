@@ -286,9 +286,10 @@ class CnnModule(nn.Sequential):
     sink: list[torch.Tensor] | None = None
 
     def __init__(self, modules: OrderedDict[str, nn.Module], name: str, input_shape: Shape,
-                 negate: bool = False, nodes: tuple[Node, ...] = (), side: bool = False) -> None:
+                 negate: bool = False, nodes: tuple[Node, ...] = (), side: bool = False, flatten: bool = False) -> None:
         super().__init__(modules)
         self.name, self.input_shape, self.negate, self.nodes = name, input_shape, negate, nodes
+        self._flat_out = flatten
         self.aux_heads: list[NodeModule | CnnModule] = [m for m in self.modules()
                                                         if isinstance(m, NodeModule) and m.side]
         if side:
@@ -301,6 +302,8 @@ class CnnModule(nn.Sequential):
         x = _TorchFlow(self._modules, self).chain(self.nodes, x)
         if self.negate:
             x = -x
+        if self._flat_out:
+            x = x.flatten(1)
         return (x, *sink) if sink else x
 
 
@@ -352,7 +355,8 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
     """Build the PyTorch module for ``net`` at ``input_shape`` (default: its design input).
 
     ``logits=True`` is the training form: a final Softmax/Sigmoid is left out (the loss applies
-    it) and a final RBF layer's distances are negated into scores. The analysis runs first, so
+    it), a final RBF layer's distances are negated into scores, and a final C x 1 x 1 map (a
+    classifier made of a 1x1 conv and global pooling, as SqueezeNet's) is flattened to C scores. The analysis runs first, so
     an impossible shape fails with the same one-line error, and a network whose weights cannot fit
     in memory (a mistyped width in a file) is refused before anything is allocated."""
     from .analysis import analyze
@@ -372,8 +376,10 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
     if logits and nodes and isinstance(nodes[-1], RBF):
         negate = True
     f = _BuildFlow()
-    f.chain(tuple(nodes), shape)
-    model = CnnModule(f.mods, net.name, shape, negate=negate, nodes=tuple(nodes), side=f.side_outputs)
+    out = f.chain(tuple(nodes), shape)
+    flatten = logits and len(out) == 3 and out[1:] == (1, 1)
+    model = CnnModule(f.mods, net.name, shape, negate=negate, nodes=tuple(nodes), side=f.side_outputs,
+                      flatten=flatten)
     tie_shared(model)
     init_weights(model)
     return model

@@ -38,7 +38,7 @@ RESERVED_NAMES = frozenset({
     "register_state_dict_pre_hook", "requires_grad_", "set_extra_state", "set_submodule", "share_memory",
     "smart_apply", "state_dict", "to", "to_empty", "train", "training", "type", "xpu", "zero_grad",
     # attributes of cnnlab's own container modules (torch_backend)
-    "aux_heads", "branches", "input_shape", "name", "negate", "plan", "sink",
+    "aux_heads", "branches", "input_shape", "name", "negate", "node", "nodes", "plan", "side", "sink",
 })
 
 # Ranges of float fields, by field name: (low, high, low inclusive, high inclusive).

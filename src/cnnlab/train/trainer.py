@@ -209,7 +209,7 @@ class Trainer:
         from ..analysis import analyze
 
         out_shape = tuple(analyze(net, self.prep.input_shape).output_shape)
-        if out_shape != (len(self.classes),):
+        if out_shape not in ((len(self.classes),), (len(self.classes), 1, 1)):  # C x 1 x 1 is flattened to C
             raise CnnlabError(f"{net.name} outputs {'x'.join(map(str, out_shape))} values but the data has "
                               f"{len(self.classes)} classes; build it with --num-classes {len(self.classes)}")
 
