@@ -515,3 +515,33 @@ def test_a_convolutional_classifier_trains_with_num_classes(tmp_path: Path) -> N
     r = cli("train", str(p), "--data", str(tmp_path / "g"), "--epochs", "1", "--out", str(tmp_path / "s"))
     assert r.returncode == 2 and "sq outputs 1000x1x1 values but the data has 2 classes; build it with " \
                                  "--num-classes 2" in r.stderr
+
+
+def test_fcn_deconvolution_and_crop(tmp_path: Path) -> None:
+    """FCN's head (Long et al. 2015; voc-fcn32s deploy layout): scores at 1/2, a Deconvolution (Caffe's
+    s(n - 1) + k - 2p) back up, and a Crop to the input's size at an offset, reading the input blob's size."""
+    import torch
+
+    import cnnlab
+
+    text = ('input: "data" input_shape { dim: 1 dim: 3 dim: 20 dim: 20 }\n'
+            + conv("conv1", "data", 8, 3, p=5) + relu("relu1", "conv1") + pool("pool1", "conv1", 2, 2)
+            + conv("score_fr", "pool1", 4, 1)
+            + 'layer { name: "upscore" type: "Deconvolution" bottom: "score_fr" top: "upscore" param { lr_mult: 0 }\n'
+              "  convolution_param { num_output: 4 bias_term: false kernel_size: 4 stride: 2 } }\n"
+            + 'layer { name: "score" type: "Crop" bottom: "upscore" bottom: "data" top: "score" '
+              "crop_param { axis: 2 offset: 3 } }\n")
+    net = from_prototxt(parse_prototxt(text), "fcn.prototxt", "fcn")
+    a = analyze(net)
+    # conv1: 20 + 10 - 3 + 1 = 28; pool 14; score_fr 4x14x14; upscore 2*13 + 4 = 30; crop 3 + 20 + 7 = 30
+    assert [(x.name, x.output_shape) for x in a.layers] == [  # a chain: the crop reads the input's size only
+        ("conv1", (8, 28, 28)), ("relu1", (8, 28, 28)), ("pool1", (8, 14, 14)),
+        ("score_fr", (4, 14, 14)), ("upscore", (4, 30, 30)), ("score", (4, 20, 20))]
+    assert net.layers[-1].crop == (3, 7, 3, 7)
+    # conv1 27*8+8 = 224; score_fr 8*4+4 = 36; upscore 4*4*4*4 = 256 (no bias); MACs of upscore 4*16*4 * 14*14
+    assert a.totals["params"] == 224 + 36 + 256
+    assert a.layer("upscore").macs == 4 * 4 * 4 * 4 * 14 * 14
+    assert cnnlab.build(net)(torch.zeros(1, 3, 20, 20)).shape == (1, 4, 20, 20)
+    bad = text.replace("offset: 3", "offset: 12")
+    with pytest.raises(CnnlabError, match=r"Caffe layer 'score': cannot cut 20x20 at offset 12, 12 from 4x30x30"):
+        from_prototxt(parse_prototxt(bad))

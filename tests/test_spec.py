@@ -44,3 +44,14 @@ def test_bad_specs_name_the_problem() -> None:
     d["layers"][1]["name"] = d["layers"][0]["name"]
     with pytest.raises(CnnlabError, match="two children named 'conv1'"):
         network_from_spec(d)
+
+
+def test_a_transposed_conv_spec_keeps_its_default_output_padding(tmp_path) -> None:
+    """output_padding 0 (the default) is a valid value, not a size that must be positive."""
+    from cnnlab.analysis import analyze
+    from cnnlab.network import load_spec
+
+    p = tmp_path / "up.yaml"
+    p.write_text("input: [4, 8, 8]\nlayers:\n- {type: ConvTranspose, name: up, filters: 2, kernel: 2, stride: 2}\n")
+    a = analyze(load_spec(p))
+    assert a.output_shape == (2, 16, 16) and a.totals["params"] == 4 * 2 * 2 * 2 + 2

@@ -49,7 +49,7 @@ FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "alpha": (0.0, math.inf, True, False),
 }
 # Int fields that may be 0 (indices rather than sizes).
-NONNEGATIVE_INTS = frozenset({"table", "crop"})
+NONNEGATIVE_INTS = frozenset({"table", "crop", "output_padding"})
 
 
 def short(v: Any, limit: int = 40) -> str:

@@ -112,8 +112,8 @@ def load_caffe(path: str | Path, input_shape: Shape | None = None) -> Network:
 
 # --------------------------------------------------------------------------- translation
 
-SUPPORTED = ("Input", "Data", "Convolution", "Pooling", "InnerProduct", "ReLU", "PReLU", "Sigmoid", "TanH", "LRN",
-             "Dropout", "Softmax", "Concat", "Eltwise", "BatchNorm", "Scale", "Split", "Flatten")
+SUPPORTED = ("Input", "Data", "Convolution", "Deconvolution", "Pooling", "InnerProduct", "ReLU", "PReLU", "Sigmoid",
+             "TanH", "LRN", "Dropout", "Softmax", "Concat", "Eltwise", "BatchNorm", "Scale", "Split", "Crop", "Flatten")
 _SKIPPED = ("Accuracy", "Silence")  # and every *Data and *Loss layer of a train_val file
 
 
@@ -354,10 +354,18 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
         return [_merge(b, layer, kind, name, srcs)]
     if kind == "Split":
         return srcs[:1]
+    if kind == "Crop":
+        return [_crop(b, layer, name, srcs, where)]
     if len(srcs) != 1:
         raise CnnlabError(f"{where}: Caffe layer '{safe_text(name)}' ({kind}) reads {len(srcs)} bottoms; give it one")
     src = srcs[0]
     s = b.shapes[src]
+    if kind == "Deconvolution":  # Caffe's output: s(n - 1) + d(k - 1) + 1 - 2p, PyTorch's ConvTranspose2d's
+        p = _param(layer, "convolution_param")
+        return [b.add(ly.ConvTranspose(name=name, filters=_int(p, "num_output", 0, name),
+                                       kernel=_hw(p, "kernel_size", 1, name), stride=_hw(p, "stride", 1, name),
+                                       padding=_hw(p, "pad", 0, name), dilation=_hw(p, "dilation", 1, name),
+                                       groups=_int(p, "group", 1, name), bias=_bool(p, "bias_term", True, name)), src)]
     if kind == "Convolution":
         p = _param(layer, "convolution_param")
         k, st = _hw(p, "kernel_size", 1, name), _hw(p, "stride", 1, name)
@@ -413,6 +421,27 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
         return [_scale(b, layer, name, src)]
     raise CnnlabError(f"Caffe layer '{safe_text(name)}' ({safe_text(kind)}) is not supported: cnnlab reads "
                       f"{', '.join(SUPPORTED)}; rewrite it with these layers")
+
+
+def _crop(b: _Builder, layer: Message, name: str, srcs: list[str], where: str) -> str:
+    """Caffe's Crop: the first bottom cut to the second's height and width from ``offset`` (FCN aligns its
+    upsampled scores with the input this way). The sizes are known here, so it is a fixed crop of the first."""
+    if len(srcs) != 2:
+        raise CnnlabError(f"{where}: Caffe layer '{safe_text(name)}' (Crop) reads {len(srcs)} bottoms; give it the "
+                          "blob to crop and the blob whose size it takes")
+    p = _param(layer, "crop_param")
+    axis, offsets = _int(p, "axis", 2, name), p.get("offset", [0])
+    (c, h, w), ref = b.shapes[srcs[0]], b.shapes[srcs[1]]
+    if axis not in (2, -2) or len(ref) != 3 or len(offsets) not in (1, 2) or \
+            not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets):
+        raise CnnlabError(f"Caffe layer '{safe_text(name)}': Crop on axis {axis} with offset {short(offsets)} is not "
+                          "supported; crop height and width (axis 2) by non-negative offsets")
+        # (cropping channels too would need a per-channel selection)
+    oh, ow = offsets[0], offsets[-1]
+    if oh + ref[1] > h or ow + ref[2] > w:
+        raise CnnlabError(f"Caffe layer '{safe_text(name)}': cannot cut {ref[1]}x{ref[2]} at offset {oh}, {ow} from "
+                          f"{ly.fmt_shape((c, h, w))}; give a smaller offset or a larger first bottom")
+    return b.add(ly.Crop(name=name, crop=(oh, h - oh - ref[1], ow, w - ow - ref[2])), srcs[0])
 
 
 def _prelu(b: _Builder, layer: Message, name: str) -> ly.PReLU:
