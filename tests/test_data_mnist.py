@@ -145,7 +145,6 @@ def test_real_mnist_through_the_chain_cold_then_warm(_cache: Path, tmp_path: Pat
     again = data.load("mnist", "train")  # warm: the parsed tensors in the cache
     warm = time.perf_counter() - t0
     assert torch.equal(again.images, train.images) and torch.equal(again.labels, train.labels)
-    assert warm < cold
     print(f"MNIST train: cold {cold:.2f} s, warm {warm:.3f} s")
 
     # The verified raw files in the cache also work as --data-dir, gzipped or not.

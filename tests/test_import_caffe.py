@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -375,13 +374,12 @@ def test_bad_prototxt_one_line(tmp_path: Path, text: str, words: str) -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_two_thousand_layers_under_a_second(tmp_path: Path) -> None:
+def test_two_thousand_layers(tmp_path: Path) -> None:
+    """A 2,000-layer file reads whole (its speed is measured by benchmarks/bench_import.py)."""
     body = "".join(conv(f"c{i}", f"c{i - 1}" if i else "data", 8, 3, p=1) + relu(f"r{i}", f"c{i}") for i in range(1000))
     p = tmp_path / "deep.prototxt"
     p.write_text('input: "data"\ninput_dim: 1 input_dim: 8 input_dim: 16 input_dim: 16\n' + body)
-    t = time.perf_counter()
     a = analyze(load_caffe(p))
-    assert time.perf_counter() - t < 1.0
     assert len(a.layers) == 2000 and a.totals["params"] == 1000 * (9 * 8 * 8 + 8)
 
 

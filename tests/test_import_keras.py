@@ -683,9 +683,8 @@ def test_train_starts_from_the_weights_of_a_keras_file(tmp_path: Path, monkeypat
         assert len(json.loads((out / "metrics.json").read_text())) == 1
 
 
-def test_two_thousand_layer_json_under_a_second(tmp_path: Path) -> None:
-    import time
-
+def test_two_thousand_layer_json(tmp_path: Path) -> None:
+    """A 2,000-layer config reads whole (its speed is measured by benchmarks/bench_import.py)."""
     layers = [{"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [None, 16, 16, 8]}}]
     for i in range(1000):
         layers.append({"class_name": "Conv2D", "config": {"name": f"c{i}", "filters": 8, "kernel_size": [3, 3],
@@ -693,9 +692,7 @@ def test_two_thousand_layer_json_under_a_second(tmp_path: Path) -> None:
         layers.append({"class_name": "ReLU", "config": {"name": f"r{i}"}})
     p = tmp_path / "deep.json"
     p.write_text(json.dumps({"class_name": "Sequential", "config": {"name": "deep", "layers": layers}}))
-    t = time.perf_counter()
     a = analyze(load_model(str(p)))
-    assert time.perf_counter() - t < 1.0
     assert len(a.layers) == 2000 and a.totals["params"] == 1000 * (9 * 8 * 8 + 8)
 
 
@@ -918,3 +915,59 @@ def test_num_classes_resizes_the_classifier_of_a_keras_file(tmp_path: Path) -> N
     ck = checkpoint.load(tmp_path / "b" / "last.pt")
     assert tuple(ck.model["logits.weight"].shape) == (3, 144)
     assert analyze(ck.net).output_shape == (3,)
+
+
+def _base_functional() -> keras.Model:
+    x = inp = keras.Input((12, 12, 3))
+    y = L.Conv2D(6, 3, padding="same", name="conv_a")(x)
+    y = L.BatchNormalization(name="bn_a")(y)
+    y = L.ReLU(name="relu_a")(y)
+    z = L.Conv2D(6, 1, name="conv_b")(x)
+    return keras.Model(inp, L.Add(name="sum")([y, z]), name="base.v1")
+
+
+def _randomized(model: keras.Model, seed: int) -> keras.Model:
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") if "variance" in v.path or "gamma" in v.path
+                       else rng.standard_normal(w.shape).astype("float32") * 0.5
+                       for v, w in zip(model.weights, model.get_weights())])
+    return model
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_model_used_as_a_layer(tmp_path: Path, suffix: str) -> None:
+    """Transfer learning's usual shape: a base model as a layer of a Sequential (seed 003's VGG16 conv base) or a
+    Functional model. Its layers become one node named after it; counts, shapes and loaded outputs equal Keras'
+    (weights keyed by scope in Keras 3 files, by layer name in legacy ones)."""
+    keras.utils.set_random_seed(13)
+    seq_model = keras.Sequential([keras.Input((12, 12, 3)), _base_functional(), L.MaxPooling2D(name="pool"),
+                                  L.Flatten(name="flatten"), L.Dense(4, name="head")], name="transfer")
+    inner = keras.Sequential([keras.Input((12, 12, 3)), L.Conv2D(5, 3, name="c1"), L.ReLU(name="r1"),
+                              L.Conv2D(7, 3, name="c2")], name="trunk")
+    x = inp = keras.Input((12, 12, 3))
+    f_model = keras.Model(inp, L.Dense(3, name="logits")(L.GlobalAveragePooling2D(name="gap")(inner(x))), name="tl")
+    rng = np.random.default_rng(13)
+    data = rng.standard_normal((2, 12, 12, 3)).astype("float32")
+    for model, node in ((seq_model, "base_v1"), (f_model, "trunk")):  # a chain of layers: no prefix
+        model = _randomized(model, 13)
+        path = tmp_path / f"{model.name}{suffix}"
+        model.save(path)
+        net = load_model(str(path))
+        a = analyze(net)
+        assert (a.totals["params"], a.totals["buffers"]) == counts(model)
+        assert a.output_shape == channels_first(model.output_shape)
+        assert any(x.name.startswith(node + ".") for x in a.layers), [x.name for x in a.layers]
+        module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+        with torch.no_grad():
+            got = module(torch.from_numpy(data.transpose(0, 3, 1, 2))).numpy()
+        want = model.predict(data, verbose=0)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+        assert np.abs(want).max() > 0.1
+    # base: conv_a 27*6+6 = 168, bn_a 12 (+12 buffers), conv_b 3*6+6 = 24; head 6*6*6*4+4 = 868
+    assert counts(seq_model) == (168 + 12 + 24 + 868, 12)
+    seq_model.layers[0].trainable = False  # a frozen base: Keras counts its weights as non-trainable
+    net = from_config(json.loads(seq_model.to_json()))
+    assert analyze(net).totals["params"] == 168 + 12 + 24 + 868
+    assert net.meta["notes"] == ["Keras marks 'base.v1' as not trainable (a frozen base): its weights count as "
+                                 "parameters here and as non-trainable in Keras; train with --freeze base_v1 to keep "
+                                 "them (and what comes before it)"]

@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import layers as ly
 from ..errors import CnnlabError
 from ..layers import Layer, Shape
-from ..network import Merge, Network, Node, check_values, graph, join, seq
+from ..network import Graph, Merge, Network, Node, check_values, graph, join, seq
 from ..text import safe_text
 from ..validate import load_json, short
 from . import fresh_name, module_name
@@ -39,6 +39,7 @@ ACTIVATIONS: dict[str, Any] = {
     "hard_sigmoid": ly.Hardsigmoid, "gelu": ly.GELU, "elu": ly.ELU, "leaky_relu": ly.LeakyReLU,
 }
 _MERGES = {"Add": "add", "Concatenate": "concat", "Multiply": "mul", "Maximum": "max"}
+_MODELS = ("Sequential", "Functional", "Model")  # a model used as a layer (a pretrained base)
 _EXTRA = ("CustomScaleLayer",)  # keras.applications' own layer (InceptionResNetV2's scaled residual sum)
 _ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
             "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
@@ -176,6 +177,7 @@ class _Builder:
     alias: dict[str, str] = field(default_factory=dict)  # Keras layer name -> the value it produced
     flatten: dict[str, list[int]] = field(default_factory=dict)  # Dense name -> [H, W, C] it reads
     weights: list[list[str]] = field(default_factory=list)  # [keras class, layer name] in order
+    notes: list[str] = field(default_factory=list)
 
     def fresh(self, base: str) -> str:
         return fresh_name(self.taken, base)
@@ -356,6 +358,32 @@ def _normalization(cfg: dict[str, Any], name: str, s: Shape) -> ly.Normalize:
     return ly.Normalize(name=name, mean=means, variance=variances, invert=invert)
 
 
+def _nested(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> str:
+    """A model used as a layer (``Sequential([VGG16(include_top=False), Flatten(), Dense(1)])``): its layers
+    as one node named after it. Its weights are recorded with their path under that node and the scope Keras
+    keys them by (``layers/functional/layers/conv2d_3``, or by layer names in a legacy file)."""
+    v = b.values[src]
+    inner, value = _translate({"class_name": cls, "config": cfg}, f"{b.where}, model '{name}'",
+                              v.shape if len(v.shape) == 3 else None)
+    if inner.input_shape != v.shape:
+        raise CnnlabError(f"Keras layer '{name}' ({cls}) takes {ly.fmt_shape(inner.input_shape)} but gets "
+                          f"{ly.fmt_shape(v.shape)}")
+    label = module_name(name)
+    b.notes.extend(inner.meta.get("notes", []))
+    if cfg.get("trainable") is False:
+        b.notes.append(f"Keras marks '{name}' as not trainable (a frozen base): its weights count as parameters "
+                       f"here and as non-trainable in Keras; train with --freeze {label} to keep them (and "
+                       "what comes before it)")
+    body = inner.layers
+    node: Node = replace(body[0], name=label) if len(body) == 1 and isinstance(body[0], Graph) else seq(label, *body)
+    for entry in inner.meta["keras_weights"]:
+        sub = entry[2] if len(entry) > 2 else entry[1]
+        b.weights.append([entry[0], entry[1], join(label, sub), [[cls, name], *(entry[3] if len(entry) > 3 else [])]])
+    for key, hwc in inner.meta.get("keras_flatten", {}).items():
+        b.flatten[join(label, key)] = hwc
+    return b.add(node, src, value.shape, value.flat)
+
+
 def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> str:
     """Add the layer ``name`` reading value ``src``; returns the value it produces."""
     v = b.values[src]
@@ -371,6 +399,8 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
         layer = act(name=b.fresh(f"{name}_activation"))
         return b.add(layer, value, layer.figures(b.values[value].shape).out, b.values[value].flat)
 
+    if cls in _MODELS:
+        return _nested(b, cls, cfg, name, src)
     if cls in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
         if len(s) != 3:
             raise CnnlabError(f"Keras layer '{name}' ({cls}) needs a feature map but gets a vector of {s[0]}")
@@ -645,6 +675,11 @@ def _unread(entries: list[Any], name: str, ref: str, where: str) -> str:
 
 def from_config(data: dict[str, Any], where: str = "Keras config", input_shape: Shape | None = None) -> Network:
     """Translate a parsed Keras model config; ``input_shape`` as in :func:`load_keras`."""
+    return _translate(data, where, input_shape)[0]
+
+
+def _translate(data: dict[str, Any], where: str, input_shape: Shape | None) -> tuple[Network, _Value]:
+    """The network of a model config and the value it outputs (its shape, and what a Flatten made of it)."""
     cls, cfg = data.get("class_name"), data["config"]
     if isinstance(cfg, list):  # Keras 1 to 2.2.2: a Sequential model's config is its layers
         cfg = {"layers": cfg}
@@ -695,7 +730,7 @@ def from_config(data: dict[str, Any], where: str = "Keras config", input_shape: 
             if numbers:
                 b.alias[name] = _scalar_op(b, lcls, name, srcs, numbers)
                 continue
-            if lcls not in SUPPORTED and lcls not in _EXTRA:
+            if lcls not in SUPPORTED and lcls not in _EXTRA and lcls not in _MODELS:
                 _layer(b, lcls, lcfg, name, srcs[0])  # refuses it, naming the supported set
             if lcls == "CustomScaleLayer":
                 b.alias[name] = _scaled_sum(b, lcfg, name, srcs)
@@ -714,6 +749,8 @@ def from_config(data: dict[str, Any], where: str = "Keras config", input_shape: 
     if not b.nodes:
         raise CnnlabError(f"{where}: the model has no layers besides its input")
     meta["keras_weights"] = b.weights
+    if b.notes:
+        meta["notes"] = b.notes
     if b.flatten:
         meta["keras_flatten"] = b.flatten
     chain = not b.merges and all(src == (b.nodes[i - 1].name if i else "") for i, src in enumerate(b.inputs)) \
@@ -725,4 +762,4 @@ def from_config(data: dict[str, Any], where: str = "Keras config", input_shape: 
         g = graph(model_name, b.nodes, b.inputs, b.merges, out if out != b.nodes[-1].name else "")
         layers = (g,)
         meta["keras_prefix"] = join("", model_name)
-    return check_values(Network(model_name, layers, b.values[""].shape, meta), where)
+    return check_values(Network(model_name, layers, b.values[""].shape, meta), where), b.values[out]

@@ -45,20 +45,39 @@ def _read_layers(path: Path) -> tuple[dict[str, list[np.ndarray]], bool]:
             root = h.get("layers")
             if root is not None:
                 out: dict[str, list[np.ndarray]] = {}
-                for key, group in root.items():
-                    vs = group.get("vars")
-                    if vs is not None:
-                        out[key] = [np.asarray(vs[str(i)]) for i in range(len(vs))]
+                _walk(root, "", out)
                 return out, False
             legacy = h["model_weights"] if "model_weights" in h else h
             if "layer_names" not in legacy.attrs:
                 raise CnnlabError(f"{path.name}: neither Keras 3 weights (a 'layers' group) nor legacy HDF5 weights "
                                   "(layer_names); save them with model.save_weights() or model.save()")
-            return {_text(name): [np.asarray(legacy[_text(name)][_text(w)])
-                                  for w in legacy[_text(name)].attrs.get("weight_names", [])]
-                    for name in legacy.attrs["layer_names"]}, True
+            return _legacy(legacy), True
     except (OSError, KeyError) as e:
         raise CnnlabError(f"cannot read Keras weights {path.name}: {e}") from None
+
+
+def _walk(group: Any, prefix: str, out: dict[str, list[np.ndarray]]) -> None:
+    """Keras 3 groups: ``layers/<key>/vars/<i>``, a nested model's under ``layers/<key>/layers/...``."""
+    for key, g in group.items():
+        vs = g.get("vars")
+        if vs is not None:
+            out[prefix + key] = [np.asarray(vs[str(i)]) for i in range(len(vs))]
+        if g.get("layers") is not None:
+            _walk(g["layers"], f"{prefix}{key}/", out)
+
+
+def _legacy(root: Any) -> dict[str, list[np.ndarray]]:
+    """Legacy groups by layer name, arrays in ``weight_names`` order; a nested model's arrays, all listed
+    under its own name, are told apart by the layer named before the array's name (``block1_conv1/kernel:0``)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for raw in root.attrs["layer_names"]:
+        name = _text(raw)
+        out.setdefault(name, [])
+        for w in root[name].attrs.get("weight_names", []):
+            parts = _text(w).split("/")
+            inner = parts[-2] if len(parts) > 1 else name
+            out.setdefault(name if inner == name else f"{name}/{inner}", []).append(np.asarray(root[name][_text(w)]))
+    return out
 
 
 def _text(v: Any) -> str:
@@ -138,21 +157,38 @@ def _converted(module: nn.Module, net: Network, p: Path, strict_shapes: bool = T
     stored, by_name = _read_layers(p)
     prefix = net.meta.get("keras_prefix", "")
     flatten = net.meta.get("keras_flatten", {})
-    used: dict[str, int] = {}
+    used: dict[tuple[str, str], int] = {}
+    scopes: dict[tuple[str, ...], str] = {}
+
+    def numbered(parent: str, cls: str) -> str:  # Keras 3's key: the class in snake case, counted per level
+        base = snake(cls)
+        n = used.get((parent, base), 0)
+        used[parent, base] = n + 1
+        return parent + (base if n == 0 else f"{base}_{n}")
+
     state = module.state_dict()
     new: dict[str, torch.Tensor] = {}
-    for cls, name in order:
-        base = snake(cls)
-        n = used.get(base, 0)
-        used[base] = n + 1
-        key = name if by_name else base if n == 0 else f"{base}_{n}"
-        path_ = join(prefix, name)
+    for entry in order:  # [class, name], or for a layer of a nested model [class, name, path, scope]
+        cls, name = entry[0], entry[1]
+        sub = entry[2] if len(entry) > 2 else name
+        scope = [tuple(x) for x in entry[3]] if len(entry) > 3 else []
+        if by_name:
+            key = "/".join([n for _, n in scope] + [name])
+        else:
+            parent, names = "", ()
+            for ocls, oname in scope:
+                names = (*names, oname)
+                if names not in scopes:
+                    scopes[names] = numbered(parent, ocls) + "/"
+                parent = scopes[names]
+            key = numbered(parent, cls)
+        path_ = join(prefix, sub)
         mod = module.get_submodule(path_)
         if key not in stored or (not stored[key] and mod.state_dict()):
             where = f"layer {key}" if by_name else f"layers/{key}"
             raise CnnlabError(f"{p.name}: no weights for Keras layer '{name}' (looked for {where}); "
                               "save the weights from the same model")
-        arrays = _arrays(cls, stored[key], mod, flatten.get(name))
+        arrays = _arrays(cls, stored[key], mod, flatten.get(sub))
         if cls == "Normalization" and len(arrays) != len(mod.state_dict()):
             raise CnnlabError(f"{p.name}: Keras layer '{name}' holds {len(arrays)} arrays where the model has "
                               f"{len(mod.state_dict())} (mean, variance, count); save the weights from the same model")
