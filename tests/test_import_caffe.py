@@ -252,6 +252,20 @@ def test_cifar10_pooling_rounds_up() -> None:
     assert any(kind == "ceil" for kind, _ in a.layer("pool1").findings)
 
 
+@pytest.mark.parametrize("setting", ["round_mode: FLOOR", "ceil_mode: false"])
+def test_pooling_told_to_round_down(setting: str) -> None:
+    """BVLC Caffe's round_mode FLOOR (DenseNet-121's pool1) and the forks' ceil_mode false (ResNeXt's) round
+    down: 112 -> (112 + 2 - 3)/2 + 1 = 56.5 -> 56, where Caffe's default gives 57."""
+    head = 'input: "data"\ninput_dim: 1 input_dim: 8 input_dim: 112 input_dim: 112\n'
+    down = head + ('layer { name: "pool1" type: "Pooling" bottom: "data" top: "pool1"\n'
+                   f"  pooling_param {{ pool: MAX kernel_size: 3 stride: 2 pad: 1 {setting} }} }}\n")
+    assert analyze(from_prototxt(parse_prototxt(down))).output_shape == (8, 56, 56)
+    up = head + pool("pool1", "data", 3, 2, p=1)
+    assert analyze(from_prototxt(parse_prototxt(up))).output_shape == (8, 57, 57)
+    with pytest.raises(CnnlabError, match=r"Caffe layer 'pool1': round_mode 'UP' is not CEIL or FLOOR"):
+        from_prototxt(parse_prototxt(down.replace(setting, "round_mode: UP")))
+
+
 def test_train_val_skips_data_and_loss_layers() -> None:
     text = ('name: "tv"\nlayer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TRAIN }\n'
             "  transform_param { crop_size: 24 } }\n"

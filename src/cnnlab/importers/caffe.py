@@ -383,9 +383,13 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
             cls = ly.AdaptiveMaxPool if op == "MAX" else ly.AdaptiveAvgPool
             return [b.add(cls(name=name, output=1), src)]
         k, st, pad = _hw(p, "kernel_size", 1, name), _hw(p, "stride", 1, name), _hw(p, "pad", 0, name)
-        if op == "MAX":
-            return [b.add(ly.MaxPool(name=name, kernel=k, stride=st, padding=pad, ceil_mode=True), src)]
-        return [b.add(ly.AvgPool(name=name, kernel=k, stride=st, padding=pad, ceil_mode=True), src)]
+        # Caffe rounds up unless told otherwise: round_mode FLOOR (BVLC's own setting) or ceil_mode false (forks)
+        mode = _one(p, "round_mode", "CEIL")
+        if mode not in ("CEIL", "FLOOR"):
+            raise CnnlabError(f"Caffe layer '{safe_text(name)}': round_mode {short(mode)} is not CEIL or FLOOR")
+        ceil = mode == "CEIL" and _bool(p, "ceil_mode", True, name)
+        cls = ly.MaxPool if op == "MAX" else ly.AvgPool
+        return [b.add(cls(name=name, kernel=k, stride=st, padding=pad, ceil_mode=ceil), src)]
     if kind == "InnerProduct":
         p = _param(layer, "inner_product_param")
         if len(s) != 1:  # Caffe flattens from axis 1 by itself
