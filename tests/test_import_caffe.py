@@ -557,3 +557,23 @@ def test_fcn_deconvolution_and_crop(tmp_path: Path) -> None:
     bad = text.replace("offset: 3", "offset: 12")
     with pytest.raises(CnnlabError, match=r"Caffe layer 'score': cannot cut 20x20 at offset 12, 12 from 4x30x30"):
         from_prototxt(parse_prototxt(bad))
+
+
+def test_auxiliary_heads_of_a_train_val_file_are_noted() -> None:
+    """GoogLeNet's train_val file trains two auxiliary classifiers into their own loss layers: they do not lead
+    to the output, are counted (Caffe trains their parameters) and are named in a note."""
+    text = ('input: "data"\ninput_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n'
+            + conv("conv1", "data", 4, 3) + fc("aux/fc", "conv1", 5)
+            + 'layer { name: "aux/loss" type: "SoftmaxWithLoss" bottom: "aux/fc" bottom: "label" top: "aux/loss" }\n'
+            + conv("conv2", "conv1", 4, 3) + fc("main/fc", "conv2", 5)
+            + 'layer { name: "main/loss" type: "SoftmaxWithLoss" bottom: "main/fc" bottom: "label" top: "loss" }\n'
+            + 'layer { name: "acc1" type: "Accuracy" bottom: "main/fc" bottom: "label" top: "acc1" }\n'
+            + 'layer { name: "acc5" type: "Accuracy" bottom: "main/fc" bottom: "label" top: "acc5" }\n')
+    net = from_prototxt(parse_prototxt(text), "tv.prototxt", "tv")
+    a = analyze(net)
+    # conv1 27*4+4 = 112; aux/fc_flatten + aux/fc 144*5+5 = 725; conv2 36*4+4 = 148; main/fc 64*5+5 = 325
+    assert a.totals["params"] == 112 + 725 + 148 + 325 and a.output_shape == (5,)
+    assert net.meta["notes"] == [
+        "SoftmaxWithLoss layers 'aux/loss', 'main/loss' skipped", "Accuracy layers 'acc1', 'acc5' skipped",
+        "2 layers (aux/fc_flatten, aux/fc) do not lead to the output main/fc: a train_val file's auxiliary heads; "
+        "their parameters are counted, and the built module computes them"]

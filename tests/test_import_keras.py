@@ -971,3 +971,25 @@ def test_a_model_used_as_a_layer(tmp_path: Path, suffix: str) -> None:
     assert net.meta["notes"] == ["Keras marks 'base.v1' as not trainable (a frozen base): its weights count as "
                                  "parameters here and as non-trainable in Keras; train with --freeze base_v1 to keep "
                                  "them (and what comes before it)"]
+
+
+def test_keras1_functional_merge() -> None:
+    """Keras 1 wrote residual sums and concatenations as one Merge layer with a mode (and [name, 0, 0] inbound
+    nodes): sum is Add, concat Concatenate on concat_axis; other modes are refused by name."""
+    def layer(cls: str, name: str, ins: list[str], **cfg: object) -> dict:
+        return {"class_name": cls, "name": name, "config": {"name": name, **cfg},
+                "inbound_nodes": [[[i, 0, 0] for i in ins]] if ins else []}
+
+    model = {"class_name": "Model", "keras_version": "1.1.2", "config": {
+        "name": "k1res", "input_layers": [["in", 0, 0]], "output_layers": [["cat", 0, 0]], "layers": [
+            layer("InputLayer", "in", [], batch_input_shape=[None, 8, 8, 4]),
+            _conv_k1("a", 4, (3, 3), border_mode="same") | {"name": "a", "inbound_nodes": [[["in", 0, 0]]]},
+            layer("Merge", "sum", ["a", "in"], mode="sum", concat_axis=-1),
+            layer("Merge", "cat", ["sum", "in"], mode="concat", concat_axis=-1)]}}
+    a = analyze(from_config(model))
+    assert a.output_shape == (8, 8, 8)  # 4 + 4 channels
+    assert a.totals["params"] == 36 * 4 + 4
+    model["config"]["layers"][3]["config"]["mode"] = "ave"
+    with pytest.raises(CnnlabError, match=r"Keras 1 layer 'cat' \(Merge\) with mode 'ave' is not supported; cnnlab "
+                                          r"reads the modes sum, concat, mul, max"):
+        from_config(model)

@@ -290,13 +290,14 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
     b = _Builder(set(names))
     b.shapes[""] = found[1]
     b.blobs[found[0]] = ""
+    skipped: dict[str, dict[str, None]] = {}  # kind -> layer names, in the file's order
     for at, (layer, name) in enumerate(zip(layers, names)):
         kind = _one(layer, "type")
         if not isinstance(kind, str) or not name:
             raise CnnlabError(f"{where}: a layer without a name or type; give both")
         if _skipped(kind):
             if kind != "Input":
-                b.notes.append(f"{kind} layer '{name}' skipped")
+                skipped.setdefault(kind, {})[name] = None
             continue
         bottoms, tops = layer.get("bottom", []), layer.get("top", [])
         for blob in bottoms:
@@ -308,7 +309,15 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
             b.blobs[blob] = value
     if not b.nodes:
         raise CnnlabError(f"{where}: no layers besides the input")
+    for kind, which in skipped.items():
+        shown = ", ".join(f"'{n}'" for n in list(which)[:3]) + (f" and {len(which) - 3} more" if len(which) > 3 else "")
+        b.notes.append(f"{kind} layer{'s' if len(which) > 1 else ''} {shown} skipped")
     last = b.blobs[_one(layers[-1], "top")] if _one(layers[-1], "top") in b.blobs else b.nodes[-1].name
+    side = _unreached(b, last)
+    if side:  # a train_val file's auxiliary classifiers (GoogLeNet's loss1, loss2) end in skipped loss layers
+        shown = ", ".join(side[:3]) + (", ..." if len(side) > 3 else "")
+        b.notes.append(f"{len(side)} layers ({shown}) do not lead to the output {last}: a train_val file's "
+                       "auxiliary heads; their parameters are counted, and the built module computes them")
     meta: dict[str, Any] = {"source": "caffe"}
     if b.notes:
         meta["notes"] = b.notes
@@ -318,6 +327,18 @@ def from_prototxt(net: Message, where: str = "prototxt", default_name: str = "ca
         return check_values(Network(model, tuple(b.nodes), found[1], meta), where)
     return check_values(Network(model, (graph(model, b.nodes, b.inputs, b.merges,
                                               last if last != b.nodes[-1].name else ""),), found[1], meta), where)
+
+
+def _unreached(b: _Builder, out: str) -> list[str]:
+    """The layers whose values never reach ``out``."""
+    reads = {n.name: [src] for n, src in zip(b.nodes, b.inputs)} | {m.name: list(m.inputs) for m in b.merges}
+    seen, todo = set(), [out]
+    while todo:
+        v = todo.pop()
+        if v not in seen:
+            seen.add(v)
+            todo.extend(reads.get(v, []))
+    return [n.name for n in b.nodes if n.name not in seen]
 
 
 def _unwritten(layers: list[Message], names: list[str], at: int, blob: str, where: str) -> str:

@@ -45,6 +45,7 @@ _ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D", "AvgPool2D":
             "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
             "SeparableConvolution2D": "SeparableConv2D", "AtrousConvolution2D": "Conv2D"}
 # Keras 1 setting -> its Keras 2 name (Keras 2.0 renamed them; its own converter did the same).
+_KERAS1_MERGES = {"sum": "Add", "concat": "Concatenate", "mul": "Multiply", "max": "Maximum"}
 _KERAS1_KEYS = {"nb_filter": "filters", "subsample": "strides", "border_mode": "padding", "output_dim": "units",
                 "atrous_rate": "dilation_rate", "bias": "use_bias"}
 
@@ -199,6 +200,12 @@ def _cfg(layer: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str]:
         raise CnnlabError(f"{where}: a layer entry has no class_name or name; is it a Keras model config?")
     if any(k in cfg for k in (*_KERAS1_KEYS, "nb_row", "dim_ordering")) or (cls == "Dropout" and "p" in cfg):
         cfg = _keras1(cls, cfg)
+    if cls == "Merge":  # Keras 1's one merge layer: its mode is the Keras 2 layer
+        mode = cfg.get("mode")
+        if mode not in _KERAS1_MERGES:
+            raise CnnlabError(f"{where}: Keras 1 layer '{safe_text(name)}' (Merge) with mode {short(mode)} is not "
+                              f"supported; cnnlab reads the modes {', '.join(_KERAS1_MERGES)}")
+        return _KERAS1_MERGES[mode], {**cfg, "axis": cfg.get("concat_axis", -1)}, name
     return _ALIASES.get(cls, cls), cfg, name
 
 
