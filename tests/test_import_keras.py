@@ -89,7 +89,8 @@ def counts(model: keras.Model) -> tuple[int, int]:
 
 def stats_of(a: Analysis, net: cnnlab.network.Network, name: str):  # type: ignore[name-defined]
     prefix = net.meta["keras_prefix"]
-    for path in (join(prefix, name), join(join(prefix, name), "pointwise"), join(join(prefix, name), "flatten")):
+    for path in (join(prefix, name), join(join(prefix, name), "pointwise"), join(join(prefix, name), "flatten"),
+                 join(join(prefix, name), "crop")):
         try:
             return a.layer(path)
         except KeyError:
@@ -993,3 +994,55 @@ def test_keras1_functional_merge() -> None:
     with pytest.raises(CnnlabError, match=r"Keras 1 layer 'cat' \(Merge\) with mode 'ave' is not supported; cnnlab "
                                           r"reads the modes sum, concat, mul, max"):
         from_config(model)
+
+
+@pytest.mark.parametrize(("k", "s", "padding", "out_pad", "cut"), [
+    (2, 2, "same", None, None),     # U-Net's up-convolution: 8 -> 16, nothing to cut
+    (4, 2, "same", None, None),     # full 18, cut 1 on each side: the ConvTranspose's own padding
+    (3, 1, "same", None, None),     # full 10, cut 1 on each side
+    (3, 2, "valid", None, None),    # full 17, kept
+    (1, 2, "valid", None, None),    # full 15, one more row and column at the end (output_padding 1)
+    (3, 2, "same", None, (0, 1, 0, 1)),  # full 17, TensorFlow cuts the last row and column: a Crop
+])
+def test_conv2d_transpose_and_upsampling(tmp_path: Path, k: int, s: int, padding: str, out_pad: object,
+                                         cut: tuple | None) -> None:
+    keras.utils.set_random_seed(14)
+    x = inp = keras.Input((8, 8, 3))
+    x = L.Conv2DTranspose(4, k, strides=s, padding=padding, output_padding=out_pad, name="up")(x)
+    x = L.UpSampling2D(2, name="nearest")(x)
+    model = _randomized(keras.Model(inp, x, name="dec"), 14)
+    net = from_config(json.loads(model.to_json()))
+    a = check_against_keras(model, net)
+    assert a.totals["params"] == 3 * 4 * k * k + 4
+    up = net.layers[0]
+    assert (getattr(up, "children", (None, None))[1].crop if cut else None) == cut
+    if cut is None:  # Keras' torch backend aligns these cases as TensorFlow does
+        model.save(tmp_path / "dec.keras")
+        module = load_keras_weights(cnnlab.build(net).eval(), net, tmp_path / "dec.keras")
+        data = np.random.default_rng(14).standard_normal((2, 8, 8, 3)).astype("float32")
+        with torch.no_grad():
+            got = module(torch.from_numpy(data.transpose(0, 3, 1, 2))).numpy()
+        np.testing.assert_allclose(got, model.predict(data, verbose=0).transpose(0, 3, 1, 2), atol=1e-4, rtol=1e-4)
+
+
+def test_conv2d_transpose_follows_tensorflow_where_backends_differ() -> None:
+    """Kernel 3, stride 2, 'same': TensorFlow's transposed conv is the gradient of its 'same' conv, which pads
+    0 rows on top and 1 below; Keras' torch backend shifts it by a pixel (and warns). cnnlab follows TensorFlow,
+    where such weights were trained: checked against that gradient, worked out with autograd here."""
+    import torch.nn.functional as F
+
+    from cnnlab.importers.keras import _conv_transpose
+    from cnnlab.network import Network
+
+    n = 8
+    net = Network("t", (_conv_transpose({"filters": 4, "kernel_size": [3, 3], "strides": [2, 2],
+                                         "padding": "same"}, "up"),), (3, n, n))
+    module = cnnlab.build(net).eval()
+    w, bias = module.up.conv.weight.detach(), module.up.conv.bias.detach()
+    u = torch.randn(1, 3, n, n, generator=torch.Generator().manual_seed(15))
+    x = torch.zeros(1, 4, 2 * n, 2 * n, requires_grad=True)
+    y = F.conv2d(F.pad(x, (0, 1, 0, 1)), w, stride=2)  # TensorFlow's 'same': (n - 1)*2 + 3 - 2n = 1 pad, at the end
+    assert y.shape == (1, 3, n, n)
+    (y * u).sum().backward()
+    with torch.no_grad():
+        torch.testing.assert_close(module(u), x.grad + bias.view(1, -1, 1, 1))

@@ -29,7 +29,7 @@ MAX_CONFIG_BYTES = 64 * 2**20
 
 SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
              "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "BatchNormalization", "Activation", "ReLU",
-             "LeakyReLU", "PReLU", "ELU", "Softmax", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
+             "LeakyReLU", "PReLU", "ELU", "Softmax", "Conv2DTranspose", "UpSampling2D", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
              "Add", "Concatenate", "Multiply", "Maximum", "Rescaling", "Normalization")
 
 # Keras activation name -> a cnnlab layer (None: the identity).
@@ -278,6 +278,43 @@ def _conv(cls: str, cfg: dict[str, Any], name: str, c: int) -> list[Layer]:
             ly.Conv(name="pointwise", filters=_int(cfg, "filters", None, name), kernel=1, bias=bias)]
 
 
+def _conv_transpose(cfg: dict[str, Any], name: str) -> Node:
+    """Keras' Conv2DTranspose with TensorFlow's output alignment (also JAX's; Keras' torch backend shifts some
+    odd cases by a pixel, and warns): the full transposed output ``(n - 1)s + K`` cut by TensorFlow's padding,
+    extended at the end by ``output_padding``. A symmetric cut is the ConvTranspose's own padding; an
+    asymmetric one (kernel 3, stride 2, 'same') a Crop after it."""
+    _check_channels_last(cfg, name)
+    k, st = _pair(cfg.get("kernel_size"), "kernel_size", name), _pair(cfg.get("strides", 1), "strides", name)
+    d = _pair(cfg.get("dilation_rate", 1), "dilation_rate", name)
+    pad, given = cfg.get("padding", "valid"), cfg.get("output_padding")
+    if pad not in ("valid", "same"):
+        raise CnnlabError(f"Keras layer '{name}': padding {short(pad)} is not supported; use 'valid' or 'same'")
+    ops = [None, None] if given is None else list(_pair(given, "output_padding", name))
+    paddings, extra, crop = [], [], []
+    for ki, si, di, op in zip(k, st, d, ops):
+        kk = (ki - 1) * di + 1
+        if pad == "valid":
+            top, bottom = 0, -(max(kk, si) - kk if op is None else op)
+        else:
+            total = si + kk - 2 if op is None else kk + kk % 2 - 2 + op
+            left = min(total // 2 + total % 2, kk - 1)
+            top, bottom = kk - 1 - left, kk - 1 - (total - left)
+        out_pad = max(-bottom, 0)
+        bottom = max(bottom, 0)
+        if out_pad >= si:
+            raise CnnlabError(f"Keras layer '{name}': output_padding {out_pad} must be smaller than the stride {si}")
+        p = min(top, bottom)
+        paddings.append(p)
+        extra.append(out_pad)
+        crop.append((top - p, bottom - p))
+    conv = ly.ConvTranspose(name="conv" if any(map(any, crop)) else name, filters=_int(cfg, "filters", None, name),
+                            kernel=k, stride=st, padding=(paddings[0], paddings[1]), output_padding=(extra[0], extra[1]),
+                            dilation=d, bias=_flag(cfg, "use_bias", True, name))
+    if not any(map(any, crop)):
+        return conv
+    return seq(name, conv, ly.Crop(name="crop", crop=(*crop[0], *crop[1])))
+
+
 def _pool(cls: str, cfg: dict[str, Any], name: str) -> Layer:
     _check_channels_last(cfg, name)
     k = _pair(cfg.get("pool_size", 2), "pool_size", name)
@@ -443,6 +480,24 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
     if cls == "Normalization":
         b.weights.append([cls, name])  # Keras numbers its weights among all Normalization layers, even those with none
         return leaf(_normalization(cfg, name, s), kept)
+    if cls == "Conv2DTranspose":
+        if len(s) != 3:
+            raise CnnlabError(f"Keras layer '{name}' ({cls}) needs a feature map but gets a vector of {s[0]}")
+        b.weights.append([cls, name])
+        node = _conv_transpose(cfg, name)
+        out = s
+        for part in (node.children if not isinstance(node, Layer) else (node,)):
+            out = part.figures(out).out
+        return then(b.add(node, src, out), _activation(cfg.get("activation"), name))
+    if cls == "UpSampling2D":
+        _check_channels_last(cfg, name)
+        sh, sw = _pair(cfg.get("size", 2), "size", name)
+        mode = cfg.get("interpolation", "nearest")
+        if mode not in ("nearest", "bilinear"):
+            raise CnnlabError(f"Keras layer '{name}': interpolation {short(mode)} is not supported; use nearest or "
+                              "bilinear")
+        return leaf(ly.Upsample(name=name, scale=(float(sh), float(sw)), mode=mode,
+                                align_corners=None if mode == "nearest" else False), kept)
     if cls == "ELU":
         return leaf(ly.ELU(name=name, alpha=_num(cfg, "alpha", 1.0, name)), kept)
     if cls == "Softmax":

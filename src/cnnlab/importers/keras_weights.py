@@ -104,6 +104,9 @@ def _arrays(cls: str, vs: list[np.ndarray], mod: nn.Module, flat: list[int] | No
     """The module's tensors (by state_dict key) from Keras' variables, in Keras' order."""
     if cls == "Conv2D":
         return dict(zip(("weight", "bias"), (_conv(vs[0]), *vs[1:])))
+    if cls == "Conv2DTranspose":  # (kh, kw, out, in) -> PyTorch's (in, out, kh, kw); under "conv" when cropped
+        keys = ("weight", "bias") if isinstance(mod, nn.ConvTranspose2d) else ("conv.weight", "conv.bias")
+        return dict(zip(keys, (_conv(vs[0]), *vs[1:])))
     if cls == "DepthwiseConv2D":
         return dict(zip(("weight", "bias"), (_depthwise(vs[0]), *vs[1:])))
     if cls == "SeparableConv2D":
