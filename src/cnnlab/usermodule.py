@@ -7,6 +7,7 @@ through cnnlab. NAME is a module instance, a class, or a factory; ``kwargs`` go 
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import inspect
@@ -43,6 +44,67 @@ def _package_of(path: Path) -> tuple[Path, str] | None:
 
 
 _FILES: dict[tuple[str, int, int], Any] = {}  # a file runs once per process while it is unchanged
+MAX_NOTEBOOK_BYTES = 64 * 2**20
+
+
+def _is_source(where: str) -> bool:
+    """A file of Python code: a ``.py`` module or a Jupyter notebook."""
+    return where.endswith((".py", ".ipynb"))
+
+
+def _kept(node: ast.stmt) -> bool:
+    """A notebook statement that defines rather than does: imports, functions, classes, and names bound to
+    values made without calls (``num_classes = 10``). Training loops, data loading and ``model = Net()``
+    are left out, so loading a notebook runs no experiment."""
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return True
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        return not any(isinstance(n, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.Lambda))
+                       for n in ast.walk(node.value))
+    if isinstance(node, ast.Try):  # try: import x / except ImportError: ...
+        return all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in node.body)
+    return False
+
+
+def _notebook_module(path: Path) -> Any:
+    """A Jupyter notebook's definitions as a module: its code cells in order, IPython's magics and shell lines
+    dropped, each cell's kept statements run with the cell named in tracebacks (``nb.ipynb, cell 3``)."""
+    import json
+    import types
+
+    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        raise CnnlabError(f"{path.name}: over {MAX_NOTEBOOK_BYTES >> 20} MiB; is it a notebook?")
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = [c for c in nb["cells"] if c.get("cell_type") == "code"]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CnnlabError(f"{path.name} is not a Jupyter notebook ({type(e).__name__}); give a .ipynb file") from None
+    mod = types.ModuleType(path.stem.replace("-", "_").replace(".", "_"))
+    mod.__file__ = str(path)
+    for number, cell in enumerate(cells, 1):
+        src = cell.get("source", "")
+        text = "".join(src) if isinstance(src, list) else str(src)
+        if text.lstrip().startswith("%%"):  # a cell magic: the cell is not Python
+            continue
+        lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in text.splitlines()]
+        name = f"{path}, cell {number}"
+        try:
+            tree = ast.parse("\n".join(lines), name)
+        except SyntaxError as e:
+            raise CnnlabError(f"{path.name}, cell {number}, line {e.lineno}: {e.msg}; fix the cell or give a .py "
+                              "file") from None
+        for node in tree.body:
+            if not _kept(node):
+                continue
+            code = compile(ast.Module(body=[node], type_ignores=[]), name, "exec")
+            try:
+                exec(code, mod.__dict__)  # noqa: S102 - the user's own code, as the CLI warns
+            except ImportError:
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    raise
+                # a package for the notebook's data or plots (torchvision, matplotlib) that this environment
+                # lacks: the model may not need it, and if it does, the NameError names it
+    return mod
 
 
 def load_object(ref: str) -> Any:
@@ -51,19 +113,21 @@ def load_object(ref: str) -> Any:
     if not where or not attr:
         raise CnnlabError(f"module reference '{ref}': give file.py:NAME or package.module:NAME")
     try:
-        if where.endswith(".py"):
+        if _is_source(where):
             if not Path(where).is_file():
                 raise CnnlabError(f"cannot load {ref}: no file {where}")
             st = Path(where).stat()
             key = (str(Path(where).resolve()), st.st_mtime_ns, st.st_size)
             mod = _FILES.get(key)
-            package = _package_of(Path(where).resolve())
+            package = _package_of(Path(where).resolve()) if where.endswith(".py") else None
             if mod is None and package is not None:  # relative imports (from .blocks import X) need the package
                 root, name = package
                 if str(root) not in sys.path:
                     sys.path.append(str(root))
                 mod = importlib.import_module(name)
                 _FILES[key] = mod
+            if mod is None and where.endswith(".ipynb"):
+                mod = _FILES[key] = _notebook_module(Path(where))
             if mod is None:
                 spec = importlib.util.spec_from_file_location(Path(where).stem, where)
                 if spec is None or spec.loader is None:
@@ -190,7 +254,7 @@ class ModuleRef:
         """``ref`` as given on the command line, its file made absolute so the checkpoint finds it from
         anywhere."""
         where, _, attr = ref.rpartition(":")
-        if where.endswith(".py") and Path(where).is_file():
+        if _is_source(where) and Path(where).is_file():
             ref = f"{Path(where).resolve()}:{attr}"
         kwargs = dict(kwargs or {})
         if not _plain(kwargs):
@@ -263,7 +327,7 @@ class ModuleRef:
 
         where, _, attr = str(self.ref).rpartition(":")
         refuse = f"{source} names {self.ref} to build its model, which "
-        if where.endswith(".py"):
+        if _is_source(where):
             if not Path(where).is_file():
                 raise CnnlabError(refuse + f"is not here: put {Path(where).name} back at {where}, or build the "
                                   "module yourself and load the checkpoint's weights")
@@ -271,6 +335,6 @@ class ModuleRef:
             raise CnnlabError(refuse + "is not a model: the reference must be a model file or package")
         obj = load_object(str(self.ref))
         ok = isinstance(obj, nn.Module) or (isinstance(obj, type) and issubclass(obj, nn.Module)) or (
-            inspect.isfunction(obj) and (where.endswith(".py") or _returns_module(obj)))
+            inspect.isfunction(obj) and (_is_source(where) or _returns_module(obj)))
         if not ok:
             raise CnnlabError(refuse + "is not an nn.Module class nor a function returning one")

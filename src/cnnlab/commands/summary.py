@@ -3,7 +3,7 @@ buffers, MACs, connections and receptive field of every layer, with totals, the 
 split and memory. --explain shows each layer's arithmetic.
 
 MODEL is a zoo name, a YAML/JSON spec, a Keras model (.keras, legacy .h5, or model.to_json() in a
-.json), a Caffe .prototxt, a training checkpoint, or your own PyTorch module written file.py:NAME or
+.json), a Caffe .prototxt, a training checkpoint, or your own PyTorch module written file.py:NAME, nb.ipynb:NAME or
 package.module:NAME (an nn.Module instance, a class, or a factory; --kwargs go to the latter two).
 Warning: a module reference imports and runs that code, as 'python file.py' would.
 
