@@ -626,13 +626,22 @@ def test_cli_trains_a_keras_model(tmp_path: Path) -> None:
     assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 1
 
 
+def image_folder(root: Path, rng: np.random.Generator) -> None:
+    """Three classes of four random 8x8 RGB images."""
+    from PIL import Image
+
+    for c in range(3):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / f"c{c}" / f"{i}.png")
+
+
 def tiny_sequential() -> keras.Model:
     return keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="conv"), L.BatchNormalization(name="bn"),
                              L.ReLU(name="relu"), L.Flatten(name="flatten"), L.Dense(3, name="logits")], name="tiny")
 
 
 def test_train_starts_from_the_weights_of_a_keras_file(tmp_path: Path, monkeypatch) -> None:
-    from PIL import Image
 
     from cnnlab.data import load
     from cnnlab.train import Options, Trainer
@@ -640,10 +649,7 @@ def test_train_starts_from_the_weights_of_a_keras_file(tmp_path: Path, monkeypat
 
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(6)
-    for c in range(3):
-        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"c{c}" / f"{i}.png")
+    image_folder(tmp_path / "imgs", rng)
     keras.utils.set_random_seed(6)
     saved, other = tiny_sequential(), tiny_sequential()  # two draws of the same architecture
     for m in (saved, other):  # BatchNorm statistics away from their initial 0 and 1
@@ -888,13 +894,7 @@ def test_a_model_name_with_dots_builds(tmp_path: Path) -> None:
 def test_num_classes_resizes_the_classifier_of_a_keras_file(tmp_path: Path) -> None:
     """A Keras model made for 10 classes trains on 3 with --num-classes 3: its last Dense gets 3 outputs, the
     archive's other weights load, the classifier starts new (and without --num-classes the error asks for it)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(12)
-    for c in range(3):
-        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"c{c}" / f"{i}.png")
+    image_folder(tmp_path / "imgs", np.random.default_rng(12))
     keras.utils.set_random_seed(12)
     model = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3, name="conv"), L.Flatten(name="flatten"),
                               L.Dense(10, activation="softmax", name="logits")], name="ten")
