@@ -577,3 +577,34 @@ def test_auxiliary_heads_of_a_train_val_file_are_noted() -> None:
         "SoftmaxWithLoss layers 'aux/loss', 'main/loss' skipped", "Accuracy layers 'acc1', 'acc5' skipped",
         "2 layers (aux/fc_flatten, aux/fc) do not lead to the output main/fc: a train_val file's auxiliary heads; "
         "their parameters are counted, and the built module computes them"]
+
+
+@pytest.mark.parametrize("excite", ["conv", "fc"])
+def test_squeeze_excitation_scale_of_two_bottoms(excite: str) -> None:
+    """SE-ResNet's Caffe files (Hu et al. 2018) gate a map with a two-bottom Scale (axis 0): global pooling,
+    reduce, ReLU, expand, Sigmoid, then the map times its per-channel weights; as 1x1 convolutions or as
+    InnerProducts (whose C weights are reshaped to C x 1 x 1 to broadcast)."""
+    import torch
+
+    import cnnlab
+
+    reduce, expand = (conv("se_down", "pool", 2, 1), conv("se_up", "se_down", 8, 1)) if excite == "conv" else \
+        (fc("se_down", "pool", 2), fc("se_up", "se_down", 8))
+    text = ('input: "data"\ninput_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8\n' + conv("c", "data", 8, 3, p=1)
+            + 'layer { name: "pool" type: "Pooling" bottom: "c" top: "pool" pooling_param { pool: AVE '
+              "global_pooling: true } }\n" + reduce + relu("se_relu", "se_down") + expand
+            + 'layer { name: "prob" type: "Sigmoid" bottom: "se_up" top: "se_up" }\n'
+            + 'layer { name: "gate" type: "Scale" bottom: "c" bottom: "se_up" top: "gate" scale_param { axis: 0 } }\n'
+            + 'layer { name: "sum" type: "Eltwise" bottom: "gate" bottom: "c" top: "sum" }\n')
+    net = from_prototxt(parse_prototxt(text), "se.prototxt", "se")
+    a = analyze(net)
+    # c 27*8+8 = 224; reduce 8*2+2 = 18; expand 2*8+8 = 24
+    assert a.totals["params"] == 224 + 18 + 24 and a.output_shape == (8, 8, 8)
+    module = cnnlab.build(net).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        c = module.se.c(x)
+        g = module.se.se_up(torch.relu(module.se.se_down(c.mean((2, 3), keepdim=True)
+                                                          if excite == "conv" else c.mean((2, 3)))))
+        want = c * torch.sigmoid(g).reshape(2, 8, 1, 1) + c
+        torch.testing.assert_close(module(x), want)

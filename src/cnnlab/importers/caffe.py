@@ -373,6 +373,8 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
     """Add one Caffe layer; returns the values of its tops (one value for all tops when they share it)."""
     if kind in ("Concat", "Eltwise"):
         return [_merge(b, layer, kind, name, srcs)]
+    if kind == "Scale" and len(srcs) == 2:  # SENet's channel gate: a map times its C x 1 x 1 (or C) weights
+        return [_gate(b, layer, name, srcs)]
     if kind == "Split":
         return srcs[:1]
     if kind == "Crop":
@@ -498,6 +500,24 @@ def _scale(b: _Builder, layer: Message, name: str, src: str) -> str:
     bias = _bool(_param(layer, "scale_param"), "bias_term", False, name)
     b.nodes[i] = replace(bn, affine=True, center=bias)  # type: ignore[index]
     return src
+
+
+def _gate(b: _Builder, layer: Message, name: str, srcs: list[str]) -> str:
+    """A Scale of two bottoms multiplies the first by the second from ``axis`` on (SE-ResNet's
+    ``scale_param { axis: 0 }`` over a C x 1 x 1 blob): a ``mul`` merge, broadcast over height and width."""
+    (c, *hw), other = b.shapes[srcs[0]], b.shapes[srcs[1]]
+    axis = _int(_param(layer, "scale_param"), "axis", 1, name)
+    weights = other if len(other) != 1 else (other[0], 1, 1)
+    if axis not in (0, 1) or len(b.shapes[srcs[0]]) != 3 or weights[0] != c or \
+            any(w not in (1, n) for w, n in zip(weights[1:], hw)) or _param(layer, "scale_param").get("bias_term"):
+        raise CnnlabError(f"Caffe layer '{safe_text(name)}': Scale of {ly.fmt_shape(b.shapes[srcs[0]])} by "
+                          f"{ly.fmt_shape(other)} is not supported; scale a map by one weight per channel")
+    gate = srcs[1]
+    if len(other) == 1:  # weights from an InnerProduct: as C x 1 x 1, so they broadcast over the map
+        gate = b.add(ly.Reshape(name=b.fresh(f"{name}_reshape"), shape=(c, 1, 1)), gate)
+    b.merges.append(Merge(name, "mul", (srcs[0], gate)))
+    b.shapes[name] = b.shapes[srcs[0]]
+    return name
 
 
 def _merge(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str]) -> str:
