@@ -420,9 +420,9 @@ def _nested(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> 
                        "what comes before it)")
     body = inner.layers
     node: Node = replace(body[0], name=label) if len(body) == 1 and isinstance(body[0], Graph) else seq(label, *body)
-    for entry in inner.meta["keras_weights"]:
+    for entry in inner.meta["keras_weights"]:  # [class, name, path, then (class, name) of each enclosing model]
         sub = entry[2] if len(entry) > 2 else entry[1]
-        b.weights.append([entry[0], entry[1], join(label, sub), [[cls, name], *(entry[3] if len(entry) > 3 else [])]])
+        b.weights.append([entry[0], entry[1], join(label, sub), cls, name, *entry[3:]])
     for key, hwc in inner.meta.get("keras_flatten", {}).items():
         b.flatten[join(label, key)] = hwc
     return b.add(node, src, value.shape, value.flat)

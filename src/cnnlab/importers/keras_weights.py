@@ -171,10 +171,10 @@ def _converted(module: nn.Module, net: Network, p: Path, strict_shapes: bool = T
 
     state = module.state_dict()
     new: dict[str, torch.Tensor] = {}
-    for entry in order:  # [class, name], or for a layer of a nested model [class, name, path, scope]
+    for entry in order:  # [class, name], or in a nested model [class, name, path, outer class, outer name, ...]
         cls, name = entry[0], entry[1]
         sub = entry[2] if len(entry) > 2 else name
-        scope = [tuple(x) for x in entry[3]] if len(entry) > 3 else []
+        scope = list(zip(entry[3::2], entry[4::2]))
         if by_name:
             key = "/".join([n for _, n in scope] + [name])
         else:
