@@ -45,6 +45,9 @@ GOOD = {
     "eps": st.floats(1e-6, 0.1), "momentum": st.floats(0, 1), "p": st.floats(0, 0.9), "size": st.integers(1, 5),
     "alpha": st.floats(0, 1e-3), "beta": st.floats(0.5, 1), "k": st.floats(1, 2), "a": st.floats(0.5, 2),
     "s": st.floats(0.1, 1),
+    "output_padding": _pair(0, 2), "crop": st.lists(st.integers(0, 2), min_size=4, max_size=4),
+    "scale": st.one_of(st.floats(0.5, 2.5), st.sampled_from([2.0, 1.5])), "mode": st.sampled_from(["nearest", "bilinear"]),
+    "slope": st.floats(-0.5, 0.5), "shared": st.booleans(), "init": st.floats(-0.5, 0.5),
 }
 
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -57,8 +60,12 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "Dense": ("units", "bias"), "RBF": ("units",), "BatchNorm": ("eps", "momentum"),
     "LRN": ("size", "alpha", "beta", "k"), "Dropout": ("p",), "ReLU": (), "Tanh": (), "Sigmoid": (),
     "ScaledTanh": ("a", "s"), "Softmax": (),
+    "ConvTranspose": ("filters", "kernel", "stride", "output_padding", "dilation", "groups", "bias"),
+    "Upsample": ("scale", "mode"), "Crop": ("crop",), "GroupNorm": ("groups",), "PReLU": ("shared", "init"),
+    "LeakyReLU": ("slope",), "ELU": ("alpha",), "SiLU": (), "Hardswish": (), "GELU": (),
 }
-REQUIRED = {"Conv": ("filters",), "Dense": ("units",), "ChannelPad": ("channels",)}
+REQUIRED = {"Conv": ("filters",), "ConvTranspose": ("filters",), "Dense": ("units",), "ChannelPad": ("channels",),
+            "GroupNorm": ("groups",)}
 GOOD_NAMES = st.builds("{}{}".format, st.sampled_from(["a", "conv", "", "[/]", "[/x] broken", "=1", "a|b", "<script>'\"", "ünï"]),
                        st.integers(0, 10**6))
 NAMES = st.one_of(GOOD_NAMES, st.sampled_from(["a.b", "forward", "_x", "", "a\x1b[2J", "x" * 300]), st.text(max_size=8))

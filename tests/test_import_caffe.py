@@ -608,3 +608,49 @@ def test_squeeze_excitation_scale_of_two_bottoms(excite: str) -> None:
                                                           if excite == "conv" else c.mean((2, 3)))))
         want = c * torch.sigmoid(g).reshape(2, 8, 1, 1) + c
         torch.testing.assert_close(module(x), want)
+
+
+def test_kernel_h_and_kernel_w() -> None:
+    """Caffe names a kernel's sides kernel_h/kernel_w (Inception-v3's 1x7 and 7x1 convolutions), beside
+    stride_h/stride_w and pad_h/pad_w; a 3x5 kernel is not a 1x1."""
+    text = ('input: "data"\ninput_dim: 1 input_dim: 4 input_dim: 32 input_dim: 32\n'
+            'layer { name: "c" type: "Convolution" bottom: "data" top: "c"\n'
+            '  convolution_param { num_output: 8 kernel_h: 3 kernel_w: 5 pad_h: 0 pad_w: 1 stride_h: 1 stride_w: 2 } }\n'
+            'layer { name: "p" type: "Pooling" bottom: "c" top: "p"\n'
+            "  pooling_param { pool: MAX kernel_h: 2 kernel_w: 3 stride_h: 2 stride_w: 1 } }\n")
+    a = analyze(from_prototxt(parse_prototxt(text)))
+    # conv: H 32 - 3 + 1 = 30, W (32 + 2 - 5)/2 + 1 = 15 (floor of 15.5); params 4*3*5*8 + 8 = 488
+    assert a.layer("c").output_shape == (8, 30, 15) and a.layer("c").params == 488
+    # pool 2x3, stride 2x1, rounding up: H ceil(28/2) + 1 = 15, W 15 - 3 + 1 = 13
+    assert a.layer("p").output_shape == (8, 15, 13)
+
+
+def test_senet_axpy_and_reshape() -> None:
+    """SENet's own Caffe files: SE-ResNet gates with Axpy (a * x + y: the gate, the map, the shortcut);
+    SE-BN-Inception reshapes its C x 1 x 1 gate to C (dim: 0 dim: 0) before a two-bottom Scale."""
+    import torch
+
+    import cnnlab
+
+    head = ('input: "data"\ninput_dim: 1 input_dim: 4 input_dim: 6 input_dim: 6\n' + conv("c", "data", 4, 3, p=1)
+            + 'layer { name: "pool" type: "Pooling" bottom: "c" top: "pool" pooling_param { pool: AVE '
+              "global_pooling: true } }\n" + conv("up", "pool", 4, 1)
+            + 'layer { name: "prob" type: "Sigmoid" bottom: "up" top: "up" }\n')
+    axpy = head + 'layer { name: "axpy" type: "Axpy" bottom: "up" bottom: "c" bottom: "data" top: "axpy" }\n'
+    reshape = head + ('layer { name: "flat" type: "Reshape" bottom: "up" top: "flat" '
+                      "reshape_param { shape { dim: 0 dim: 0 } } }\n"
+                      'layer { name: "gate" type: "Scale" bottom: "c" bottom: "flat" top: "gate" '
+                      "scale_param { axis: 0 bias_term: false } }\n")
+    x = torch.randn(2, 4, 6, 6)
+    for text, shortcut in ((axpy, x), (reshape, 0)):
+        net = from_prototxt(parse_prototxt(text), "se.prototxt", "se")
+        a = analyze(net)
+        assert a.totals["params"] == (36 * 4 + 4) + (4 * 4 + 4) and a.output_shape == (4, 6, 6)
+        module = cnnlab.build(net).eval()
+        with torch.no_grad():
+            c = module.se.c(x)
+            want = c * torch.sigmoid(module.se.up(c.mean((2, 3), keepdim=True))) + shortcut
+            torch.testing.assert_close(module(x), want)
+    with pytest.raises(CnnlabError, match=r"Caffe layer 'flat': Reshape of 4x6x6 to 6x24 is not supported"):
+        from_prototxt(parse_prototxt(head + 'layer { name: "flat" type: "Reshape" bottom: "c" top: "flat" '
+                                            "reshape_param { shape { dim: 0 dim: 6 dim: -1 } } }\n"))

@@ -938,6 +938,9 @@ class ConvTranspose(Layer):
                              f"into {self.groups} groups")
         k, st, p, op, d = (pair(v) for v in (self.kernel, self.stride, self.padding, self.output_padding,
                                              self.dilation))
+        if any(o >= max(si, di) for o, si, di in zip(op, st, d)):  # PyTorch's own rule: the extra rows are new
+            raise ShapeError(f"layer '{self.name}': output_padding {op[0]}x{op[1]} must be smaller than the stride "
+                             f"{st[0]}x{st[1]} or the dilation {d[0]}x{d[1]}; give a smaller output_padding")
         oh, ow = ((n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 for n, ki, si, pi, oi, di in
                   zip((h, w), k, st, p, op, d))
         if oh < 1 or ow < 1:

@@ -113,7 +113,8 @@ def load_caffe(path: str | Path, input_shape: Shape | None = None) -> Network:
 # --------------------------------------------------------------------------- translation
 
 SUPPORTED = ("Input", "Data", "Convolution", "Deconvolution", "Pooling", "InnerProduct", "ReLU", "PReLU", "Sigmoid",
-             "TanH", "LRN", "Dropout", "Softmax", "Concat", "Eltwise", "BatchNorm", "Scale", "Split", "Crop", "Flatten")
+             "TanH", "LRN", "Dropout", "Softmax", "Concat", "Eltwise", "Axpy", "BatchNorm", "Scale", "Split", "Crop",
+             "Reshape", "Flatten")
 _SKIPPED = ("Accuracy", "Silence")  # and every *Data and *Loss layer of a train_val file
 
 
@@ -156,11 +157,13 @@ def _bool(p: Message, key: str, default: bool, name: str) -> bool:
 
 
 def _hw(p: Message, base: str, default: int, name: str) -> tuple[int, int]:
-    """A Caffe size: ``base`` (one value, or one per axis) or ``base_h``/``base_w``."""
-    h, w = _one(p, f"{base}_h"), _one(p, f"{base}_w")
+    """A Caffe size: ``base`` (one value, or one per axis) or its per-axis fields (``kernel_h``/``kernel_w``
+    for ``kernel_size``, ``stride_h``/``stride_w``, ``pad_h``/``pad_w``)."""
+    axis = base.removesuffix("_size")
+    h, w = _one(p, f"{axis}_h"), _one(p, f"{axis}_w")
     if h is not None or w is not None:
         if h is None or w is None:
-            raise CnnlabError(f"Caffe layer '{name}': give both {base}_h and {base}_w")
+            raise CnnlabError(f"Caffe layer '{name}': give both {axis}_h and {axis}_w")
         vals = [h, w]
     else:
         got = p.get(base) or [default]
@@ -195,14 +198,20 @@ class _Builder:
 def _input_shape(net: Message, layers: list[Message], where: str,
                  given: Shape | None = None) -> tuple[str, Shape] | None:
     dims: list[Any] | None = None
+    def dims_of(shape: Any) -> Any:
+        if not isinstance(shape, dict):
+            raise CnnlabError(f"{where}: an input shape {short(shape)} is not a message; write "
+                              "shape { dim: 1 dim: 3 dim: 224 dim: 224 }")
+        return shape.get("dim")
+
     name = _one(net, "input")
     if name is not None:
         shape = _one(net, "input_shape")
-        dims = (shape or {}).get("dim") if shape is not None else net.get("input_dim")
+        dims = dims_of(shape) if shape is not None else net.get("input_dim")
     for layer in layers:
         if dims is None and _one(layer, "type") == "Input":
             name = _one(layer, "top")
-            dims = (_one(_param(layer, "input_param"), "shape") or {}).get("dim")
+            dims = dims_of(_one(_param(layer, "input_param"), "shape", {}))
     if dims is None:
         for layer in layers:  # a train_val file: the data layer's crop is the input
             crop = _one(_param(layer, "transform_param"), "crop_size")
@@ -375,6 +384,14 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
         return [_merge(b, layer, kind, name, srcs)]
     if kind == "Scale" and len(srcs) == 2:  # SENet's channel gate: a map times its C x 1 x 1 (or C) weights
         return [_gate(b, layer, name, srcs)]
+    if kind == "Axpy":  # SENet's own layer: a * x + y, the gate a (C x 1 x 1) on the map x, plus the shortcut y
+        if len(srcs) != 3:
+            raise CnnlabError(f"{where}: Caffe layer '{safe_text(name)}' (Axpy) reads {len(srcs)} bottoms; give it "
+                              "the gate, the map and the shortcut")
+        gated = _gate(b, {}, b.fresh(f"{name}_gate"), [srcs[1], srcs[0]])
+        return [_merge(b, {}, "Eltwise", name, [gated, srcs[2]])]
+    if kind == "Reshape":
+        return [_reshape(b, layer, name, srcs, where)]
     if kind == "Split":
         return srcs[:1]
     if kind == "Crop":
@@ -502,6 +519,36 @@ def _scale(b: _Builder, layer: Message, name: str, src: str) -> str:
     return src
 
 
+def _reshape(b: _Builder, layer: Message, name: str, srcs: list[str], where: str) -> str:
+    """Caffe's Reshape where it only adds or drops unit axes (SE-BN-Inception's gate, ``dim: 0 dim: 0``):
+    ``dim`` 0 copies the bottom's axis, -1 takes what is left. Nothing else reshapes a map here."""
+    if len(srcs) != 1:
+        raise CnnlabError(f"{where}: Caffe layer '{safe_text(name)}' (Reshape) reads {len(srcs)} bottoms; give it one")
+    shape = _one(_param(layer, "reshape_param"), "shape", {})
+    dims = shape.get("dim", []) if isinstance(shape, dict) else None
+    s = b.shapes[srcs[0]]
+    full = (1, *s)  # Caffe's blob has the batch axis
+    if not isinstance(dims, list) or not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1
+                                                         for d in dims) or dims.count(-1) > 1:
+        raise CnnlabError(f"Caffe layer '{safe_text(name)}': Reshape to {short(dims)} is not a list of dims (0 copies "
+                          "an axis, -1 takes the rest)")
+    out = [full[i] if d == 0 and i < len(full) else d for i, d in enumerate(dims)]
+    if -1 in out:
+        known = math.prod(d for d in out if d != -1)
+        out[out.index(-1)] = math.prod(full) // known if known and math.prod(full) % known == 0 else 0
+    target = tuple(out[1:])
+    if math.prod(out) != math.prod(full) or not target or out[0] != 1:
+        raise CnnlabError(f"Caffe layer '{safe_text(name)}': cannot reshape {ly.fmt_shape(s)} to {short(dims)}")
+    if target == s:
+        return srcs[0]
+    if len(target) == 1:
+        return b.add(ly.Flatten(name=name), srcs[0])
+    if len(s) == 1 and len(target) == 3 and target[1:] == (1, 1):
+        return b.add(ly.Reshape(name=name, shape=target), srcs[0])
+    raise CnnlabError(f"Caffe layer '{safe_text(name)}': Reshape of {ly.fmt_shape(s)} to {ly.fmt_shape(target)} is "
+                      "not supported; cnnlab reshapes only by adding or dropping unit axes")
+
+
 def _gate(b: _Builder, layer: Message, name: str, srcs: list[str]) -> str:
     """A Scale of two bottoms multiplies the first by the second from ``axis`` on (SE-ResNet's
     ``scale_param { axis: 0 }`` over a C x 1 x 1 blob): a ``mul`` merge, broadcast over height and width."""
@@ -509,7 +556,8 @@ def _gate(b: _Builder, layer: Message, name: str, srcs: list[str]) -> str:
     axis = _int(_param(layer, "scale_param"), "axis", 1, name)
     weights = other if len(other) != 1 else (other[0], 1, 1)
     if axis not in (0, 1) or len(b.shapes[srcs[0]]) != 3 or weights[0] != c or \
-            any(w not in (1, n) for w, n in zip(weights[1:], hw)) or _param(layer, "scale_param").get("bias_term"):
+            any(w not in (1, n) for w, n in zip(weights[1:], hw)) or _bool(_param(layer, "scale_param"), "bias_term",
+                                                                              False, name):
         raise CnnlabError(f"Caffe layer '{safe_text(name)}': Scale of {ly.fmt_shape(b.shapes[srcs[0]])} by "
                           f"{ly.fmt_shape(other)} is not supported; scale a map by one weight per channel")
     gate = srcs[1]

@@ -742,6 +742,9 @@ def from_config(data: dict[str, Any], where: str = "Keras config", input_shape: 
 
 def _translate(data: dict[str, Any], where: str, input_shape: Shape | None) -> tuple[Network, _Value]:
     """The network of a model config and the value it outputs (its shape, and what a Flatten made of it)."""
+    if not is_keras_config(data):
+        raise CnnlabError(f"{where}: not a Keras model config (no \"class_name\"/\"config\"); "
+                          "write one with open(path, 'w').write(model.to_json())")
     cls, cfg = data.get("class_name"), data["config"]
     if isinstance(cfg, list):  # Keras 1 to 2.2.2: a Sequential model's config is its layers
         cfg = {"layers": cfg}
