@@ -55,3 +55,22 @@ def test_a_transposed_conv_spec_keeps_its_default_output_padding(tmp_path) -> No
     p.write_text("input: [4, 8, 8]\nlayers:\n- {type: ConvTranspose, name: up, filters: 2, kernel: 2, stride: 2}\n")
     a = analyze(load_spec(p))
     assert a.output_shape == (2, 16, 16) and a.totals["params"] == 4 * 2 * 2 * 2 + 2
+
+
+def test_a_transposed_conv_output_padding_below_stride_or_dilation(tmp_path) -> None:
+    """PyTorch builds a ConvTranspose2d only when output_padding < max(stride, dilation): the analysis says so in
+    one line instead of the build failing later."""
+    import pytest
+
+    from cnnlab.analysis import analyze
+    from cnnlab.errors import CnnlabError
+    from cnnlab.network import load_spec
+
+    p = tmp_path / "up.yaml"
+    p.write_text("input: [4, 8, 8]\nlayers:\n- {type: ConvTranspose, name: up, filters: 2, kernel: 3, stride: 2, "
+                 "output_padding: 1}\n")
+    assert analyze(load_spec(p)).output_shape == (2, 18, 18)  # (8 - 1)*2 + 3 + 1
+    p.write_text(p.read_text().replace("output_padding: 1", "output_padding: 2"))
+    with pytest.raises(CnnlabError, match=r"layer 'up': output_padding 2x2 must be smaller than the stride 2x2 or "
+                                          r"the dilation 1x1; give a smaller output_padding"):
+        analyze(load_spec(p))
