@@ -59,7 +59,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "AdaptiveAvgPool": ("output",), "AdaptiveMaxPool": ("output",), "GlobalAvgPool": (), "Flatten": (),
     "Dense": ("units", "bias"), "RBF": ("units",), "BatchNorm": ("eps", "momentum"),
     "LRN": ("size", "alpha", "beta", "k"), "Dropout": ("p",), "ReLU": (), "Tanh": (), "Sigmoid": (),
-    "ScaledTanh": ("a", "s"), "Softmax": (),
+    "ScaledTanh": ("a", "s"), "Softmax": (), "LogSoftmax": (),
     "ConvTranspose": ("filters", "kernel", "stride", "output_padding", "dilation", "groups", "bias"),
     "Upsample": ("scale", "mode"), "Crop": ("crop",), "GroupNorm": ("groups",), "PReLU": ("shared", "init"),
     "LeakyReLU": ("slope",), "ELU": ("alpha",), "SiLU": (), "Hardswish": (), "GELU": (),

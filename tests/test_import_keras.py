@@ -1049,3 +1049,50 @@ def test_conv2d_transpose_follows_tensorflow_where_backends_differ() -> None:
     (y * u).sum().backward()
     with torch.no_grad():
         torch.testing.assert_close(module(u), x.grad + bias.view(1, -1, 1, 1))
+
+
+def test_a_vector_reshaped_into_a_map(tmp_path: Path) -> None:
+    """A decoder's opening (DCGAN, autoencoders): Dense -> Reshape((H, W, C)) -> Conv2DTranspose. Keras lays the
+    vector out as (H, W, C); cnnlab reads it in that order, so Keras' own weights give Keras' outputs."""
+    keras.utils.set_random_seed(16)
+    model = _randomized(keras.Sequential([
+        keras.Input((8, 8, 3)), L.Flatten(name="flat"), L.Dense(4 * 4 * 8, name="code"), L.Reshape((4, 4, 8), name="map"),
+        L.Conv2DTranspose(3, 2, strides=2, padding="same", name="up")], name="decoder"), 16)
+    net = from_config(json.loads(model.to_json()))
+    a = check_against_keras(model, net)
+    assert a.layer("map").output_shape == (8, 4, 4) and a.output_shape == (3, 8, 8)
+    # code 192*128+128 = 24,704; up 8*3*2*2+3 = 99
+    assert a.totals["params"] == 24_704 + 99
+    model.save(tmp_path / "decoder.keras")
+    module = load_keras_weights(cnnlab.build(net).eval(), net, tmp_path / "decoder.keras")
+    data = np.random.default_rng(16).standard_normal((2, 8, 8, 3)).astype("float32")
+    with torch.no_grad():
+        got = module(torch.from_numpy(data.transpose(0, 3, 1, 2))).numpy()
+    np.testing.assert_allclose(got, model.predict(data, verbose=0).transpose(0, 3, 1, 2), atol=1e-4, rtol=1e-4)
+    bad = json.loads(model.to_json())
+    next(x for x in bad["config"]["layers"] if x["class_name"] == "Reshape")["config"]["target_shape"] = [0, -1]
+    with pytest.raises(CnnlabError, match=r"Keras layer 'map': cannot reshape 128 values to \[0, -1\]"):
+        from_config(bad)
+
+
+def test_a_sequential_that_starts_with_a_model() -> None:
+    """``Sequential([base, GlobalAveragePooling2D(), Dense(1)])`` with no Input of its own: the input is the
+    base model's (tf.keras 2 wrote no build_config); with none anywhere, --input gives it."""
+    keras.utils.set_random_seed(17)
+    base = keras.Sequential([keras.Input((12, 12, 3)), L.Conv2D(4, 3, name="c")], name="base")
+    model = keras.Sequential([base, L.GlobalAveragePooling2D(name="gap"), L.Dense(1, name="out")], name="top")
+    model.build((None, 12, 12, 3))
+    cfg = json.loads(model.to_json())
+    for entry in cfg["config"]["layers"]:
+        entry.pop("build_config", None)
+    cfg["config"]["layers"] = [e for e in cfg["config"]["layers"] if e["class_name"] != "InputLayer"]
+    a = analyze(from_config(cfg))
+    assert a.input_shape == (3, 12, 12) and a.totals["params"] == counts(model)[0] == 27 * 4 + 4 + 5
+    inner = cfg["config"]["layers"][0]["config"]["layers"]
+    cfg["config"]["layers"][0]["config"]["layers"] = [e for e in inner if e["class_name"] != "InputLayer"]
+    assert analyze(from_config(cfg)).input_shape == (3, 12, 12)  # Keras 3's build_config of the first layer
+    for entry in cfg["config"]["layers"][0]["config"]["layers"]:
+        entry.pop("build_config", None)
+    with pytest.raises(CnnlabError, match=r"does not state its input shape; give it with --input CxHxW"):
+        from_config(cfg)
+    assert analyze(from_config(cfg, input_shape=(3, 10, 10))).layer("base.c").output_shape == (4, 8, 8)

@@ -3,8 +3,6 @@ module itself (parameters, output shape, MACs = FlopCounterMode's FLOPs / 2)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -136,19 +134,14 @@ class DenseNet121(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-def test_densenet121_shape_is_lifted_and_analysed_fast() -> None:
+def test_densenet121_shape_is_lifted_with_one_row_per_layer() -> None:
+    """Its speed is measured by benchmarks/bench_lift.py."""
     model = DenseNet121()
-    t0 = time.process_time()  # CPU time: the test machine's other processes do not count
-    net = trace(model, (3, 224, 224))
-    w0 = time.perf_counter()
-    a = analyze(net)
-    walk = time.perf_counter() - w0
-    took = time.process_time() - t0
+    a = analyze(trace(model, (3, 224, 224)))
     convs = 1 + 2 * 58 + 3
     assert sum(ly.type == "Conv" for ly in a.layers) == convs == 120
     assert a.totals["params"] == sum(p.numel() for p in model.parameters()) == 7_978_856  # torchvision's count
     assert a.output_shape == (1000,)
-    assert took < 1.0 and walk < 0.5, (took, walk)
 
 
 class InvertedResidual(nn.Module):
@@ -362,3 +355,56 @@ def test_in_place_ops_on_values_read_again_are_refused_by_the_lift() -> None:
 
     a = analyze_module(Mutates(), (3, 8, 8))
     assert (a.totals["params"], a.totals["macs"], tuple(a.output_shape)) == (12, 576, (3, 8, 8))
+
+
+class LogSoftmaxNets(nn.Module):
+    """pytorch/examples' MNIST head (F.log_softmax over dim 1), and the same over dim -1 of a vector."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 26 * 26, 10)
+        self.log_softmax = nn.LogSoftmax(dim=-1)
+
+    def forward(self, x):
+        x = self.fc(torch.flatten(F.relu(self.conv(x)), 1))
+        if self.how == "function":
+            return F.log_softmax(x, dim=1)
+        if self.how == "method":
+            return x.log_softmax(-1)
+        return self.log_softmax(x)
+
+
+@pytest.mark.parametrize("how", ["function", "method", "module"])
+def test_log_softmax_is_lifted(how: str) -> None:
+    model = LogSoftmaxNets(how).eval()
+    net = trace(model, (1, 28, 28))
+    assert type(net.layers[-1]).__name__ == "LogSoftmax"
+    a = _check(model, (1, 28, 28))
+    assert a.totals["params"] == 40 + 2704 * 10 + 10  # conv 9*4+4; fc 4*26*26*10+10
+    x = torch.randn(2, 1, 28, 28)
+    module = build(net).eval()
+    module.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), model(x))
+
+
+class SpatialSoftmax(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return F.softmax(self.conv(x), dim=self.dim)
+
+
+def test_softmax_over_a_map_s_width_is_not_described_as_over_its_channels() -> None:
+    """Softmax over dim -1 of a map normalizes its rows, not its channels: the description refuses it (the
+    measured path answers), as it does dim 2; dim 1 is the channels and lifts."""
+    assert type(trace(SpatialSoftmax(1), (3, 8, 8)).layers[-1]).__name__ == "Softmax"
+    with pytest.raises(LiftError, match=r"softmax over the last dimension of a map x1"):
+        trace(SpatialSoftmax(-1), (3, 8, 8))
+    with pytest.raises(LiftError, match=r"softmax over dimension 2 x1"):
+        trace(SpatialSoftmax(2), (3, 8, 8))

@@ -65,6 +65,13 @@ def test_errors_name_the_cell(tmp_path, capsys) -> None:
     rc, out, err = run(capsys, "summary", f"{nb}:Broken", "--input", "3x32x32")
     assert rc == 2 and err.count("\n") == 1, err
     assert f"{nb}, cell 7:4: NameError: name 'undefined_width' is not defined" in err
+    calls = notebook(tmp_path / "calls.ipynb", ["import torch\nfrom torch import nn", "CLASSES = list(range(5))",
+                                                "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()"
+                                                "\n        self.fc = nn.Linear(3, len(CLASSES))"])
+    rc, out, err = run(capsys, "summary", f"{calls}:Net", "--input", "3x8x8")
+    assert rc == 2 and err.count("\n") == 1, err
+    assert ("NameError: name 'CLASSES' is not defined; calls.ipynb, cell 2, sets it by calling code, which loading a "
+            "notebook's definitions does not run: give it a plain value there (numbers, strings, lists of them)") in err
     bad = notebook(tmp_path / "bad.ipynb", ["import torch", "def f(:\n    pass"])
     rc, out, err = run(capsys, "summary", f"{bad}:f", "--input", "3x32x32")
     assert rc == 2 and "bad.ipynb, cell 2, line 1: invalid syntax; fix the cell or give a .py file" in err, err

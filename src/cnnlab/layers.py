@@ -551,20 +551,28 @@ class Flatten(Layer):
 
 @dataclass(frozen=True, kw_only=True)
 class Reshape(Layer):
-    """A vector to a map with unit axes, ``shape`` (C, 1, 1) (Keras' ``Reshape((1, 1, C))`` before a
-    squeeze-excitation gate): the same values, no parameters."""
+    """A vector to a map of ``shape`` (C, H, W): (C, 1, 1) before a squeeze-excitation gate (Keras'
+    ``Reshape((1, 1, C))``), or a generator's first map (DCGAN's Dense -> ``Reshape((7, 7, 256))``).
+    ``channels_last``: the vector holds the map in (H, W, C) order, as Keras lays it out. No parameters."""
 
     shape: tuple[int, ...]
+    channels_last: bool = False
 
     def figures(self, s: Shape) -> LayerFigures:
-        if math.prod(s) != math.prod(self.shape) or any(d < 1 for d in self.shape):
+        if len(s) != 1 or math.prod(s) != math.prod(self.shape) or any(d < 1 for d in self.shape):
             raise ShapeError(f"layer '{self.name}': cannot reshape {fmt_shape(s)} to {fmt_shape(self.shape)}; "
-                             "give a shape with as many values")
-        return LayerFigures(out=tuple(self.shape), explain=lambda: [f"{fmt_shape(s)} -> {fmt_shape(self.shape)}"])
+                             "give a vector and a shape with as many values")
+        order = " (read as H x W x C)" if self.channels_last else ""
+        return LayerFigures(out=tuple(self.shape),
+                            explain=lambda: [f"{fmt_shape(s)} -> {fmt_shape(self.shape)}{order}"])
 
     def build(self, s: Shape) -> Any:
         from torch import nn
 
+        if self.channels_last and len(self.shape) == 3 and self.shape[1:] != (1, 1):
+            from .torch_backend import UnflattenChannelsLast
+
+            return UnflattenChannelsLast(tuple(self.shape))
         return nn.Unflatten(1, tuple(self.shape))
 
 
@@ -768,6 +776,16 @@ class Softmax(Layer):
         from torch import nn
 
         return nn.Softmax(dim=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogSoftmax(Softmax):
+    """The log of :class:`Softmax` (what ``F.log_softmax`` gives an ``nll_loss``), over the channels."""
+
+    def build(self, s: Shape) -> Any:
+        from torch import nn
+
+        return nn.LogSoftmax(dim=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -999,6 +1017,6 @@ LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, Crop, ChannelPad, AdaptiveAvgPool, AdaptiveMaxPool,
                 GlobalAvgPool, Flatten, Reshape, Dense, RBF, BatchNorm, Normalize, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
-                Softmax, SiLU, Hardswish, Hardsigmoid, ReLU6, Mish, GELU, LeakyReLU, ELU, PReLU, Scale, LayerNorm, GroupNorm,
+                Softmax, LogSoftmax, SiLU, Hardswish, Hardsigmoid, ReLU6, Mish, GELU, LeakyReLU, ELU, PReLU, Scale, LayerNorm, GroupNorm,
                 ConvTranspose, Upsample)
 }

@@ -186,6 +186,11 @@ def _rf_out(func: Any, args: Sequence[Any], out: Any, rfs: list[RF | None]) -> R
         if x.dim() < 3 or out.dim() < 3 or tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
             return None
         return rf
+    if packet in (_aten._softmax, _aten._log_softmax):  # over the channels (or a vector's features): each position
+        if x is None:
+            return None
+        dim = int(args[1]) % x.dim()
+        return _whole(rf, x) if four and dim >= 2 else rf
     if packet in _ELEMENTWISE or torch.Tag.pointwise in func.tags:
         return rf
     return None

@@ -190,6 +190,17 @@ class ChannelPad(nn.Module):
         return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
 
 
+class UnflattenChannelsLast(nn.Module):
+    """A vector holding a map in (H, W, C) order (Keras' ``Reshape``) as the (N, C, H, W) map."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.c, self.h, self.w = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], self.h, self.w, self.c).permute(0, 3, 1, 2).contiguous()
+
+
 class GlobalAvgPool(nn.Module):
     """The mean of each map: (N, C, H, W) -> (N, C)."""
 

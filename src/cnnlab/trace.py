@@ -45,6 +45,7 @@ from .layers import (
     Layer,
     LayerNorm,
     LeakyReLU,
+    LogSoftmax,
     MaxPool,
     Mish,
     ReLU,
@@ -83,7 +84,7 @@ def _sides(pad: Any) -> Any:
 IDENTITY_NAMES = ("DropPath", "StochasticDepth", "Identity")  # stochastic depth is the identity at inference
 LEAVES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d,
           nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LocalResponseNorm, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Flatten,
-          nn.Identity, nn.Dropout, nn.Dropout2d, nn.Softmax, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.GELU, nn.ReLU6,
+          nn.Identity, nn.Dropout, nn.Dropout2d, nn.Softmax, nn.LogSoftmax, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.GELU, nn.ReLU6,
           nn.LeakyReLU, nn.Mish, nn.ELU, nn.LayerNorm, nn.GroupNorm, nn.ZeroPad2d, nn.Upsample, tb.GlobalAvgPool,
           tb.ScaledTanh)
 
@@ -148,8 +149,11 @@ def module_layer(m: nn.Module, name: str) -> Layer | None:
         return Flatten(name=name, start_dim=m.start_dim)
     if isinstance(m, (nn.Dropout, nn.Dropout2d)):
         return Dropout(name=name, p=m.p)
-    if isinstance(m, nn.Softmax):
-        return Softmax(name=name)
+    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+        if m.dim not in (None, 1, -1):
+            raise CnnlabError(f"module '{name}': {type(m).__name__}(dim={m.dim}) is not over the channels; "
+                              "use dim=1")
+        return (Softmax if isinstance(m, nn.Softmax) else LogSoftmax)(name=name)
     if isinstance(m, nn.GELU):
         return GELU(name=name, approximate=m.approximate)
     if isinstance(m, nn.LeakyReLU):
@@ -172,9 +176,10 @@ def module_layer(m: nn.Module, name: str) -> Layer | None:
 
 
 _FUNCS = {F.relu: ReLU, torch.relu: ReLU, torch.tanh: Tanh, torch.sigmoid: Sigmoid, F.sigmoid: Sigmoid,
-          F.softmax: Softmax, torch.softmax: Softmax, F.silu: SiLU, F.hardswish: Hardswish, F.hardsigmoid: Hardsigmoid,
+          F.softmax: Softmax, torch.softmax: Softmax, F.log_softmax: LogSoftmax, torch.log_softmax: LogSoftmax,
+          F.silu: SiLU, F.hardswish: Hardswish, F.hardsigmoid: Hardsigmoid,
           F.relu6: ReLU6, F.mish: Mish, F.gelu: GELU, F.leaky_relu: LeakyReLU, F.elu: ELU}
-_METHODS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax}
+_METHODS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax, "log_softmax": LogSoftmax}
 _IDENTITY_METHODS = ("contiguous",)
 
 
@@ -201,6 +206,7 @@ def _describe(n: fx.Node) -> str:
 class _Lift:
     def __init__(self, gm: fx.GraphModule, tied: set[str]) -> None:
         self.gm, self.tied = gm, tied
+        self.last_dim: set[str] = set()  # softmaxes over dim -1: the channels only when they read a vector
         self.mods = dict(gm.named_modules())
         self.nodes = list(gm.graph.nodes)
         self.order = {n: i for i, n in enumerate(self.nodes)}
@@ -305,6 +311,8 @@ class _Lift:
                 layer = module_layer(m, self.module_name(n))
             except CnnlabError as e:
                 raise _Unsupported(f"module {type(m).__name__} ({str(e).split(': ', 1)[-1]})") from None
+            if isinstance(m, (nn.Softmax, nn.LogSoftmax)) and m.dim == -1 and layer is not None:
+                self.last_dim.add(layer.name)
             if layer is not None and self.calls[str(n.target)] > 1 and any(True for _ in m.parameters()):
                 self.shared[layer.name] = str(n.target)
             return _Item(layer, (n.args[0],))
@@ -313,6 +321,13 @@ class _Lift:
         if n.op == "call_method":
             return self.method(n)
         raise _Unsupported(_describe(n))
+
+    def softmax_dim(self, layer: Layer, dim: Any, what: str) -> None:
+        """A softmax is over the channels (dim 1), or over dim -1 where that is the channels (a vector)."""
+        if dim == -1:
+            self.last_dim.add(layer.name)
+        elif dim not in (None, 1):
+            raise _Unsupported(f"{what} over dimension {dim}")
 
     def function(self, n: fx.Node) -> _Item:
         f, x = n.target, n.args[0] if n.args else None
@@ -326,7 +341,10 @@ class _Lift:
                 kw["slope"] = _arg(n, 1, "negative_slope", 0.01)
             elif cls is ELU:
                 kw["alpha"] = _arg(n, 1, "alpha", 1.0)
-            return _Item(cls(name=self.fresh(name), **kw), (x,))
+            layer = cls(name=self.fresh(name), **kw)
+            if cls in (Softmax, LogSoftmax):
+                self.softmax_dim(layer, _arg(n, 1, "dim", None), name)
+            return _Item(layer, (x,))
         if f in (F.dropout, F.dropout2d):
             return _Item(Dropout(name=self.fresh("dropout"), p=_arg(n, 1, "p", 0.5)), (x,))
         if f is torch.flatten:
@@ -350,7 +368,10 @@ class _Lift:
     def method(self, n: fx.Node) -> _Item:
         x, m = n.args[0], str(n.target)
         if m in _METHODS:
-            return _Item(_METHODS[m](name=self.fresh(m)), (x,))
+            layer = _METHODS[m](name=self.fresh(m))
+            if isinstance(layer, Softmax):
+                self.softmax_dim(layer, _arg(n, 1, "dim", None), m)
+            return _Item(layer, (x,))
         if m in _IDENTITY_METHODS:
             return _Item(None, (x,))
         if m == "flatten":
@@ -596,6 +617,14 @@ def trace(model: nn.Module, input_shape: tuple[int, int, int], name: str | None 
                         dict(t.unsupported))
     layers = t.tie(tuple(t.chain(result, inputs[0])))
     net = Network(name or label, tuple(layers), tuple(input_shape))
+    if t.last_dim:  # over the last dimension: the channels of a vector, the width of a map
+        from .analysis import analyze
+
+        spatial = [s for s in analyze(net).layers if s.layer.name in t.last_dim and len(s.output_shape) != 1]
+        if spatial:
+            raise LiftError(f"cannot describe {label}: {len(spatial)} unsupported node{'s' * (len(spatial) > 1)}: "
+                            f"softmax over the last dimension of a map x{len(spatial)}",
+                            {"softmax over the last dimension of a map": len(spatial)})
     called = {str(n.target) for n in t.items if n.op == "call_module"}
     gone = _unreached(model, called)
     if gone:

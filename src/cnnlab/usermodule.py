@@ -29,9 +29,16 @@ def is_module_ref(ref: str) -> bool:
 
 
 def _error(e: BaseException, what: str) -> CnnlabError:
-    from .measure import user_code_error
+    from .measure import user_code_error, user_frames
 
-    return user_code_error(e, what)
+    err = user_code_error(e, what)
+    frames = user_frames(e) if isinstance(e, NameError) else []
+    where = frames[-1].filename.rpartition(", cell ")[0] if frames else ""
+    left = _LEFT_OUT.get(where, {}).get(getattr(e, "name", None) or "")
+    if left:  # a name the notebook binds by running code, which loading its definitions does not run
+        return CnnlabError(f"{err}; {left} sets it by calling code, which loading a notebook's definitions does "
+                           "not run: give it a plain value there (numbers, strings, lists of them)")
+    return err
 
 
 def _package_of(path: Path) -> tuple[Path, str] | None:
@@ -44,6 +51,7 @@ def _package_of(path: Path) -> tuple[Path, str] | None:
 
 
 _FILES: dict[tuple[str, int, int], Any] = {}  # a file runs once per process while it is unchanged
+_LEFT_OUT: dict[str, dict[str, str]] = {}  # notebook -> the names it binds by a call -> where ("nb.ipynb, cell 2,")
 MAX_NOTEBOOK_BYTES = 64 * 2**20
 
 
@@ -95,6 +103,10 @@ def _notebook_module(path: Path) -> Any:
                               "file") from None
         for node in tree.body:
             if not _kept(node):
+                targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+                for t in targets:
+                    if isinstance(t, ast.Name):
+                        _LEFT_OUT.setdefault(str(path), {})[t.id] = f"{path.name}, cell {number},"
                 continue
             code = compile(ast.Module(body=[node], type_ignores=[]), name, "exec")
             try:

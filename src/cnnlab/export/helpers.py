@@ -140,6 +140,7 @@ class Subsample2d(nn.Module):
 
 # Modules that need nothing beyond torch are written once, in cnnlab.torch_backend, and copied from there.
 for _cls in (torch_backend.RBFOutput, torch_backend.ScaledTanh, torch_backend.ChannelPad, torch_backend.GlobalAvgPool,
-             torch_backend.ScaleShift, torch_backend.Normalize, torch_backend.Shared):
+             torch_backend.ScaleShift, torch_backend.Normalize, torch_backend.Shared,
+             torch_backend.UnflattenChannelsLast):
     _helper(_cls.__name__, inspect.getsource(_cls))
 _helper("tie_shared", inspect.getsource(torch_backend.tie_shared), "Shared")

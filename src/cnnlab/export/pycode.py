@@ -45,6 +45,7 @@ from ..layers import (
     Layer,
     LayerNorm,
     LeakyReLU,
+    LogSoftmax,
     MaxPool,
     Mish,
     Normalize,
@@ -202,7 +203,9 @@ register_layer(AvgPool, _avg_pool)
 register_layer(Subsample, _subsample)
 register_layer(ZeroPad, _zero_pad)
 register_layer(Crop, lambda c, s: (f"nn.ZeroPad2d({(-c.crop[2], -c.crop[3], -c.crop[0], -c.crop[1])!r})", ()))
-register_layer(Reshape, lambda r, s: (f"nn.Unflatten(1, {tuple(r.shape)!r})", ()))
+register_layer(Reshape, lambda r, s: (f"UnflattenChannelsLast({tuple(r.shape)!r})", ("UnflattenChannelsLast",))
+               if r.channels_last and len(r.shape) == 3 and tuple(r.shape[1:]) != (1, 1)
+               else (f"nn.Unflatten(1, {tuple(r.shape)!r})", ()))
 register_layer(AdaptiveAvgPool, lambda p, s: (f"nn.AdaptiveAvgPool2d({_lit(pair(p.output))})", ()))
 register_layer(AdaptiveMaxPool, lambda p, s: (f"nn.AdaptiveMaxPool2d({_lit(pair(p.output))})", ()))
 register_layer(GlobalAvgPool, _simple("GlobalAvgPool()", "GlobalAvgPool"))
@@ -222,6 +225,7 @@ register_layer(Tanh, _simple("nn.Tanh()"))
 register_layer(Sigmoid, _simple("nn.Sigmoid()"))
 register_layer(ScaledTanh, lambda t, s: (f"ScaledTanh({t.a!r}, {t.s!r})", ("ScaledTanh",)))
 register_layer(Softmax, _simple("nn.Softmax(dim=1)"))
+register_layer(LogSoftmax, _simple("nn.LogSoftmax(dim=1)"))
 for _cls in (SiLU, Hardswish, Hardsigmoid, ReLU6, Mish):  # torch.nn's module of the same name, no arguments
     register_layer(_cls, _simple(f"nn.{_cls.__name__}()"))
 register_layer(GELU, lambda g, s: (f"nn.GELU({'' if g.approximate == 'none' else f'approximate={g.approximate!r}'})",

@@ -402,6 +402,26 @@ def _normalization(cfg: dict[str, Any], name: str, s: Shape) -> ly.Normalize:
     return ly.Normalize(name=name, mean=means, variance=variances, invert=invert)
 
 
+def _built(entry: dict[str, Any]) -> dict[str, Any]:
+    """The input shape a layer entry was built with (Keras 3's ``build_config``, batch axis first)."""
+    built = entry.get("build_config")
+    shape = built.get("input_shape") if isinstance(built, dict) else None
+    return {"batch_input_shape": shape} if isinstance(shape, list) else {}
+
+
+def _model_input(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config that states the input of a model used as the first layer of a Sequential: its InputLayer, or
+    its own first layer (``batch_input_shape``), looked for inside a model that starts with a model too."""
+    entries = cfg.get("layers") if isinstance(cfg, dict) else cfg
+    if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
+        return {}
+    first = next((e for e in entries if isinstance(e, dict) and e.get("class_name") == "InputLayer"), entries[0])
+    inner = first.get("config") if isinstance(first.get("config"), (dict, list)) else {}
+    if first.get("class_name") in _MODELS:
+        return _model_input(inner)
+    return {**_built(first), **inner} if isinstance(inner, dict) else {}
+
+
 def _nested(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> str:
     """A model used as a layer (``Sequential([VGG16(include_top=False), Flatten(), Dense(1)])``): its layers
     as one node named after it. Its weights are recorded with their path under that node and the scope Keras
@@ -552,19 +572,22 @@ def _reshape(b: _Builder, cfg: dict[str, Any], name: str, src: str, s: Shape,
     if not isinstance(target, (list, tuple)) or not all(isinstance(x, int) for x in target):
         raise CnnlabError(f"Keras layer '{name}': target_shape {short(target)} is not a list of ints")
     n = math.prod(s)
-    if -1 in target:
+    if target.count(-1) == 1:
         rest = math.prod(x for x in target if x != -1)
+        if rest < 1 or n % rest:
+            raise CnnlabError(f"Keras layer '{name}': cannot reshape {n} values to {short(target)}")
         target = [n // rest if x == -1 else x for x in target]
     if math.prod(target) != n:
         raise CnnlabError(f"Keras layer '{name}': cannot reshape {n} values to {short(target)}")
     if len(target) == 1:
         layer = ly.Flatten(name=name)
         return b.add(layer, src, layer.figures(s).out, (s[1], s[2], s[0]) if len(s) == 3 else kept)
-    if len(s) == 1 and len(target) == 3 and target[0] == target[1] == 1:
-        layer2 = ly.Reshape(name=name, shape=(target[2], 1, 1))
+    if len(s) == 1 and len(target) == 3:  # (H, W, C) from a vector, in Keras' order
+        h, w, c = target
+        layer2 = ly.Reshape(name=name, shape=(c, h, w), channels_last=(h, w) != (1, 1))
         return b.add(layer2, src, layer2.figures(s).out)
-    raise CnnlabError(f"Keras layer '{name}': Reshape to {short(target)} is not supported; cnnlab reads a Reshape "
-                      "that flattens or adds unit axes ((1, 1, C))")
+    raise CnnlabError(f"Keras layer '{name}': Reshape of {ly.fmt_shape(s)} to {short(target)} is not supported; "
+                      "cnnlab reads a Reshape that flattens a map or makes a vector an (H, W, C) map")
 
 
 def _merge(b: _Builder, cls: str, cfg: dict[str, Any], name: str, srcs: list[str]) -> str:
@@ -622,9 +645,14 @@ def _input_shape(cfg: dict[str, Any], name: str, given: Shape | None = None) -> 
         shape = shape[1:]
     else:
         shape = cfg.get("input_shape") or cfg.get("shape") or ([cfg["input_dim"]] if "input_dim" in cfg else None)
+    if shape is None and given is not None:  # the file does not say: --input does
+        shape = [given[1], given[2], given[0]] if len(given) == 3 else list(given)
     if isinstance(shape, (list, tuple)) and len(shape) == 3 and None in shape \
             and all(x is None or isinstance(x, int) and x > 0 for x in shape):
         shape = _fill(list(shape), name, given)
+    if shape is None:
+        raise CnnlabError(f"Keras layer '{name}': the model does not state its input shape; give it with --input "
+                          "CxHxW (input_shape= in Python)")
     if not isinstance(shape, (list, tuple)) or not shape or not all(isinstance(x, int) and x > 0 for x in shape):
         raise CnnlabError(f"Keras layer '{name}': input shape {short(shape)} is not fixed; give every "
                           "dimension, e.g. Input(shape=(224, 224, 3))")
@@ -763,8 +791,8 @@ def _translate(data: dict[str, Any], where: str, input_shape: Shape | None) -> t
         for e in entries:
             lcls, lcfg, name = _cfg(e, where)
             if shape is None:
-                shape = _input_shape(lcfg if lcls == "InputLayer" else {**e.get("build_config", {}), **lcfg}, name,
-                                     input_shape)
+                first = lcfg if lcls == "InputLayer" else _model_input(lcfg) if lcls in _MODELS else lcfg
+                shape = _input_shape({**_built(e), **first}, name, input_shape)
                 b.values[""] = _Value(shape)
             if lcls == "InputLayer":
                 continue
