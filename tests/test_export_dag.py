@@ -40,6 +40,7 @@ from cnnlab.layers import (
     Layer,
     LayerNorm,
     LeakyReLU,
+    LogSoftmax,
     MaxPool,
     Mish,
     Normalize,
@@ -69,7 +70,7 @@ from test_export import cli, load_file, top_class, without_cnnlab
 # One instance of each layer type with its non-default settings, and the input it is tried on.
 SAMPLES: dict[type[Layer], tuple[Layer, tuple[int, ...]]] = {
     Crop: (Crop(crop=(1, 0, 2, 1)), (3, 6, 7)),
-    Reshape: (Reshape(shape=(4, 1, 1)), (4,)),
+    Reshape: (Reshape(shape=(4, 2, 3), channels_last=True), (24,)),  # a Keras (H, W, C) layout
     Conv: (Conv(filters=4, kernel=3, stride=2, padding=(0, 1, 1, 0), groups=2, bias=False), (4, 7, 7)),
     PartialConv: (PartialConv(filters=3, table=((0, 1), (1, 2), (0, 1, 2)), kernel=3), (3, 6, 6)),
     MaxPool: (MaxPool(kernel=3, stride=2, padding="same"), (3, 8, 8)),
@@ -91,6 +92,7 @@ SAMPLES: dict[type[Layer], tuple[Layer, tuple[int, ...]]] = {
     Sigmoid: (Sigmoid(), (3, 4, 4)),
     ScaledTanh: (ScaledTanh(a=1.5, s=0.5), (3, 4, 4)),
     Softmax: (Softmax(), (6,)),
+    LogSoftmax: (LogSoftmax(), (3, 4, 5)),  # over the channels of a map
     SiLU: (SiLU(), (3, 4, 4)),
     Hardswish: (Hardswish(), (3, 4, 4)),
     Hardsigmoid: (Hardsigmoid(), (3, 4, 4)),
