@@ -999,6 +999,17 @@ def test_keras1_functional_merge() -> None:
         from_config(model)
 
 
+def outputs_match_keras(model: keras.Model, net: cnnlab.network.Network, path: Path, seed: int) -> None:  # type: ignore[name-defined]
+    """Saved by Keras and loaded into the built module, the weights give Keras' outputs (maps channels-first)."""
+    model.save(path)
+    module = load_keras_weights(cnnlab.build(net).eval(), net, path)
+    data = np.random.default_rng(seed).standard_normal((2, *model.input_shape[1:])).astype("float32")
+    with torch.no_grad():
+        got = module(torch.from_numpy(data.transpose(0, 3, 1, 2))).numpy()
+    want = model.predict(data, verbose=0)
+    np.testing.assert_allclose(got, want.transpose(0, 3, 1, 2) if want.ndim == 4 else want, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize(("k", "s", "padding", "out_pad", "cut"), [
     (2, 2, "same", None, None),     # U-Net's up-convolution: 8 -> 16, nothing to cut
     (4, 2, "same", None, None),     # full 18, cut 1 on each side: the ConvTranspose's own padding
@@ -1020,12 +1031,7 @@ def test_conv2d_transpose_and_upsampling(tmp_path: Path, k: int, s: int, padding
     up = net.layers[0]
     assert (getattr(up, "children", (None, None))[1].crop if cut else None) == cut
     if cut is None:  # Keras' torch backend aligns these cases as TensorFlow does
-        model.save(tmp_path / "dec.keras")
-        module = load_keras_weights(cnnlab.build(net).eval(), net, tmp_path / "dec.keras")
-        data = np.random.default_rng(14).standard_normal((2, 8, 8, 3)).astype("float32")
-        with torch.no_grad():
-            got = module(torch.from_numpy(data.transpose(0, 3, 1, 2))).numpy()
-        np.testing.assert_allclose(got, model.predict(data, verbose=0).transpose(0, 3, 1, 2), atol=1e-4, rtol=1e-4)
+        outputs_match_keras(model, net, tmp_path / "dec.keras", 14)
 
 
 def test_conv2d_transpose_follows_tensorflow_where_backends_differ() -> None:
@@ -1063,12 +1069,7 @@ def test_a_vector_reshaped_into_a_map(tmp_path: Path) -> None:
     assert a.layer("map").output_shape == (8, 4, 4) and a.output_shape == (3, 8, 8)
     # code 192*128+128 = 24,704; up 8*3*2*2+3 = 99
     assert a.totals["params"] == 24_704 + 99
-    model.save(tmp_path / "decoder.keras")
-    module = load_keras_weights(cnnlab.build(net).eval(), net, tmp_path / "decoder.keras")
-    data = np.random.default_rng(16).standard_normal((2, 8, 8, 3)).astype("float32")
-    with torch.no_grad():
-        got = module(torch.from_numpy(data.transpose(0, 3, 1, 2))).numpy()
-    np.testing.assert_allclose(got, model.predict(data, verbose=0).transpose(0, 3, 1, 2), atol=1e-4, rtol=1e-4)
+    outputs_match_keras(model, net, tmp_path / "decoder.keras", 16)
     bad = json.loads(model.to_json())
     next(x for x in bad["config"]["layers"] if x["class_name"] == "Reshape")["config"]["target_shape"] = [0, -1]
     with pytest.raises(CnnlabError, match=r"Keras layer 'map': cannot reshape 128 values to \[0, -1\]"):
