@@ -288,11 +288,32 @@ class _Walker:
             params = buffers = 0
             explain = _shared_note(layer.shares, c.params, c.explain)
         self.seen[path] = (layer, shape)
+        findings = self.padded_findings(c, shape) if c.findings and self.out else c.findings
         self.out.append(LayerStats(path, type(layer).__name__, layer.kind, depth, shape, c.out, params, buffers,
-                                   c.macs, c.connections, rf2, c.findings, aux, explain, layer, c.axes, layer.shares))
+                                   c.macs, c.connections, rf2, findings, aux, explain, layer, c.axes, layer.shares))
         self.cum_params.append(self.cum_params[-1] + params)
         self.cum_macs.append(self.cum_macs[-1] + c.macs)
         return c.out, rf2
+
+    def padded_findings(self, c: LayerFigures, shape: Shape) -> tuple[tuple[str, str], ...]:
+        """A division that drops the last rows of a map padded by the ZeroPad just before (Keras writes a
+        padded conv as ZeroPadding2D + a 'valid' conv) drops padding, not input: said as such."""
+        from .layers import ZeroPad, resolve_padding
+
+        prev = self.out[-1]
+        if type(prev.layer) is not ZeroPad or prev.output_shape != shape or not c.axes:
+            return c.findings
+        (_, bottom), (_, right) = resolve_padding(prev.layer.padding, prev.input_shape[1:], (1, 1), (1, 1), (1, 1))
+        found = []
+        for kind, text in c.findings:
+            i = ("H: ", "W: ").index(text[:3]) if text[:3] in ("H: ", "W: ") else None
+            if kind == "inexact" and i is not None and 0 < c.axes[i].dropped <= (bottom, right)[i]:
+                n, rows = c.axes[i].dropped, ("rows", "columns")[i]
+                what = f"{n} {rows} are" if n > 1 else f"{rows[:-1]} is"
+                kind, text = "padding", (f"{text.split(';')[0]}; the last {what} never read: padding from "
+                                         f"'{prev.name}' (no input is lost)")
+            found.append((kind, text))
+        return tuple(found)
 
     def check_share(self, layer: Layer, shape: Shape, path: str) -> None:
         """One module serves ``layer`` and the layer it shares: same type and settings, and an
