@@ -1041,11 +1041,11 @@ def test_conv2d_transpose_follows_tensorflow_where_backends_differ() -> None:
     import torch.nn.functional as F
 
     from cnnlab.importers.keras import _conv_transpose
-    from cnnlab.network import Network
+    from cnnlab.network import Network, seq
 
     n = 8
-    net = Network("t", (_conv_transpose({"filters": 4, "kernel_size": [3, 3], "strides": [2, 2],
-                                         "padding": "same"}, "up"),), (3, n, n))
+    net = Network("t", (seq("up", *_conv_transpose({"filters": 4, "kernel_size": [3, 3], "strides": [2, 2],
+                                                    "padding": "same"}, "up")),), (3, n, n))
     module = cnnlab.build(net).eval()
     w, bias = module.up.conv.weight.detach(), module.up.conv.bias.detach()
     u = torch.randn(1, 3, n, n, generator=torch.Generator().manual_seed(15))

@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from .errors import CnnlabError, ShapeError
-from .layers import Axis, Explain, Layer, LayerFigures, Shape, fmt_shape
+from .layers import Axis, Explain, Layer, LayerFigures, Shape, ZeroPad, fmt_shape, resolve_padding
 from .network import Network, Node, join, kind_of, share_problem
 
 CONVENTIONS = (
@@ -298,8 +298,6 @@ class _Walker:
     def padded_findings(self, c: LayerFigures, shape: Shape) -> tuple[tuple[str, str], ...]:
         """A division that drops the last rows of a map padded by the ZeroPad just before (Keras writes a
         padded conv as ZeroPadding2D + a 'valid' conv) drops padding, not input: said as such."""
-        from .layers import ZeroPad, resolve_padding
-
         prev = self.out[-1]
         if type(prev.layer) is not ZeroPad or prev.output_shape != shape or not c.axes:
             return c.findings

@@ -33,6 +33,12 @@ def fmt_shape(s: Shape) -> str:
     return "x".join(str(d) for d in s)
 
 
+def scores(s: Shape) -> Shape:
+    """A network's output as class scores: a C x 1 x 1 map (a classifier made of a 1x1 conv and global
+    pooling, as SqueezeNet's) is C scores; any other shape is itself."""
+    return s[:1] if len(s) == 3 and s[1:] == (1, 1) else s
+
+
 _AxisFields = namedtuple("_AxisFields", "n k s pb pa d ceil span numerator out remainder")
 
 
@@ -1017,6 +1023,6 @@ LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv, PartialConv, MaxPool, AvgPool, Subsample, ZeroPad, Crop, ChannelPad, AdaptiveAvgPool, AdaptiveMaxPool,
                 GlobalAvgPool, Flatten, Reshape, Dense, RBF, BatchNorm, Normalize, LRN, Dropout, ReLU, Tanh, Sigmoid, ScaledTanh,
-                Softmax, LogSoftmax, SiLU, Hardswish, Hardsigmoid, ReLU6, Mish, GELU, LeakyReLU, ELU, PReLU, Scale, LayerNorm, GroupNorm,
-                ConvTranspose, Upsample)
+                Softmax, LogSoftmax, SiLU, Hardswish, Hardsigmoid, ReLU6, Mish, GELU, LeakyReLU, ELU, PReLU, Scale,
+                LayerNorm, GroupNorm, ConvTranspose, Upsample)
 }

@@ -366,12 +366,12 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
     """Build the PyTorch module for ``net`` at ``input_shape`` (default: its design input).
 
     ``logits=True`` is the training form: a final Softmax/Sigmoid is left out (the loss applies
-    it), a final RBF layer's distances are negated into scores, and a final C x 1 x 1 map (a
-    classifier made of a 1x1 conv and global pooling, as SqueezeNet's) is flattened to C scores. The analysis runs first, so
-    an impossible shape fails with the same one-line error, and a network whose weights cannot fit
+    it), a final RBF layer's distances are negated into scores, and a final C x 1 x 1 map is
+    flattened to its C scores (:func:`cnnlab.layers.scores`). The analysis runs first, so an
+    impossible shape fails with the same one-line error, and a network whose weights cannot fit
     in memory (a mistyped width in a file) is refused before anything is allocated."""
     from .analysis import analyze
-    from .layers import RBF, Sigmoid, Softmax
+    from .layers import RBF, Sigmoid, Softmax, scores
     from .memory import check_fits
 
     shape = tuple(input_shape or net.input_shape)
@@ -388,7 +388,7 @@ def build(net: Network, input_shape: Shape | None = None, *, logits: bool = Fals
         negate = True
     f = _BuildFlow()
     out = f.chain(tuple(nodes), shape)
-    flatten = logits and len(out) == 3 and out[1:] == (1, 1)
+    flatten = logits and scores(out) != out
     model = CnnModule(f.mods, net.name, shape, negate=negate, nodes=tuple(nodes), side=f.side_outputs,
                       flatten=flatten)
     tie_shared(model)

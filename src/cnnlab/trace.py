@@ -84,9 +84,9 @@ def _sides(pad: Any) -> Any:
 IDENTITY_NAMES = ("DropPath", "StochasticDepth", "Identity")  # stochastic depth is the identity at inference
 LEAVES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d,
           nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LocalResponseNorm, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Flatten,
-          nn.Identity, nn.Dropout, nn.Dropout2d, nn.Softmax, nn.LogSoftmax, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.GELU, nn.ReLU6,
-          nn.LeakyReLU, nn.Mish, nn.ELU, nn.LayerNorm, nn.GroupNorm, nn.ZeroPad2d, nn.Upsample, tb.GlobalAvgPool,
-          tb.ScaledTanh)
+          nn.Identity, nn.Dropout, nn.Dropout2d, nn.Softmax, nn.LogSoftmax, nn.SiLU, nn.Hardswish, nn.Hardsigmoid,
+          nn.GELU, nn.ReLU6, nn.LeakyReLU, nn.Mish, nn.ELU, nn.LayerNorm, nn.GroupNorm, nn.ZeroPad2d, nn.Upsample,
+          tb.GlobalAvgPool, tb.ScaledTanh)
 
 
 class _LeafTracer(fx.Tracer):
@@ -149,10 +149,7 @@ def module_layer(m: nn.Module, name: str) -> Layer | None:
         return Flatten(name=name, start_dim=m.start_dim)
     if isinstance(m, (nn.Dropout, nn.Dropout2d)):
         return Dropout(name=name, p=m.p)
-    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
-        if m.dim not in (None, 1, -1):
-            raise CnnlabError(f"module '{name}': {type(m).__name__}(dim={m.dim}) is not over the channels; "
-                              "use dim=1")
+    if isinstance(m, (nn.Softmax, nn.LogSoftmax)):  # over the channels: the lift checks its dim
         return (Softmax if isinstance(m, nn.Softmax) else LogSoftmax)(name=name)
     if isinstance(m, nn.GELU):
         return GELU(name=name, approximate=m.approximate)
@@ -311,8 +308,8 @@ class _Lift:
                 layer = module_layer(m, self.module_name(n))
             except CnnlabError as e:
                 raise _Unsupported(f"module {type(m).__name__} ({str(e).split(': ', 1)[-1]})") from None
-            if isinstance(m, (nn.Softmax, nn.LogSoftmax)) and m.dim == -1 and layer is not None:
-                self.last_dim.add(layer.name)
+            if isinstance(layer, Softmax):
+                self.softmax_dim(layer, m.dim, type(m).__name__)
             if layer is not None and self.calls[str(n.target)] > 1 and any(True for _ in m.parameters()):
                 self.shared[layer.name] = str(n.target)
             return _Item(layer, (n.args[0],))

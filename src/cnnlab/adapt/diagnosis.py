@@ -8,7 +8,7 @@ from typing import Any
 
 from ..analysis import Analysis, LayerStats, analyze_until_failure
 from ..errors import CnnlabError
-from ..layers import Conv, Shape, fmt_shape
+from ..layers import Conv, Shape, fmt_shape, scores
 from ..network import Network
 from .edits import apply_edit, edited_net, leaves
 from .fixes import candidates, size_problem
@@ -36,8 +36,7 @@ def _classes_edits(net: Network, a: Analysis, num_classes: int) -> list[Edit]:
         # last layer with weights when its filters give the output's C.
         weighted = [ly for ly in groups[0] if ly.params]
         last = weighted[-1] if weighted else None
-        if last is None or not isinstance(last.layer, Conv) or a.output_shape not in ((last.layer.filters,),
-                                                                                      (last.layer.filters, 1, 1)):
+        if last is None or not isinstance(last.layer, Conv) or scores(a.output_shape) != (last.layer.filters,):
             raise CnnlabError(f"{net.name} has no dense output layer to resize to {num_classes} classes; "
                               "leave --num-classes out")
         if last.layer.filters != num_classes:

@@ -198,6 +198,7 @@ class _Builder:
 def _input_shape(net: Message, layers: list[Message], where: str,
                  given: Shape | None = None) -> tuple[str, Shape] | None:
     dims: list[Any] | None = None
+
     def dims_of(shape: Any) -> Any:
         if not isinstance(shape, dict):
             raise CnnlabError(f"{where}: an input shape {short(shape)} is not a message; write "
@@ -400,20 +401,13 @@ def _layer(b: _Builder, layer: Message, kind: str, name: str, srcs: list[str], w
         raise CnnlabError(f"{where}: Caffe layer '{safe_text(name)}' ({kind}) reads {len(srcs)} bottoms; give it one")
     src = srcs[0]
     s = b.shapes[src]
-    if kind == "Deconvolution":  # Caffe's output: s(n - 1) + d(k - 1) + 1 - 2p, PyTorch's ConvTranspose2d's
-        p = _param(layer, "convolution_param")
-        return [b.add(ly.ConvTranspose(name=name, filters=_int(p, "num_output", 0, name),
-                                       kernel=_hw(p, "kernel_size", 1, name), stride=_hw(p, "stride", 1, name),
-                                       padding=_hw(p, "pad", 0, name), dilation=_hw(p, "dilation", 1, name),
-                                       groups=_int(p, "group", 1, name), bias=_bool(p, "bias_term", True, name)), src)]
-    if kind == "Convolution":
-        p = _param(layer, "convolution_param")
-        k, st = _hw(p, "kernel_size", 1, name), _hw(p, "stride", 1, name)
-        pad, dil = _hw(p, "pad", 0, name), _hw(p, "dilation", 1, name)
-        return [b.add(ly.Conv(name=name, filters=_int(p, "num_output", 0, name), kernel=k, stride=st,
-                              padding=pad, dilation=dil, groups=_int(p, "group", 1, name),
-                              bias=_bool(p, "bias_term", True, name)),
-                      src)]
+    if kind in ("Convolution", "Deconvolution"):  # a Deconvolution's output s(n - 1) + d(k - 1) + 1 - 2p is
+        p = _param(layer, "convolution_param")  # PyTorch's ConvTranspose2d's
+        cls = ly.Conv if kind == "Convolution" else ly.ConvTranspose
+        return [b.add(cls(name=name, filters=_int(p, "num_output", 0, name), kernel=_hw(p, "kernel_size", 1, name),
+                          stride=_hw(p, "stride", 1, name), padding=_hw(p, "pad", 0, name),
+                          dilation=_hw(p, "dilation", 1, name), groups=_int(p, "group", 1, name),
+                          bias=_bool(p, "bias_term", True, name)), src)]
     if kind == "Pooling":
         p = _param(layer, "pooling_param")
         op = _one(p, "pool", "MAX")
@@ -480,7 +474,6 @@ def _crop(b: _Builder, layer: Message, name: str, srcs: list[str], where: str) -
             not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets):
         raise CnnlabError(f"Caffe layer '{safe_text(name)}': Crop on axis {axis} with offset {short(offsets)} is not "
                           "supported; crop height and width (axis 2) by non-negative offsets")
-        # (cropping channels too would need a per-channel selection)
     oh, ow = offsets[0], offsets[-1]
     if oh + ref[1] > h or ow + ref[2] > w:
         raise CnnlabError(f"Caffe layer '{safe_text(name)}': cannot cut {ref[1]}x{ref[2]} at offset {oh}, {ow} from "

@@ -27,10 +27,11 @@ from . import fresh_name, module_name
 
 MAX_CONFIG_BYTES = 64 * 2**20
 
-SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D",
-             "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "BatchNormalization", "Activation", "ReLU",
-             "LeakyReLU", "PReLU", "ELU", "Softmax", "Conv2DTranspose", "UpSampling2D", "Dropout", "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D",
-             "Add", "Concatenate", "Multiply", "Maximum", "Rescaling", "Normalization")
+SUPPORTED = ("InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "MaxPooling2D",
+             "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "UpSampling2D", "Dense",
+             "BatchNormalization", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Dropout",
+             "SpatialDropout2D", "Flatten", "Reshape", "ZeroPadding2D", "Cropping2D", "Add", "Concatenate", "Multiply",
+             "Maximum", "Rescaling", "Normalization")
 
 # Keras activation name -> a cnnlab layer (None: the identity).
 ACTIVATIONS: dict[str, Any] = {
@@ -278,7 +279,7 @@ def _conv(cls: str, cfg: dict[str, Any], name: str, c: int) -> list[Layer]:
             ly.Conv(name="pointwise", filters=_int(cfg, "filters", None, name), kernel=1, bias=bias)]
 
 
-def _conv_transpose(cfg: dict[str, Any], name: str) -> Node:
+def _conv_transpose(cfg: dict[str, Any], name: str) -> list[Layer]:
     """Keras' Conv2DTranspose with TensorFlow's output alignment (also JAX's; Keras' torch backend shifts some
     odd cases by a pixel, and warns): the full transposed output ``(n - 1)s + K`` cut by TensorFlow's padding,
     extended at the end by ``output_padding``. A symmetric cut is the ConvTranspose's own padding; an
@@ -307,12 +308,11 @@ def _conv_transpose(cfg: dict[str, Any], name: str) -> Node:
         paddings.append(p)
         extra.append(out_pad)
         crop.append((top - p, bottom - p))
-    conv = ly.ConvTranspose(name="conv" if any(map(any, crop)) else name, filters=_int(cfg, "filters", None, name),
-                            kernel=k, stride=st, padding=(paddings[0], paddings[1]), output_padding=(extra[0], extra[1]),
+    cut = any(map(any, crop))
+    conv = ly.ConvTranspose(name="conv" if cut else name, filters=_int(cfg, "filters", None, name), kernel=k,
+                            stride=st, padding=(paddings[0], paddings[1]), output_padding=(extra[0], extra[1]),
                             dilation=d, bias=_flag(cfg, "use_bias", True, name))
-    if not any(map(any, crop)):
-        return conv
-    return seq(name, conv, ly.Crop(name="crop", crop=(*crop[0], *crop[1])))
+    return [conv, ly.Crop(name="crop", crop=(*crop[0], *crop[1]))] if cut else [conv]
 
 
 def _pool(cls: str, cfg: dict[str, Any], name: str) -> Layer:
@@ -465,11 +465,11 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
 
     if cls in _MODELS:
         return _nested(b, cls, cfg, name, src)
-    if cls in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
+    if cls in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose"):
         if len(s) != 3:
             raise CnnlabError(f"Keras layer '{name}' ({cls}) needs a feature map but gets a vector of {s[0]}")
         b.weights.append([cls, name])
-        parts = _conv(cls, cfg, name, s[0])
+        parts = _conv_transpose(cfg, name) if cls == "Conv2DTranspose" else _conv(cls, cfg, name, s[0])
         node: Node = parts[0] if len(parts) == 1 else seq(name, *parts)
         out = s
         for p in parts:
@@ -500,15 +500,6 @@ def _layer(b: _Builder, cls: str, cfg: dict[str, Any], name: str, src: str) -> s
     if cls == "Normalization":
         b.weights.append([cls, name])  # Keras numbers its weights among all Normalization layers, even those with none
         return leaf(_normalization(cfg, name, s), kept)
-    if cls == "Conv2DTranspose":
-        if len(s) != 3:
-            raise CnnlabError(f"Keras layer '{name}' ({cls}) needs a feature map but gets a vector of {s[0]}")
-        b.weights.append([cls, name])
-        node = _conv_transpose(cfg, name)
-        out = s
-        for part in (node.children if not isinstance(node, Layer) else (node,)):
-            out = part.figures(out).out
-        return then(b.add(node, src, out), _activation(cfg.get("activation"), name))
     if cls == "UpSampling2D":
         _check_channels_last(cfg, name)
         sh, sw = _pair(cfg.get("size", 2), "size", name)

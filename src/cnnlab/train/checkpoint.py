@@ -132,6 +132,7 @@ class Checkpoint:
             return  # the module is user code: it is built, and checked against the weights, by rebuild()
         net = self.net
         from ..analysis import analyze
+        from ..layers import scores
 
         try:
             a = analyze(net, self.preprocess.input_shape)
@@ -142,7 +143,7 @@ class Checkpoint:
         if params > stored:  # checked by arithmetic before anything is allocated (a forged input size)
             raise InvalidCheckpoint(f"its weights do not fit its network (it has {params:,} parameters at its "
                                     f"{_x(self.preprocess.input_shape)} input, the file holds {stored:,} values)")
-        if out not in ((len(self.classes),), (len(self.classes), 1, 1)):  # C x 1 x 1: flattened scores
+        if scores(out) != (len(self.classes),):
             raise InvalidCheckpoint(f"it names {len(self.classes)} classes but its network outputs {_x(out)} values")
         try:
             module = self._module()

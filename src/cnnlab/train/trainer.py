@@ -207,9 +207,10 @@ class Trainer:
         if self.user:
             return
         from ..analysis import analyze
+        from ..layers import scores
 
         out_shape = tuple(analyze(net, self.prep.input_shape).output_shape)
-        if out_shape not in ((len(self.classes),), (len(self.classes), 1, 1)):  # C x 1 x 1 is flattened to C
+        if scores(out_shape) != (len(self.classes),):
             raise CnnlabError(f"{net.name} outputs {'x'.join(map(str, out_shape))} values but the data has "
                               f"{len(self.classes)} classes; build it with --num-classes {len(self.classes)}")
 
